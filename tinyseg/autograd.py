@@ -1,0 +1,159 @@
+"""Reverse-mode automatic differentiation.
+
+Every differentiable operation is a :class:`Function`. Calling one on
+tensors runs ``forward`` on their raw arrays and, when gradients are wanted,
+records the function as the ``creator`` of its outputs. The recorded
+functions form a directed acyclic graph from the inputs to the loss.
+
+``backward`` walks that graph once, in reverse topological order, so that a
+node's gradient is complete (every consumer has contributed) before it is
+passed further back. The order is built with an explicit stack, so graphs of
+any depth (an LSTM unrolled over thousands of steps) never hit Python's
+recursion limit.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+
+from .backend import get_array_module
+
+_state = threading.local()
+
+
+def grad_enabled() -> bool:
+    return getattr(_state, "enabled", True)
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Run without recording the graph: inference and in-place parameter updates.
+
+    Inside this block no ``Function`` keeps references to its inputs or
+    saved arrays, so intermediate results are freed as soon as they are no
+    longer used.
+    """
+    previous = grad_enabled()
+    _state.enabled = False
+    try:
+        yield
+    finally:
+        _state.enabled = previous
+
+
+def sum_to_shape(grad, shape):
+    """Sum ``grad`` over the axes that broadcasting expanded to reach ``shape``.
+
+    Broadcasting copies a value along new leading axes and along axes of
+    length 1, so the gradient of each original value is the sum over its
+    copies.
+    """
+    if grad.shape == tuple(shape):
+        return grad
+    extra = grad.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(
+        extra + i for i, n in enumerate(shape) if n == 1 and grad.shape[extra + i] != 1
+    )
+    grad = grad.sum(axis=axes, keepdims=True)
+    return grad.reshape(shape)
+
+
+class Function:
+    """One differentiable operation.
+
+    Subclasses implement ``forward(*arrays)`` (returning an array or a tuple
+    of arrays) and ``backward(*grad_outputs)`` (returning one gradient per
+    input, ``None`` where an input needs none). Hyper-parameters (stride,
+    padding, ...) go to ``__init__``; arrays needed by ``backward`` are saved
+    on ``self`` during ``forward``.
+    """
+
+    def __call__(self, *inputs):
+        from .tensor import Tensor, as_tensor
+
+        tensors = [as_tensor(x) for x in inputs]
+        self.needs_grad = tuple(t.requires_grad for t in tensors)
+        outputs = self.forward(*[t.data for t in tensors])
+        single = not isinstance(outputs, tuple)
+        if single:
+            outputs = (outputs,)
+        outputs = tuple(get_array_module(y).asarray(y) for y in outputs)  # numpy scalars -> 0-d arrays
+        record = grad_enabled() and any(self.needs_grad)
+        results = tuple(Tensor(y, requires_grad=record) for y in outputs)
+        if record:
+            self.inputs = tensors
+            self.outputs = results
+            for y in results:
+                y.creator = self
+        return results[0] if single else results
+
+    def forward(self, *arrays):
+        raise NotImplementedError
+
+    def backward(self, *grad_outputs):
+        raise NotImplementedError
+
+
+def _topological_order(root):
+    """Functions reachable from ``root``, each after every function that consumes its outputs."""
+    order, visited = [], set()
+    stack = [(root.creator, False)]
+    while stack:
+        fn, expanded = stack.pop()
+        if expanded:
+            order.append(fn)
+            continue
+        if id(fn) in visited:
+            continue
+        visited.add(id(fn))
+        stack.append((fn, True))
+        for t in fn.inputs:
+            if t.creator is not None and id(t.creator) not in visited:
+                stack.append((t.creator, False))
+    order.reverse()  # post-order lists producers first; we need consumers first
+    return order
+
+
+def backward(root, grad=None, retain_graph=False):
+    """Accumulate d(root)/d(leaf) into ``leaf.grad`` for every leaf that requires it."""
+    xp = get_array_module(root.data)
+    if grad is None:
+        if root.data.size != 1:
+            raise RuntimeError(
+                f"backward() without a gradient needs a scalar, got shape {root.shape}; "
+                "pass backward(grad_array) with the output's shape")
+        grad = xp.ones_like(root.data)
+    else:
+        grad = xp.asarray(getattr(grad, "data", grad), dtype=root.data.dtype)
+        if grad.shape != root.shape:
+            raise ValueError(f"gradient shape {grad.shape} does not match output shape {root.shape}")
+    if root.creator is None:
+        root._accumulate(grad)
+        return
+
+    grads = {id(root): grad}  # gradients of non-leaf tensors, by identity
+    for fn in _topological_order(root):
+        grad_outputs = [grads.pop(id(y), None) for y in fn.outputs]
+        if all(g is None for g in grad_outputs):
+            continue
+        grad_outputs = [xp.zeros_like(y.data) if g is None else g
+                        for g, y in zip(grad_outputs, fn.outputs)]
+        grad_inputs = fn.backward(*grad_outputs)
+        if not isinstance(grad_inputs, tuple):
+            grad_inputs = (grad_inputs,)
+        for t, g in zip(fn.inputs, grad_inputs):
+            if g is None or not t.requires_grad:
+                continue
+            if g.shape != t.shape:
+                raise RuntimeError(f"{type(fn).__name__}.backward returned a gradient of shape "
+                                   f"{g.shape} for an input of shape {t.shape}")
+            if t.creator is None:
+                t._accumulate(g)
+            elif id(t) in grads:
+                grads[id(t)] = grads[id(t)] + g  # used twice: gradients add up
+            else:
+                grads[id(t)] = g
+        if not retain_graph:  # free saved arrays and graph edges
+            for y in fn.outputs:
+                y.creator = None
+            fn.__dict__.clear()

@@ -1,0 +1,315 @@
+"""Elementwise arithmetic, reductions and shape ops.
+
+Each class is one ``Function``; the lowercase function after it is the
+public entry point. Backward formulas are written next to each op. Binary
+ops broadcast like NumPy; their backward sums the gradient back to each
+input's shape (``sum_to_shape``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..autograd import Function, sum_to_shape
+from ..backend import get_array_module
+from ..tensor import Tensor, as_tensor
+
+
+def _pair(a, b):
+    """Turn Python numbers into arrays of the other operand's dtype and device."""
+    if not isinstance(a, Tensor) and not hasattr(a, "shape"):
+        xp = get_array_module(as_tensor(b).data)
+        a = Tensor(xp.asarray(a, dtype=as_tensor(b).dtype))
+    if not isinstance(b, Tensor) and not hasattr(b, "shape"):
+        xp = get_array_module(as_tensor(a).data)
+        b = Tensor(xp.asarray(b, dtype=as_tensor(a).dtype))
+    return a, b
+
+
+class _Binary(Function):
+    def forward(self, a, b):
+        self.shapes = (a.shape, b.shape)
+        return self.compute(a, b)
+
+    def reduce(self, grad_a, grad_b):
+        return (sum_to_shape(grad_a, self.shapes[0]) if self.needs_grad[0] else None,
+                sum_to_shape(grad_b, self.shapes[1]) if self.needs_grad[1] else None)
+
+
+class Add(_Binary):
+    def compute(self, a, b):
+        return a + b
+
+    def backward(self, gy):  # d(a+b) = da + db
+        return self.reduce(gy, gy)
+
+
+class Sub(_Binary):
+    def compute(self, a, b):
+        return a - b
+
+    def backward(self, gy):
+        return self.reduce(gy, -gy)
+
+
+class Mul(_Binary):
+    def compute(self, a, b):
+        self.a, self.b = a, b
+        return a * b
+
+    def backward(self, gy):  # d(ab) = b da + a db
+        return self.reduce(gy * self.b, gy * self.a)
+
+
+class Div(_Binary):
+    def compute(self, a, b):
+        self.a, self.b = a, b
+        return a / b
+
+    def backward(self, gy):  # d(a/b) = da / b - a db / b^2
+        ga = gy / self.b
+        return self.reduce(ga, -ga * self.a / self.b)
+
+
+def add(a, b): return Add()(*_pair(a, b))
+def sub(a, b): return Sub()(*_pair(a, b))
+def mul(a, b): return Mul()(*_pair(a, b))
+def div(a, b): return Div()(*_pair(a, b))
+
+
+class Neg(Function):
+    def forward(self, x):
+        return -x
+
+    def backward(self, gy):
+        return -gy
+
+
+class Pow(Function):
+    """x ** p for a constant exponent p."""
+
+    def __init__(self, exponent):
+        self.exponent = exponent
+
+    def forward(self, x):
+        self.x = x
+        return x ** self.exponent
+
+    def backward(self, gy):  # d(x^p) = p x^(p-1) dx
+        return gy * self.exponent * self.x ** (self.exponent - 1)
+
+
+class Exp(Function):
+    def forward(self, x):
+        self.y = get_array_module(x).exp(x)
+        return self.y
+
+    def backward(self, gy):  # d(e^x) = e^x dx
+        return gy * self.y
+
+
+class Log(Function):
+    def forward(self, x):
+        self.x = x
+        return get_array_module(x).log(x)
+
+    def backward(self, gy):  # d(log x) = dx / x
+        return gy / self.x
+
+
+class Tanh(Function):
+    def forward(self, x):
+        self.y = get_array_module(x).tanh(x)
+        return self.y
+
+    def backward(self, gy):  # d(tanh x) = (1 - tanh^2 x) dx
+        return gy * (1 - self.y * self.y)
+
+
+def sigmoid_array(x):
+    """Numerically stable logistic function: 0.5 * (1 + tanh(x / 2)) never overflows."""
+    xp = get_array_module(x)
+    return 0.5 * (1 + xp.tanh(0.5 * x))
+
+
+class Sigmoid(Function):
+    def forward(self, x):
+        self.y = sigmoid_array(x)
+        return self.y
+
+    def backward(self, gy):  # d(s(x)) = s (1 - s) dx
+        return gy * self.y * (1 - self.y)
+
+
+class ReLU(Function):
+    def forward(self, x):
+        self.mask = x > 0
+        return x * self.mask
+
+    def backward(self, gy):  # gradient passes where the input was positive
+        return gy * self.mask
+
+
+def neg(x): return Neg()(x)
+def pow(x, exponent): return Pow(exponent)(x)  # noqa: A001 - mirrors the operator name
+def exp(x): return Exp()(x)
+def log(x): return Log()(x)
+def tanh(x): return Tanh()(x)
+def sigmoid(x): return Sigmoid()(x)
+def relu(x): return ReLU()(x)
+
+
+class MatMul(Function):
+    """Matrix product with NumPy's batching rules (both operands at least 2-D)."""
+
+    def forward(self, a, b):
+        if a.ndim < 2 or b.ndim < 2:
+            raise ValueError(f"matmul needs operands of at least 2 dimensions, got {a.shape} and {b.shape}")
+        self.a, self.b = a, b
+        return a @ b
+
+    def backward(self, gy):  # Y = A B: dA = dY B^T, dB = A^T dY (summed over broadcast batches)
+        xp = get_array_module(gy)
+        ga = gb = None
+        if self.needs_grad[0]:
+            ga = sum_to_shape(gy @ xp.swapaxes(self.b, -1, -2), self.a.shape)
+        if self.needs_grad[1]:
+            gb = sum_to_shape(xp.swapaxes(self.a, -1, -2) @ gy, self.b.shape)
+        return ga, gb
+
+
+def matmul(a, b): return MatMul()(a, b)
+
+
+def _normalize_axes(axis, ndim):
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    return tuple(a % ndim for a in axes)
+
+
+class Sum(Function):
+    def __init__(self, axis=None, keepdims=False):
+        self.axis, self.keepdims = axis, keepdims
+
+    def forward(self, x):
+        self.shape = x.shape
+        self.axes = _normalize_axes(self.axis, x.ndim)
+        return x.sum(axis=self.axes, keepdims=self.keepdims)
+
+    def backward(self, gy):  # every summed element receives the output's gradient
+        xp = get_array_module(gy)
+        if not self.keepdims:
+            gy = xp.expand_dims(gy, self.axes)
+        return xp.broadcast_to(gy, self.shape).copy()
+
+
+def sum(x, axis=None, keepdims=False):  # noqa: A001
+    return Sum(axis, keepdims)(x)
+
+
+def mean(x, axis=None, keepdims=False):
+    x = as_tensor(x)
+    count = int(np.prod([x.shape[a] for a in _normalize_axes(axis, x.ndim)]))
+    return div(sum(x, axis, keepdims), float(count))
+
+
+class Reshape(Function):
+    def __init__(self, shape):
+        self.shape = shape
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        return x.reshape(self.shape)
+
+    def backward(self, gy):
+        return gy.reshape(self.in_shape)
+
+
+class Transpose(Function):
+    def __init__(self, axes=None):
+        self.axes = axes
+
+    def forward(self, x):
+        self.axes = tuple(range(x.ndim))[::-1] if self.axes is None else self.axes
+        return x.transpose(self.axes)
+
+    def backward(self, gy):  # undo the permutation
+        return gy.transpose(np.argsort(self.axes))
+
+
+def reshape(x, shape): return Reshape(tuple(shape))(x)
+def transpose(x, axes=None): return Transpose(None if axes is None else tuple(axes))(x)
+
+
+class GetItem(Function):
+    """Indexing and slicing; backward scatters the gradient into zeros (adding repeats)."""
+
+    def __init__(self, index):
+        self.index = index
+
+    def forward(self, x):
+        self.shape, self.dtype = x.shape, x.dtype
+        return x[self.index]
+
+    def backward(self, gy):
+        xp = get_array_module(gy)
+        gx = xp.zeros(self.shape, dtype=self.dtype)
+        if _is_basic_index(self.index):
+            gx[self.index] = gy  # slices and integers select each element at most once
+        else:
+            xp.add.at(gx, self.index, gy)  # fancy indices may repeat: accumulate
+        return gx
+
+
+def _is_basic_index(index):
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(p, (int, slice)) or p is None or p is Ellipsis for p in parts)
+
+
+def getitem(x, index):
+    if isinstance(index, Tensor):
+        index = index.data
+    elif isinstance(index, tuple):
+        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    return GetItem(index)(x)
+
+
+class Concat(Function):
+    def __init__(self, axis):
+        self.axis = axis
+
+    def forward(self, *xs):
+        xp = get_array_module(xs[0])
+        self.sizes = [x.shape[self.axis] for x in xs]
+        return xp.concatenate(xs, axis=self.axis)
+
+    def backward(self, gy):  # each input gets its own slab of the gradient
+        xp = get_array_module(gy)
+        bounds = np.cumsum(self.sizes)[:-1].tolist()
+        return tuple(xp.split(gy, bounds, axis=self.axis))
+
+
+def concat(xs, axis=0):
+    if len(xs) == 0:
+        raise ValueError("concat needs at least one tensor")
+    return Concat(axis)(*xs)
+
+
+class Pad(Function):
+    """Constant padding; ``pad_width`` is NumPy's ((before, after), ...) per axis."""
+
+    def __init__(self, pad_width, value=0.0):
+        self.pad_width, self.value = pad_width, value
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        self.pad_width = tuple(tuple(p) for p in np.broadcast_to(
+            np.asarray(self.pad_width, dtype=int), (x.ndim, 2)).tolist())
+        self.slices = tuple(slice(b, b + n) for (b, _), n in zip(self.pad_width, x.shape))
+        return xp.pad(x, self.pad_width, mode="constant", constant_values=self.value)
+
+    def backward(self, gy):  # the gradient of the padded border is dropped
+        return gy[self.slices].copy()
+
+
+def pad(x, pad_width, value=0.0): return Pad(pad_width, value)(x)

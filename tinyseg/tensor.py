@@ -1,0 +1,149 @@
+"""``Tensor``: an array plus the gradient bookkeeping of reverse-mode autograd."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import autograd
+from .backend import as_numpy, check_device, device_of, get_array_module, module_for, to_device
+
+
+class Tensor:
+    """An n-dimensional array (``numpy`` or ``cupy``) that can record how it was made.
+
+    Attributes:
+        data: the array.
+        grad: the accumulated gradient (an array of the same shape) or None.
+        requires_grad: whether gradients flow to this tensor.
+        creator: the :class:`~tinyseg.autograd.Function` that produced it (None for leaves).
+    """
+
+    __array_priority__ = 100  # numpy scalars/arrays on the left defer to our operators
+
+    def __init__(self, data, requires_grad=False):
+        self.data = data
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self.creator = None
+
+    # -- basic properties -------------------------------------------------
+    shape = property(lambda self: self.data.shape)
+    ndim = property(lambda self: self.data.ndim)
+    dtype = property(lambda self: self.data.dtype)
+    size = property(lambda self: self.data.size)
+    device = property(lambda self: device_of(self.data))
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        return f"Tensor({as_numpy(self.data)!r}, device={self.device!r}{grad})"
+
+    def numpy(self) -> np.ndarray:
+        """The data as a NumPy array (copied from the GPU when needed)."""
+        return as_numpy(self.data)
+
+    def item(self) -> float:
+        return self.numpy().item()
+
+    def to(self, device: str) -> "Tensor":
+        """A leaf copy on ``device`` (the tensor itself if already there)."""
+        if device == self.device:
+            return self
+        out = Tensor(to_device(self.data, device), requires_grad=self.requires_grad)
+        if self.grad is not None:
+            out.grad = to_device(self.grad, device)
+        return out
+
+    def detach(self) -> "Tensor":
+        return Tensor(self.data)
+
+    # -- autograd -----------------------------------------------------------
+    def backward(self, grad=None, retain_graph=False):
+        """Back-propagate from this tensor; a scalar needs no ``grad``."""
+        autograd.backward(self, grad, retain_graph=retain_graph)
+
+    def _accumulate(self, grad):
+        if not self.requires_grad:
+            return
+        self.grad = grad.copy() if self.grad is None else self.grad + grad
+
+    def zero_grad(self):
+        self.grad = None
+
+    # -- operators (the ops live in tinyseg.ops.elementwise) ------------------
+    def __add__(self, other): return _ops().add(self, other)
+    def __radd__(self, other): return _ops().add(other, self)
+    def __sub__(self, other): return _ops().sub(self, other)
+    def __rsub__(self, other): return _ops().sub(other, self)
+    def __mul__(self, other): return _ops().mul(self, other)
+    def __rmul__(self, other): return _ops().mul(other, self)
+    def __truediv__(self, other): return _ops().div(self, other)
+    def __rtruediv__(self, other): return _ops().div(other, self)
+    def __neg__(self): return _ops().neg(self)
+    def __pow__(self, exponent): return _ops().pow(self, exponent)
+    def __matmul__(self, other): return _ops().matmul(self, other)
+    def __rmatmul__(self, other): return _ops().matmul(other, self)
+    def __getitem__(self, index): return _ops().getitem(self, index)
+
+    def exp(self): return _ops().exp(self)
+    def log(self): return _ops().log(self)
+    def tanh(self): return _ops().tanh(self)
+    def sigmoid(self): return _ops().sigmoid(self)
+    def relu(self): return _ops().relu(self)
+    def sum(self, axis=None, keepdims=False): return _ops().sum(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False): return _ops().mean(self, axis, keepdims)
+    def reshape(self, *shape): return _ops().reshape(self, _shape_arg(shape))
+    def transpose(self, *axes): return _ops().transpose(self, _shape_arg(axes) or None)
+
+    @property
+    def T(self):
+        return self.transpose()
+
+
+def _shape_arg(args):
+    return tuple(args[0]) if len(args) == 1 and isinstance(args[0], (tuple, list)) else tuple(args)
+
+
+def _ops():
+    from .ops import elementwise
+    return elementwise
+
+
+def _default_dtype(array, xp):
+    if array.dtype == xp.float64 or array.dtype.kind in "iub":
+        return array.dtype
+    return xp.float32
+
+
+def tensor(data, requires_grad=False, device="cpu", dtype=None) -> Tensor:
+    """Make a leaf tensor on ``device`` ("cpu" or "cuda").
+
+    Floating data becomes float32 unless it is float64 (kept, for gradient
+    checks); integer and boolean data keep their type (class labels).
+    """
+    if isinstance(data, Tensor):
+        data = data.data
+    xp = module_for(check_device(device))
+    array = xp.asarray(to_device(data, device) if hasattr(data, "shape") else data)
+    array = array.astype(dtype or _default_dtype(array, xp), copy=False)
+    if requires_grad and array.dtype.kind != "f":
+        raise TypeError(f"only floating tensors can require gradients, got {array.dtype}")
+    return Tensor(array, requires_grad=requires_grad)
+
+
+def as_tensor(value, like=None) -> Tensor:
+    """Wrap arrays and Python numbers met as op inputs (never requiring grad)."""
+    if isinstance(value, Tensor):
+        return value
+    if hasattr(value, "shape"):
+        return Tensor(value)
+    return Tensor(np.asarray(value))
+
+
+def zeros(shape, device="cpu", dtype=np.float32, requires_grad=False) -> Tensor:
+    return Tensor(module_for(device).zeros(shape, dtype=dtype), requires_grad=requires_grad)
+
+
+def get_xp(t: Tensor):
+    return get_array_module(t.data)
