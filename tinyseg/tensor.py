@@ -110,23 +110,24 @@ def _ops():
     return elementwise
 
 
-def _default_dtype(array, xp):
-    if array.dtype == xp.float64 or array.dtype.kind in "iub":
-        return array.dtype
+def _default_dtype(source, array, xp):
+    if array.dtype.kind in "iub" or (array.dtype == xp.float64 and hasattr(source, "dtype")):
+        return array.dtype  # labels stay integer; float64 arrays stay float64 (gradient checks)
     return xp.float32
 
 
 def tensor(data, requires_grad=False, device="cpu", dtype=None) -> Tensor:
     """Make a leaf tensor on ``device`` ("cpu" or "cuda").
 
-    Floating data becomes float32 unless it is float64 (kept, for gradient
-    checks); integer and boolean data keep their type (class labels).
+    Python numbers and lists become float32 (or int64 when all integers);
+    arrays keep float64 (for gradient checks) and integer or boolean types
+    (class labels); other floating arrays become float32.
     """
     if isinstance(data, Tensor):
         data = data.data
     xp = module_for(check_device(device))
     array = xp.asarray(to_device(data, device) if hasattr(data, "shape") else data)
-    array = array.astype(dtype or _default_dtype(array, xp), copy=False)
+    array = array.astype(dtype or _default_dtype(data, array, xp), copy=False)
     if requires_grad and array.dtype.kind != "f":
         raise TypeError(f"only floating tensors can require gradients, got {array.dtype}")
     return Tensor(array, requires_grad=requires_grad)

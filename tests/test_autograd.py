@@ -1,0 +1,188 @@
+"""Tensors and the reverse-mode engine: graph order, accumulation, no_grad, freeing."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
+
+import tinyseg as ts
+import tinyseg.functional as F
+
+
+def t64(array):
+    return ts.tensor(np.asarray(array, dtype=np.float64), requires_grad=True)
+
+
+def test_tensor_dtypes():
+    assert ts.tensor([1.0, 2.0]).dtype == np.float32
+    assert ts.tensor(np.zeros(2)).dtype == np.float64
+    assert ts.tensor(np.zeros(2, dtype=np.int64)).dtype == np.int64
+    with pytest.raises(TypeError, match="floating"):
+        ts.tensor(np.zeros(2, dtype=np.int64), requires_grad=True)
+    with pytest.raises(ValueError, match="unknown device"):
+        ts.tensor([1.0], device="tpu")
+
+
+def test_scalar_example_by_hand():
+    # f(a, b) = (a*b + a)^2 at a=2, b=3: f = 64, df/da = 2(ab+a)(b+1) = 64, df/db = 2(ab+a)a = 32
+    a, b = t64(2.0), t64(3.0)
+    f = (a * b + a) ** 2
+    f.backward()
+    assert f.item() == 64.0
+    assert a.grad == 64.0 and b.grad == 32.0
+
+
+def test_python_scalars_keep_dtype():
+    x = ts.tensor(np.ones(3, dtype=np.float32), requires_grad=True)
+    for y in (x * 2.0, 2.0 * x, x + 1, 1 - x, x / 3.0, 3.0 / x, x ** 2):
+        assert y.dtype == np.float32
+
+
+def test_gradient_accumulates_when_a_tensor_is_used_twice():
+    x = t64([1.0, -2.0, 3.0])
+    y = (x * x + x).sum()   # dy/dx = 2x + 1
+    y.backward()
+    np.testing.assert_allclose(x.grad, 2 * x.data + 1)
+    z = (x * 3.0).sum()     # a second backward adds to .grad
+    z.backward()
+    np.testing.assert_allclose(x.grad, 2 * x.data + 1 + 3)
+
+
+def test_diamond_graph_gets_full_gradient_before_propagating():
+    x = t64(1.5)
+    a = x * 2.0
+    b = a.exp()
+    c = a * a
+    (b + c).backward()      # d/dx = 2 e^(2x) + 8x
+    np.testing.assert_allclose(x.grad, 2 * np.exp(3.0) + 12.0)
+
+
+def test_deep_graph_has_no_recursion_limit():
+    x = t64(1.0)
+    y = x
+    for _ in range(20000):
+        y = y * 1.0 + 0.0
+    y.backward()
+    assert x.grad == 1.0
+
+
+def test_no_grad_records_nothing():
+    x = t64([1.0, 2.0])
+    with ts.no_grad():
+        y = (x * x).sum()
+    assert y.creator is None and not y.requires_grad
+    z = (x * x).sum()
+    assert z.creator is not None
+
+
+def test_graph_is_freed_after_backward():
+    x = t64([1.0, 2.0])
+    h = x * x
+    y = h.sum()
+    fn = h.creator
+    y.backward()
+    assert h.creator is None and y.creator is None
+    assert not hasattr(fn, "inputs")  # saved arrays and edges released
+
+
+def test_retain_graph_allows_second_backward():
+    x = t64([1.0, 2.0])
+    y = (x * x).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    np.testing.assert_allclose(x.grad, 4 * x.data)
+
+
+def test_backward_needs_scalar_or_gradient():
+    x = t64([1.0, 2.0])
+    y = x * 2.0
+    with pytest.raises(RuntimeError, match="scalar"):
+        y.backward()
+    with pytest.raises(ValueError, match="shape"):
+        y.backward(np.ones(3))
+    y.backward(np.array([1.0, 10.0]))
+    np.testing.assert_allclose(x.grad, [2.0, 20.0])
+
+
+shapes = st.sampled_from([((3, 1), (1, 4)), ((2, 3, 4), (4,)), ((5,), (2, 5)), ((2, 1, 3), (2, 4, 1)),
+                          ((3,), ())])
+
+
+@settings(max_examples=20, deadline=None)
+@given(shapes, st.integers(0, 10 ** 6))
+def test_broadcasting_binary_ops_gradcheck(shape_pair, seed):
+    rng = np.random.default_rng(seed)
+    a = t64(rng.uniform(0.5, 2.0, shape_pair[0]))
+    b = t64(rng.uniform(0.5, 2.0, shape_pair[1]))
+    assert ts.gradcheck(lambda a, b: a + b, [a, b])
+    assert ts.gradcheck(lambda a, b: a - b, [a, b])
+    assert ts.gradcheck(lambda a, b: a * b, [a, b])
+    assert ts.gradcheck(lambda a, b: a / b, [a, b])
+
+
+@settings(max_examples=20, deadline=None)
+@given(hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=3, max_side=4),
+                  elements=st.floats(0.2, 3.0)))
+def test_unary_ops_gradcheck(array):
+    for fn in (lambda x: -x, lambda x: x ** 3, lambda x: x ** 0.5, lambda x: x.exp(), lambda x: x.log(),
+               lambda x: x.tanh(), lambda x: x.sigmoid(), lambda x: (x - 1.1).relu()):
+        assert ts.gradcheck(fn, [t64(array)])
+
+
+def test_sigmoid_is_stable_for_large_inputs():
+    x = ts.tensor(np.array([-1000.0, 0.0, 1000.0]))
+    np.testing.assert_allclose(x.sigmoid().numpy(), [0.0, 0.5, 1.0])
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 4), st.integers(1, 4), st.integers(1, 3), st.integers(0, 10 ** 6))
+def test_matmul_gradcheck_with_batch_broadcast(m, k, n, batch, seed):
+    rng = np.random.default_rng(seed)
+    a = t64(rng.standard_normal((batch, m, k)))
+    b = t64(rng.standard_normal((k, n)))
+    assert ts.gradcheck(lambda a, b: a @ b, [a, b])
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.sampled_from([None, 0, 1, -1, (0, 2)]), st.booleans(), st.integers(0, 10 ** 6))
+def test_reductions_gradcheck(axis, keepdims, seed):
+    x = t64(np.random.default_rng(seed).standard_normal((2, 3, 4)))
+    assert ts.gradcheck(lambda x: x.sum(axis=axis, keepdims=keepdims), [x])
+    assert ts.gradcheck(lambda x: x.mean(axis=axis, keepdims=keepdims), [x])
+
+
+def test_shape_ops_gradcheck():
+    x = t64(np.random.default_rng(0).standard_normal((2, 3, 4)))
+    assert ts.gradcheck(lambda x: x.reshape(4, 6), [x])
+    assert ts.gradcheck(lambda x: x.transpose(2, 0, 1), [x])
+    assert ts.gradcheck(lambda x: x.T, [x])
+    assert ts.gradcheck(lambda x: x[1, ::2, 1:], [x])
+    assert ts.gradcheck(lambda x: x[:, [0, 0, 2]], [x])     # repeated fancy index accumulates
+    assert ts.gradcheck(lambda x: F.pad(x, ((0, 0), (1, 2), (3, 0))), [x])
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.integers(1, 3), min_size=1, max_size=4), st.integers(0, 2), st.integers(0, 10 ** 6))
+def test_concat_gradcheck(sizes, axis, seed):
+    rng = np.random.default_rng(seed)
+    parts = []
+    for s in sizes:
+        shape = [2, 3, 2]
+        shape[axis] = s
+        parts.append(t64(rng.standard_normal(shape)))
+    assert ts.gradcheck(lambda *xs: F.concat(list(xs), axis=axis), parts)
+
+
+def test_gradcheck_reports_the_worst_element():
+    class WrongSquare(ts.autograd.Function):
+        def forward(self, x):
+            self.x = x
+            return x * x
+
+        def backward(self, gy):
+            return gy * self.x  # should be 2 x
+
+    x = t64([1.0, 2.0, 3.0])
+    with pytest.raises(ts.GradcheckError, match=r"input 0 .* index \(2,\)"):
+        ts.gradcheck(lambda x: WrongSquare()(x), [x])
+    with pytest.raises(TypeError, match="float64"):
+        ts.gradcheck(lambda x: x * 2, [ts.tensor([1.0], requires_grad=True)])
