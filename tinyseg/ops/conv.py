@@ -54,8 +54,8 @@ class Conv2d(Function):
             gcols = w2.T @ gy
             gx = crop2d(col2im(gcols, self.padded_shape, kh, kw, self.stride, out_h, out_w), self.padding)
         if self.needs_grad[1]:
-            # dW = sum_n dY[n] cols[n]^T
-            gw = xp.tensordot(gy, self.cols, axes=([0, 2], [0, 2])).reshape(self.weight.shape)
+            # dW = sum_n dY[n] cols[n]^T (batched GEMMs on transposed views, then a small sum)
+            gw = (gy @ self.cols.transpose(0, 2, 1)).sum(axis=0).reshape(self.weight.shape)
         if self.has_bias and self.needs_grad[2]:
             gb = gy.sum(axis=(0, 2))  # the bias is added at every position of every image
         return (gx, gw, gb) if self.has_bias else (gx, gw)
@@ -106,7 +106,8 @@ class ConvTranspose2d(Function):
         if self.needs_grad[0]:
             gx = (self.weight.reshape(c_in, -1) @ gcols).reshape(self.x.shape)
         if self.needs_grad[1]:
-            gw = xp.tensordot(self.x.reshape(n, c_in, -1), gcols, axes=([0, 2], [0, 2]))
+            # dW = sum_n x[n] gcols[n]^T
+            gw = (self.x.reshape(n, c_in, -1) @ gcols.transpose(0, 2, 1)).sum(axis=0)
             gw = gw.reshape(self.weight.shape)
         if self.has_bias and self.needs_grad[2]:
             gb = gy.sum(axis=(0, 2, 3))
