@@ -20,6 +20,14 @@ def check_conv_shapes(x, weight, bias, in_axis, name):
         raise ValueError(f"{name}: bias shape {bias.shape}, expected ({weight.shape[1 - in_axis]},)")
 
 
+def sum_over_batch(a, b):
+    """sum_n a[n] @ b[n]^T for (N, P, L) and (N, Q, L) arrays -> (P, Q)."""
+    total = a[0] @ b[0].T
+    for n in range(1, a.shape[0]):
+        total += a[n] @ b[n].T
+    return total
+
+
 class Conv2d(Function):
     def __init__(self, stride=1, padding=0):
         if stride < 1 or padding < 0:
@@ -43,7 +51,6 @@ class Conv2d(Function):
         return y.reshape(x.shape[0], c_out, out_h, out_w)
 
     def backward(self, gy):
-        xp = get_array_module(gy)
         n, c_out, out_h, out_w = gy.shape
         kh, kw = self.weight.shape[2:]
         gy = gy.reshape(n, c_out, -1)
@@ -54,8 +61,8 @@ class Conv2d(Function):
             gcols = w2.T @ gy
             gx = crop2d(col2im(gcols, self.padded_shape, kh, kw, self.stride, out_h, out_w), self.padding)
         if self.needs_grad[1]:
-            # dW = sum_n dY[n] cols[n]^T (batched GEMMs on transposed views, then a small sum)
-            gw = (gy @ self.cols.transpose(0, 2, 1)).sum(axis=0).reshape(self.weight.shape)
+            # dW = sum_n dY[n] cols[n]^T: one GEMM per image, BLAS reads cols[n]^T in place
+            gw = sum_over_batch(gy, self.cols).reshape(self.weight.shape)
         if self.has_bias and self.needs_grad[2]:
             gb = gy.sum(axis=(0, 2))  # the bias is added at every position of every image
         return (gx, gw, gb) if self.has_bias else (gx, gw)
@@ -97,7 +104,6 @@ class ConvTranspose2d(Function):
         return get_array_module(y).ascontiguousarray(y)
 
     def backward(self, gy):
-        xp = get_array_module(gy)
         n, c_in, h, w = self.x.shape
         kh, kw = self.weight.shape[2:]
         # Pad dY back to the full canvas and read it with the windows the forward wrote through.
@@ -107,8 +113,7 @@ class ConvTranspose2d(Function):
             gx = (self.weight.reshape(c_in, -1) @ gcols).reshape(self.x.shape)
         if self.needs_grad[1]:
             # dW = sum_n x[n] gcols[n]^T
-            gw = (self.x.reshape(n, c_in, -1) @ gcols.transpose(0, 2, 1)).sum(axis=0)
-            gw = gw.reshape(self.weight.shape)
+            gw = sum_over_batch(self.x.reshape(n, c_in, -1), gcols).reshape(self.weight.shape)
         if self.has_bias and self.needs_grad[2]:
             gb = gy.sum(axis=(0, 2, 3))
         return (gx, gw, gb) if self.has_bias else (gx, gw)

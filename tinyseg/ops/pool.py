@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..autograd import Function
 from ..backend import get_array_module
-from .im2col import output_size, windows
+from .im2col import output_size
 
 
 def _pair(v):
