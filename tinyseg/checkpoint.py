@@ -1,0 +1,144 @@
+"""Checkpoints: one ``.npz`` with weights, optimizer state and JSON metadata.
+
+Layout of the archive (every entry a plain array, so ``np.load(...,
+allow_pickle=False)`` reads it):
+
+    model/<name>   each parameter and buffer of ``model.state_dict()``
+    optim/<name>   each entry of ``optimizer.state_dict()`` (momentum buffers, Adam moments, lr)
+    metadata       a 0-d unicode array holding a JSON object: the format tag, the model's
+                   description (class, preset, n_classes, config), the optimizer class and
+                   whatever the caller adds (epoch, RNG state, metrics history, ...)
+
+Writes are atomic: the archive goes to a temporary file in the target's
+directory and is moved over the target with ``os.replace`` only once it is
+complete, so a crash leaves either the old checkpoint or the new one, never
+half of one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+FORMAT = "tinyseg-checkpoint-v1"
+MODEL_PREFIX, OPTIM_PREFIX, METADATA_KEY = "model/", "optim/", "metadata"
+
+
+class CheckpointError(ValueError):
+    """A file that is not a tinyseg checkpoint, or one that does not fit the model given."""
+
+
+def describe_model(model):
+    """The identity of a model as stored in metadata (``describe()`` when the model has one)."""
+    if hasattr(model, "describe"):
+        return model.describe()
+    return {"model": type(model).__name__}
+
+
+def atomic_write(path, write):
+    """Call ``write(file_object)`` on a temporary file next to ``path``, then move it into place."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(path, model, optimizer=None, metadata=None):
+    """Write ``model`` (and ``optimizer``) state plus JSON-serialisable ``metadata`` to ``path``."""
+    arrays = {MODEL_PREFIX + k: v for k, v in model.state_dict().items()}
+    if optimizer is not None:
+        arrays.update({OPTIM_PREFIX + k: v for k, v in optimizer.state_dict().items()})
+    info = {"format": FORMAT, "model": describe_model(model),
+            "optimizer": type(optimizer).__name__ if optimizer is not None else None,
+            **(metadata or {})}
+    arrays[METADATA_KEY] = np.array(json.dumps(info))
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+    return path
+
+
+def read_checkpoint(path):
+    """Read an archive: returns ``(metadata, model_state, optimizer_state)``."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
+        raise CheckpointError(f"{path!r} is not a tinyseg checkpoint (not a readable .npz: {err})") from err
+    try:
+        metadata = json.loads(str(arrays.pop(METADATA_KEY)))
+    except (KeyError, ValueError) as err:
+        raise CheckpointError(f"{path!r} is not a tinyseg checkpoint (no JSON metadata entry)") from err
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise CheckpointError(f"{path!r} is not a tinyseg checkpoint (format "
+                              f"{metadata.get('format') if isinstance(metadata, dict) else None!r}, "
+                              f"expected {FORMAT!r})")
+    model_state = {k[len(MODEL_PREFIX):]: v for k, v in arrays.items() if k.startswith(MODEL_PREFIX)}
+    optim_state = {k[len(OPTIM_PREFIX):]: v for k, v in arrays.items() if k.startswith(OPTIM_PREFIX)}
+    return metadata, model_state, optim_state
+
+
+def _check_same_model(path, stored, model):
+    """Raise naming both models when the checkpoint describes a different architecture."""
+    current = describe_model(model)
+    keys = [k for k in ("model", "preset", "n_classes", "in_channels", "config") if k in current]
+    if any(stored.get(k) != current[k] for k in keys):
+        def name(d):
+            return " ".join(f"{k}={d.get(k)!r}" for k in keys)
+        raise CheckpointError(f"checkpoint {path!r} holds a different model: {name(stored)}; "
+                              f"the model given is {name(current)}")
+
+
+def _check_optimizer_shapes(path, optim_state, optimizer):
+    """Per-parameter buffers are stored as "<index>.<name>"; each must match its parameter."""
+    for key, value in optim_state.items():
+        index, _, _ = key.partition(".")
+        if not index.isdigit() or np.ndim(value) == 0:
+            continue
+        i = int(index)
+        if i >= len(optimizer.params) or tuple(value.shape) != optimizer.params[i].shape:
+            expected = optimizer.params[i].shape if i < len(optimizer.params) else "no parameter"
+            raise CheckpointError(f"checkpoint {path!r}: optimizer entry {key!r} has shape "
+                                  f"{tuple(value.shape)}, expected {expected}")
+
+
+def load_checkpoint(path, model=None, optimizer=None):
+    """Read ``path``, load its state into ``model`` / ``optimizer`` when given, return the metadata.
+
+    Raises FileNotFoundError for a missing file, CheckpointError for a file that
+    is not a tinyseg checkpoint, that holds another model or preset, or whose
+    arrays do not fit (the message names the file and the mismatch).
+    The model is left unchanged when loading fails.
+    """
+    metadata, model_state, optim_state = read_checkpoint(path)
+    if model is not None:
+        _check_same_model(path, metadata.get("model", {}), model)
+        try:
+            model.load_state_dict(model_state)
+        except (KeyError, ValueError) as err:
+            raise CheckpointError(f"checkpoint {path!r} does not fit the model: {err}") from err
+    if optimizer is not None:
+        stored = metadata.get("optimizer")
+        if stored != type(optimizer).__name__:
+            raise CheckpointError(f"checkpoint {path!r} holds {stored or 'no'} optimizer state, "
+                                  f"not {type(optimizer).__name__}")
+        _check_optimizer_shapes(path, optim_state, optimizer)
+        try:
+            optimizer.load_state_dict(optim_state)
+        except (KeyError, ValueError) as err:
+            raise CheckpointError(f"checkpoint {path!r}: optimizer state does not fit: {err}") from err
+    return metadata

@@ -1,0 +1,4 @@
+"""Models built from tinyseg modules."""
+from .hrenet import PRESETS, HReNet
+
+__all__ = ["HReNet", "PRESETS"]
