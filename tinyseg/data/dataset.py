@@ -1,0 +1,208 @@
+"""One entry point that loads, screens, resizes, splits and centres a dataset.
+
+``load_dataset()`` with no path gives the synthetic chest radiographs; a folder
+with ``images/`` and ``masks/`` is read as a folder dataset; a folder with
+JSRT files (``JPCLN001.IMG`` or PNG conversions) is read with SCR masks from
+``scr`` (or from the same folder when ``scr`` is None).
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DatasetError, MissingFileError
+from .folder import SPLITS_FILE, find_folder_pairs, is_folder_dataset, read_splits_csv
+from .imagefile import read_grayscale, read_label_map
+from .jsrt import JSRT_BIT_DEPTH, find_jsrt_images, read_jsrt_image
+from .preprocess import (DARK_LEVEL, MAX_DARK_FRACTION, dark_fraction, mean_image,
+                         resize_image, resize_labels)
+from .scr import find_scr_masks, read_scr_labels
+from .splits import (DEFAULT_VAL_FRACTION, PAPER_TEST_FRACTION, Splits, random_split,
+                     splits_from_labels, two_fold_split)
+from .synthetic import make_synthetic_dataset
+
+CLASS_NAMES = ("background", "lungs", "heart")
+PROTOCOLS = ("random", "two_fold", "csv")
+
+
+@dataclass
+class SegmentationDataset:
+    """Images, labels and splits, ready for training.
+
+    ``images`` (N, H, W) float32 have ``mean_image`` (computed on the training
+    split only) subtracted when it is not None; ``labels`` (N, H, W) int64 hold
+    0 background, 1 lungs, 2 heart.  ``train`` / ``val`` / ``test`` are sorted
+    index arrays.  ``dark_fractions`` is the overexposure measure of each kept
+    image and ``excluded`` the names dropped as overexposed.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    names: list
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    mean_image: np.ndarray | None
+    source: str
+    bit_depths: np.ndarray
+    dark_fractions: np.ndarray
+    excluded: list = field(default_factory=list)
+    class_names: tuple = CLASS_NAMES
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.images.shape[1], self.images.shape[2]
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def split(self, name: str):
+        """``(images, labels)`` of ``'train'``, ``'val'`` or ``'test'``."""
+        if name not in ("train", "val", "test"):
+            raise ValueError(f"unknown split {name!r}; expected 'train', 'val' or 'test'")
+        indices = getattr(self, name)
+        return self.images[indices], self.labels[indices]
+
+    def batches(self, split: str = "train", batch_size: int = 4, shuffle=None, seed: int = 0,
+                augment=None, drop_last: bool = False):
+        """Mini-batches of a split; see :func:`tinyseg.data.batches.iterate_batches`."""
+        from .batches import iterate_batches
+        if shuffle is None:
+            shuffle = split == "train"
+        return iterate_batches(self.images, self.labels, getattr(self, split), batch_size,
+                               shuffle=shuffle, seed=seed, augment=augment, drop_last=drop_last)
+
+
+def load_dataset(path=None, scr=None, size=(128, 160), *, protocol=None, fold: int = 0,
+                 n_test=None, test_fraction: float = PAPER_TEST_FRACTION, n_val=None,
+                 val_fraction: float = DEFAULT_VAL_FRACTION, seed: int = 0,
+                 subtract_mean: bool = True, max_dark_fraction=MAX_DARK_FRACTION,
+                 dark_level: float = DARK_LEVEL, n_synthetic: int = 240,
+                 progress: bool = False) -> SegmentationDataset:
+    """Load a dataset, drop overexposed images, resize to ``size = (H, W)``,
+    split it and subtract the training mean image.
+
+    path: None for the synthetic set (``n_synthetic`` images, seeded by
+        ``seed``), a folder dataset (``images/`` + ``masks/``), or a JSRT folder.
+    scr: root of the SCR masks for a JSRT folder (default: ``path`` itself).
+    protocol: ``'random'`` (seeded, 1/6 test = 200/40 for 240 images),
+        ``'two_fold'`` (odd/even positions, ``fold`` 0 or 1) or ``'csv'``
+        (``splits.csv`` of a folder dataset).  Default: ``'csv'`` when that file
+        exists, else ``'random'``.
+    max_dark_fraction: images with more than this fraction of pixels at or
+        below ``dark_level`` are dropped as overexposed; None keeps all.
+    """
+    if path is None:
+        kind, items = "synthetic", _synthetic_items(n_synthetic, size, seed)
+    else:
+        root = Path(path)
+        if not root.exists():
+            raise MissingFileError(f"dataset folder not found: {root}", root)
+        if is_folder_dataset(root):
+            kind, items = "folder", _folder_items(root)
+        elif find_jsrt_images(root):
+            kind, items = "jsrt", _jsrt_items(root, Path(scr) if scr is not None else root)
+        else:
+            raise DatasetError(
+                f"cannot tell what kind of dataset {root} is: expected images/ and masks/ "
+                "folders, or JSRT files such as JPCLN001.IMG or JPCLN001.png", root)
+
+    names, images, labels, depths, darkness, excluded = [], [], [], [], [], []
+    total = len(items)
+    for count, (name, read) in enumerate(items, start=1):
+        if progress:
+            print(f"\rreading {kind} images: {count}/{total}", end="", file=sys.stderr, flush=True)
+        image, label, bit_depth = read()
+        fraction = dark_fraction(image, dark_level)
+        if max_dark_fraction is not None and fraction > max_dark_fraction:
+            excluded.append(name)
+            continue
+        names.append(name)
+        images.append(resize_image(image, size) if image.shape != tuple(size) else image)
+        labels.append(resize_labels(label, size))
+        depths.append(bit_depth)
+        darkness.append(fraction)
+    if progress and total:
+        print(file=sys.stderr)
+    if not names:
+        where = path if path is not None else "the synthetic set"
+        raise DatasetError(
+            f"no images left in {where}: all {total} were excluded as overexposed "
+            f"(more than {max_dark_fraction:.0%} of pixels at or below {dark_level}); "
+            "raise max_dark_fraction or pass None", path)
+
+    splits = _make_splits(kind, path, names, protocol, fold, n_test, test_fraction, n_val,
+                          val_fraction, seed)
+    images = np.stack(images).astype(np.float32, copy=False)
+    mean = None
+    if subtract_mean:
+        if len(splits.train) == 0:
+            raise DatasetError("the training split is empty; cannot compute the mean image", path)
+        mean = mean_image(images, splits.train)
+        images -= mean
+    return SegmentationDataset(
+        images=images, labels=np.stack(labels).astype(np.int64, copy=False), names=names,
+        train=splits.train, val=splits.val, test=splits.test, mean_image=mean, source=kind,
+        bit_depths=np.array(depths, dtype=np.int64), dark_fractions=np.array(darkness),
+        excluded=excluded)
+
+
+def _synthetic_items(n_images, size, seed):
+    images, labels = make_synthetic_dataset(n_images, size, seed)
+    return [(f"synthetic_{i:04d}", lambda i=i: (images[i], labels[i], JSRT_BIT_DEPTH))
+            for i in range(n_images)]
+
+
+def _folder_items(root: Path):
+    def read(image_path, mask_path):
+        image, bit_depth = read_grayscale(image_path)
+        labels = read_label_map(mask_path)
+        if labels.shape != image.shape:
+            labels = resize_labels(labels, image.shape)
+        return image, labels, bit_depth
+    pairs = find_folder_pairs(root)
+    return [(name, lambda p=paths: read(*p)) for name, paths in pairs.items()]
+
+
+def _jsrt_items(root: Path, scr_root: Path):
+    images = find_jsrt_images(root)
+    masks = find_scr_masks(scr_root)
+    for name, path in images.items():
+        if name not in masks:
+            raise MissingFileError(
+                f"image {path} has no SCR masks under {scr_root} "
+                f"(expected heart, left lung and right lung files named {name}.gif)", path)
+    for name, structures in masks.items():
+        if name not in images:
+            raise DatasetError(
+                f"mask {structures['heart']} has no JSRT image named {name} under {root}",
+                structures["heart"])
+
+    def read(image_path, mask_paths):
+        radiograph = read_jsrt_image(image_path)
+        labels = read_scr_labels(mask_paths, radiograph.pixels.shape)
+        return radiograph.pixels, labels, radiograph.bit_depth
+    return [(name, lambda p=path, m=masks[name]: read(p, m)) for name, path in images.items()]
+
+
+def _make_splits(kind, path, names, protocol, fold, n_test, test_fraction, n_val,
+                 val_fraction, seed) -> Splits:
+    csv_path = Path(path) / SPLITS_FILE if kind == "folder" else None
+    if protocol is None:
+        protocol = "csv" if csv_path is not None and csv_path.is_file() else "random"
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    if protocol == "csv":
+        if csv_path is None:
+            raise ValueError("protocol 'csv' needs a folder dataset with a splits.csv file")
+        return splits_from_labels(read_splits_csv(csv_path, names), names)
+    if protocol == "two_fold":
+        return two_fold_split(len(names), fold, n_val, val_fraction, seed)
+    return random_split(len(names), n_test, test_fraction, n_val, val_fraction, seed)

@@ -1,0 +1,81 @@
+"""Reading grey-level images and binary masks with Pillow."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import DatasetError, MissingFileError
+
+
+def open_image(path) -> Image.Image:
+    """Open an image file fully, turning every failure into a clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFileError(f"image file not found: {path}", path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        raise DatasetError(f"cannot read image {path}: {error}", path) from error
+
+
+def read_grayscale(path):
+    """Read an image as float32 grey levels in [0, 1].
+
+    Returns ``(pixels, bit_depth)``.  8-bit files are scaled by 255 and 16-bit
+    files by 65535, except that a 16-bit file whose values all fit in 12 bits
+    (the JSRT range) is scaled by 4095 and reported as 12-bit.  Colour images
+    are converted to luminance and an alpha channel is dropped.
+    """
+    image = open_image(path)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        if image.mode == "F" and values.max(initial=0.0) <= 1.0:
+            return _checked(values.astype(np.float32), 32, path)
+        if values.min(initial=0.0) < 0:
+            raise DatasetError(f"negative pixel values in {path}", path)
+        bit_depth = 12 if values.max(initial=0.0) <= 4095 else 16
+        return _checked((values / (2 ** bit_depth - 1)).astype(np.float32), bit_depth, path)
+    values = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    return _checked(values, 8, path)
+
+
+def _checked(pixels: np.ndarray, bit_depth: int, path):
+    if pixels.ndim != 2 or pixels.size == 0:
+        raise DatasetError(f"expected a 2-D grey image in {path}, got shape {pixels.shape}", path)
+    if not np.all(np.isfinite(pixels)) or pixels.min() < 0 or pixels.max() > 1:
+        raise DatasetError(f"pixel values of {path} are outside the expected range", path)
+    return pixels, bit_depth
+
+
+def read_binary_mask(path) -> np.ndarray:
+    """Read a mask image; nonzero (after applying any palette) means inside."""
+    image = open_image(path)
+    if image.mode in ("P", "PA", "RGB", "RGBA", "LA", "CMYK", "YCbCr"):
+        image = image.convert("L")
+    values = np.asarray(image)
+    if values.ndim != 2:
+        raise DatasetError(f"expected a single-channel mask in {path}, got shape {values.shape}", path)
+    return values != 0
+
+
+def read_label_map(path, n_classes: int = 3) -> np.ndarray:
+    """Read a label map whose pixel values are class numbers 0..n_classes-1."""
+    image = open_image(path)
+    if image.mode in ("RGB", "RGBA", "LA"):
+        raise DatasetError(
+            f"label map {path} is a colour image ({image.mode}); expected one channel "
+            f"with values 0..{n_classes - 1}", path)
+    values = np.asarray(image)
+    if values.ndim != 2:
+        raise DatasetError(f"expected a single-channel label map in {path}, got shape {values.shape}", path)
+    found = np.unique(values)
+    bad = found[(found < 0) | (found >= n_classes)]
+    if bad.size:
+        shown = ", ".join(str(v) for v in bad[:5])
+        raise DatasetError(
+            f"label map {path} has values outside 0..{n_classes - 1}: {shown}", path)
+    return values.astype(np.int64)
