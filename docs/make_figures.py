@@ -1,0 +1,371 @@
+"""Draw the figures of the tour into docs/figures/ with Pillow and NumPy.
+
+    python docs/make_figures.py              # every figure
+    python docs/make_figures.py im2col       # only the named ones
+
+Each figure is one function named like its PNG. Drawing happens at twice the
+final size and is scaled down, which smooths lines and edges.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "figures")
+sys.path.insert(0, os.path.dirname(HERE))  # the repository root, for ``import tinyseg``
+
+SCALE = 2
+INK = (33, 37, 41)
+GREY = (134, 142, 150)
+LIGHT = (233, 236, 239)
+RED = (201, 42, 42)
+BLUE = (28, 126, 214)
+ORANGE = (232, 89, 12)
+GREEN = (47, 158, 68)
+PURPLE = (132, 94, 247)
+FILLS = {BLUE: (208, 235, 255), ORANGE: (255, 232, 204), GREEN: (211, 249, 216),
+         PURPLE: (229, 219, 255), RED: (255, 227, 227), GREY: LIGHT}
+
+FIGURES = {}
+
+
+def figure(fn):
+    FIGURES[fn.__name__] = fn
+    return fn
+
+
+# -- drawing helpers -----------------------------------------------------------------------------
+
+def _font(size, bold=False, mono=False):
+    names = {(False, False): "DejaVuSans.ttf", (True, False): "DejaVuSans-Bold.ttf",
+             (False, True): "DejaVuSansMono.ttf", (True, True): "DejaVuSansMono-Bold.ttf"}
+    for folder in ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/dejavu",
+                   "/Library/Fonts", "C:/Windows/Fonts"):
+        path = os.path.join(folder, names[bold, mono])
+        if os.path.exists(path):
+            return ImageFont.truetype(path, size * SCALE)
+    try:
+        return ImageFont.load_default(size=size * SCALE)
+    except TypeError:  # Pillow < 10.1 has only the small bitmap font
+        return ImageFont.load_default()
+
+
+class Canvas:
+    """A white image addressed in final-size pixels; ``save`` downsamples the 2x drawing."""
+
+    def __init__(self, width, height):
+        self.size = (width, height)
+        self.image = Image.new("RGB", (width * SCALE, height * SCALE), "white")
+        self.draw = ImageDraw.Draw(self.image)
+
+    @staticmethod
+    def _s(*values):
+        return [v * SCALE for v in values]
+
+    def text(self, x, y, s, size=14, color=INK, anchor="mm", bold=False, mono=False):
+        self.draw.text(self._s(x, y), s, fill=color, font=_font(size, bold, mono), anchor=anchor)
+
+    def rect(self, x0, y0, x1, y1, fill=None, outline=INK, width=1.5, radius=0):
+        box = self._s(x0, y0, x1, y1)
+        w = max(1, round(width * SCALE))
+        if radius:
+            self.draw.rounded_rectangle(box, radius * SCALE, fill=fill, outline=outline, width=w)
+        else:
+            self.draw.rectangle(box, fill=fill, outline=outline, width=w)
+
+    def circle(self, x, y, r, fill=None, outline=INK, width=1.5):
+        self.draw.ellipse(self._s(x - r, y - r, x + r, y + r), fill=fill, outline=outline,
+                          width=max(1, round(width * SCALE)))
+
+    def line(self, points, color=INK, width=1.5):
+        self.draw.line([v * SCALE for p in points for v in p], fill=color,
+                       width=max(1, round(width * SCALE)), joint="curve")
+
+    def arrow(self, x0, y0, x1, y1, color=INK, width=1.5, head=8):
+        angle = math.atan2(y1 - y0, x1 - x0)
+        base = (x1 - head * math.cos(angle), y1 - head * math.sin(angle))
+        self.line([(x0, y0), base], color, width)
+        left = (x1 - head * math.cos(angle - 0.4), y1 - head * math.sin(angle - 0.4))
+        right = (x1 - head * math.cos(angle + 0.4), y1 - head * math.sin(angle + 0.4))
+        self.draw.polygon([v * SCALE for p in ((x1, y1), left, right) for v in p], fill=color)
+
+    def grid(self, x, y, values, cell, fills=None, size=13, fmt="{:g}", color=INK, bold=False):
+        """A table of numbers with its top-left corner at (x, y); ``fills`` colours cells."""
+        rows, cols = len(values), len(values[0])
+        for r in range(rows):
+            for c in range(cols):
+                fill = fills[r][c] if fills is not None else None
+                self.rect(x + c * cell, y + r * cell, x + (c + 1) * cell, y + (r + 1) * cell,
+                          fill=fill, outline=GREY, width=1)
+                v = values[r][c]
+                if v is not None and v != "":
+                    s = v if isinstance(v, str) else fmt.format(v)
+                    self.text(x + (c + 0.5) * cell, y + (r + 0.5) * cell, s, size, color, bold=bold)
+        self.rect(x, y, x + cols * cell, y + rows * cell, outline=INK, width=1.5)
+
+    def save(self, name):
+        os.makedirs(OUT, exist_ok=True)
+        path = os.path.join(OUT, name + ".png")
+        self.image.resize(self.size, Image.LANCZOS).save(path, optimize=True)
+        print("wrote", os.path.relpath(path, os.path.dirname(HERE)))
+
+
+class LogPlot:
+    """A small log-log (or log-y) line chart inside a Canvas."""
+
+    def __init__(self, canvas, box, xlim, ylim, xlog=True, ylog=True):
+        self.c, self.box, self.xlim, self.ylim = canvas, box, xlim, ylim
+        self.xlog, self.ylog = xlog, ylog
+
+    def _map(self, v, lim, lo, hi, log):
+        f = (lambda t: math.log10(t)) if log else (lambda t: t)
+        return lo + (f(v) - f(lim[0])) / (f(lim[1]) - f(lim[0])) * (hi - lo)
+
+    def xy(self, x, y):
+        x0, y0, x1, y1 = self.box
+        return self._map(x, self.xlim, x0, x1, self.xlog), self._map(y, self.ylim, y1, y0, self.ylog)
+
+    def axes(self, xticks, yticks, xlabel, ylabel, xfmt=None, yfmt=None):
+        c, (x0, y0, x1, y1) = self.c, self.box
+        for t in yticks:
+            _, py = self.xy(self.xlim[0], t)
+            c.line([(x0, py), (x1, py)], LIGHT, 1)
+            c.text(x0 - 6, py, yfmt(t) if yfmt else _power(t), 12, GREY, anchor="rm")
+        for t in xticks:
+            px, _ = self.xy(t, self.ylim[0])
+            c.line([(px, y0), (px, y1)], LIGHT, 1)
+            c.text(px, y1 + 8, xfmt(t) if xfmt else _power(t), 12, GREY, anchor="mt")
+        c.rect(x0, y0, x1, y1, outline=GREY, width=1)
+        c.text((x0 + x1) / 2, y1 + 30, xlabel, 13)
+        label = Image.new("RGBA", (400 * SCALE, 24 * SCALE), (255, 255, 255, 0))
+        ImageDraw.Draw(label).text((200 * SCALE, 12 * SCALE), ylabel, fill=INK, font=_font(13),
+                                   anchor="mm")
+        label = label.rotate(90, expand=True)
+        c.image.paste(label, (int((x0 - 62) * SCALE), int(((y0 + y1) / 2 - 200) * SCALE)), label)
+
+    def series(self, xs, ys, color, width=2, dots=False):
+        points = [self.xy(x, y) for x, y in zip(xs, ys)]
+        self.c.line(points, color, width)
+        if dots:
+            for px, py in points:
+                self.c.circle(px, py, 2.2, fill=color, outline=color, width=1)
+
+    def legend(self, x, y, entries):
+        for i, (label, color) in enumerate(entries):
+            self.c.line([(x, y + 20 * i), (x + 24, y + 20 * i)], color, 3)
+            self.c.text(x + 32, y + 20 * i, label, 12, anchor="lm")
+
+
+def _power(t):
+    e = round(math.log10(t))
+    return "1" if e == 0 else f"1e{e}"
+
+
+# -- chapter 1 -----------------------------------------------------------------------------------
+
+@figure
+def autograd_graph():
+    """f = (x*y + x)^2 at x=3, y=-2: forward values in black, gradients in red."""
+    c = Canvas(900, 320)
+    tensors = {"x": (70, 80, "x = 3", "grad 6"), "y": (70, 220, "y = -2", "grad -18"),
+               "u": (350, 190, "u = -6", "grad -6"), "v": (600, 135, "v = -3", "grad -6"),
+               "f": (840, 135, "f = 9", "grad 1")}
+    ops = {"Mul": (215, 190, "3"), "Add": (480, 135, "2"), "Pow": (720, 135, "1")}
+    edges = [("x", "Mul"), ("y", "Mul"), ("Mul", "u"), ("u", "Add"), ("x", "Add"), ("Add", "v"),
+             ("v", "Pow"), ("Pow", "f")]
+    half_w, half_h, r = 48, 24, 26
+
+    def anchor(name, toward):
+        x, y = (tensors[name][:2] if name in tensors else ops[name][:2])
+        tx, ty = (tensors[toward][:2] if toward in tensors else ops[toward][:2])
+        angle = math.atan2(ty - y, tx - x)
+        if name in ops:
+            return x + r * math.cos(angle), y + r * math.sin(angle)
+        scale = min(half_w / max(abs(math.cos(angle)), 1e-9), half_h / max(abs(math.sin(angle)), 1e-9))
+        return x + scale * math.cos(angle), y + scale * math.sin(angle)
+
+    for a, b in edges:
+        (x0, y0), (x1, y1) = anchor(a, b), anchor(b, a)
+        c.arrow(x0, y0, x1, y1, GREY, 1.5)
+    for name, (x, y, value, grad) in tensors.items():
+        leaf = name in "xy"
+        c.rect(x - half_w, y - half_h, x + half_w, y + half_h, fill=FILLS[BLUE] if leaf else LIGHT,
+               outline=INK, radius=8)
+        c.text(x, y, value, 15, bold=leaf)
+        c.text(x, y + half_h + 13, grad, 13, RED)
+    for name, (x, y, step) in ops.items():
+        c.circle(x, y, r, fill="white")
+        c.text(x, y, name, 13, bold=True)
+        c.circle(x + 22, y - 22, 10, fill=RED, outline=RED)
+        c.text(x + 22, y - 22, step, 11, "white", bold=True)
+    c.text(20, 22, "forward: values flow left to right", 13, INK, anchor="lm")
+    c.text(20, 298, "backward: steps 1, 2, 3 (red) run right to left; x gets -6 from Add plus 12 from Mul",
+           13, RED, anchor="lm")
+    c.save("autograd_graph")
+
+
+# -- chapter 2 -----------------------------------------------------------------------------------
+
+@figure
+def fd_error():
+    """Finite-difference error against eps for the derivative of tanh at 0.5."""
+    exact = 1 - np.tanh(0.5) ** 2
+    epss = np.logspace(-13, -1, 73)
+
+    def error(dtype, central):
+        out = []
+        for e in epss:
+            x, h = dtype(0.5), dtype(e)
+            d = (np.tanh(x + h) - np.tanh(x - h)) / (2 * h) if central else (np.tanh(x + h) - np.tanh(x)) / h
+            out.append(max(abs(float(d) - exact), 1e-17))
+        return out
+
+    c = Canvas(720, 440)
+    plot = LogPlot(c, (90, 50, 690, 370), (1e-13, 1e-1), (1e-14, 1e1))
+    plot.axes([10.0 ** k for k in range(-13, 0, 2)], [10.0 ** k for k in range(-14, 2, 2)],
+              "eps", "|numeric - exact|")
+    plot.series(epss, error(np.float32, True), RED, dots=True)
+    plot.series(epss, error(np.float64, False), ORANGE, dots=True)
+    plot.series(epss, error(np.float64, True), BLUE, dots=True)
+    gx, gy = plot.xy(1e-6, 1e-14)
+    c.line([(gx, 50), (gx, gy)], GREY, 1)
+    c.text(gx + 4, 60, "gradcheck default eps = 1e-6", 12, GREY, anchor="lm")
+    plot.legend(110, 300, [("central, float64", BLUE), ("one-sided, float64", ORANGE),
+                           ("central, float32", RED)])
+    c.text(360, 24, "Error of the finite-difference derivative of tanh at 0.5", 15, bold=True)
+    c.save("fd_error")
+
+
+# -- chapter 3 -----------------------------------------------------------------------------------
+
+@figure
+def im2col():
+    """A 4x4 image, 3x3 kernel, stride 1: four windows become the four columns of a 9x4 matrix."""
+    c = Canvas(860, 400)
+    cell = 40
+    image = np.arange(16).reshape(4, 4)
+    ix, iy = 40, 110
+    fills = [[None] * 4 for _ in range(4)]
+    c.grid(ix, iy, image.tolist(), cell, fills, size=14)
+    c.rect(ix + 2, iy + 2, ix + 3 * cell - 2, iy + 3 * cell - 2, outline=BLUE, width=3)
+    c.rect(ix + cell + 4, iy + cell + 4, ix + 4 * cell - 4, iy + 4 * cell - 4, outline=ORANGE, width=3)
+    c.text(ix + 2 * cell, iy - 40, "input x (1, 1, 4, 4)", 14, bold=True)
+    c.text(ix + 2 * cell - 6, iy - 18, "window (0,0)", 12, BLUE, anchor="rm")
+    c.text(ix + 2 * cell + 6, iy - 18, "window (1,1)", 12, ORANGE, anchor="lm")
+
+    cols = np.stack([image[r:r + 3, s:s + 3].ravel() for r in range(2) for s in range(2)], axis=1)
+    cx, cy = 390, 40
+    colour = {0: FILLS[BLUE], 3: FILLS[ORANGE]}
+    fills = [[colour.get(j) for j in range(4)] for _ in range(9)]
+    c.grid(cx, cy, cols.tolist(), cell * 0.8, fills, size=13)
+    for j, label in enumerate(["(0,0)", "(0,1)", "(1,0)", "(1,1)"]):
+        c.text(cx + (j + 0.5) * cell * 0.8, cy + 9 * cell * 0.8 + 12, label, 11, GREY)
+    for i in range(9):
+        c.text(cx - 8, cy + (i + 0.5) * cell * 0.8, f"i={i // 3} j={i % 3}", 11, GREY, anchor="rm")
+    c.text(cx + 1.6 * cell, cy + 9 * cell * 0.8 + 34, "cols (1, 9, 4): one column per output pixel",
+           12, INK)
+    c.arrow(ix + 4 * cell + 20, iy + 2 * cell, cx - 70, iy + 2 * cell, INK, 2)
+    c.text((ix + 4 * cell + cx - 50) / 2, iy + 2 * cell - 14, "im2col", 13, bold=True)
+
+    ex = 640
+    c.text(ex + 90, 120, "Y = W @ cols", 16, bold=True, mono=True)
+    c.text(ex + 90, 150, "(C_out, 9) @ (9, 4)", 13, GREY, mono=True)
+    c.text(ex + 90, 172, "= (C_out, 4)", 13, GREY, mono=True)
+    c.text(ex + 90, 210, "reshape to", 12, GREY)
+    c.text(ex + 90, 230, "(1, C_out, 2, 2)", 13, GREY, mono=True)
+    c.text(ex + 90, 280, "col2im (backward) adds", 12, INK)
+    c.text(ex + 90, 298, "each column entry back", 12, INK)
+    c.text(ex + 90, 316, "onto the pixel it came from", 12, INK)
+    c.save("im2col")
+
+
+@figure
+def conv_transpose():
+    """Stride-2 transposed convolution of a 2x2 input with a 3x3 kernel: a 5x5 output."""
+    c = Canvas(820, 380)
+    palette = [BLUE, ORANGE, GREEN, PURPLE]
+    cell = 44
+    ix, iy = 50, 140
+    c.grid(ix, iy, [["a", "b"], ["c", "d"]], cell,
+           [[FILLS[palette[0]], FILLS[palette[1]]], [FILLS[palette[2]], FILLS[palette[3]]]],
+           size=16, bold=True)
+    c.text(ix + cell, iy - 24, "input (2x2)", 14, bold=True)
+    c.arrow(ix + 2 * cell + 25, iy + cell, 270, iy + cell, INK, 2)
+    c.text((ix + 2 * cell + 285) / 2, iy + cell - 16, "stride 2", 12, GREY)
+
+    ox, oy, oc = 290, 40, 56
+    for r in range(5):
+        for s in range(5):
+            who = [k for k, (pr, pc) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)])
+                   if 2 * pr <= r < 2 * pr + 3 and 2 * pc <= s < 2 * pc + 3]
+            x0, y0 = ox + s * oc, oy + r * oc
+            width = oc / len(who)
+            for n, k in enumerate(who):
+                c.rect(x0 + n * width, y0, x0 + (n + 1) * width, y0 + oc, fill=FILLS[palette[k]],
+                       outline=None, width=0)
+            c.rect(x0, y0, x0 + oc, y0 + oc, outline=GREY, width=1)
+            c.text(x0 + oc / 2, y0 + oc / 2, "+".join("abcd"[k] for k in who), 12 if len(who) < 4 else 11)
+    c.rect(ox, oy, ox + 5 * oc, oy + 5 * oc, outline=INK, width=1.5)
+    c.text(ox + 2.5 * oc, oy + 5 * oc + 20, "output (5x5) = (2 - 1) * 2 + 3", 13)
+    tx = 610
+    for i, line in enumerate(["Each input pixel paints", "its value times the kernel",
+                              "at stride 2; where two", "paintings overlap they add.",
+                              "", "This is conv2d's input", "gradient, used as a layer."]):
+        c.text(tx, 110 + 22 * i, line, 13, anchor="lm")
+    c.save("conv_transpose")
+
+
+@figure
+def maxpool():
+    """2x2 max pooling of a 4x4 map: forward keeps the winners, backward routes to them."""
+    c = Canvas(700, 500)
+    x = np.array([[1, 5, 2, 0], [3, 4, 8, 1], [0, 2, 1, 1], [6, 1, 3, 7]])
+    win = {(0, 1), (1, 2), (3, 0), (3, 3)}
+    cell = 40
+    fills = [[FILLS[RED] if (r, s) in win else None for s in range(4)] for r in range(4)]
+
+    def windows(x0, y0):
+        c.line([(x0 + 2 * cell, y0), (x0 + 2 * cell, y0 + 4 * cell)], INK, 2.5)
+        c.line([(x0, y0 + 2 * cell), (x0 + 4 * cell, y0 + 2 * cell)], INK, 2.5)
+
+    lx, rx, top, bottom = 60, 470, 50, 300
+    c.text(20, top + 2 * cell, "forward", 14, bold=True, anchor="lm")
+    c.grid(lx + 60, top, x.tolist(), cell, fills, size=14)
+    windows(lx + 60, top)
+    c.arrow(lx + 60 + 4 * cell + 20, top + 2 * cell, rx + 40, top + 2 * cell, INK, 2)
+    c.text((lx + 4 * cell + rx + 140) / 2, top + 2 * cell - 16, "max of each window", 12, GREY)
+    c.grid(rx + 60, top + cell, [[5, 8], [6, 7]], cell, [[FILLS[RED]] * 2] * 2, size=14)
+
+    g = np.zeros((4, 4), dtype=int)
+    for (r, s), v in zip(sorted(win, key=lambda p: (p[0] // 2, p[1] // 2)), [10, 20, 30, 40]):
+        g[r, s] = v
+    c.text(20, bottom + 2 * cell, "backward", 14, bold=True, anchor="lm")
+    c.grid(rx + 60, bottom + cell, [[10, 20], [30, 40]], cell, [[FILLS[BLUE]] * 2] * 2, size=14)
+    c.arrow(rx + 40, bottom + 2 * cell, lx + 60 + 4 * cell + 20, bottom + 2 * cell, INK, 2)
+    c.text((lx + 4 * cell + rx + 140) / 2, bottom + 2 * cell - 16, "to the argmax", 12, GREY)
+    gfill = [[FILLS[BLUE] if (r, s) in win else None for s in range(4)] for r in range(4)]
+    c.grid(lx + 60, bottom, [[v if v else "0" for v in row] for row in g.tolist()], cell, gfill,
+           size=14)
+    windows(lx + 60, bottom)
+    c.text(lx + 60 + 2 * cell, top - 20, "x", 14, bold=True)
+    c.text(rx + 60 + cell, top + cell - 20, "y", 14, bold=True)
+    c.text(rx + 60 + cell, bottom + cell - 20, "dL/dy", 14, bold=True)
+    c.text(lx + 60 + 2 * cell, bottom - 20, "dL/dx", 14, bold=True)
+    c.save("maxpool")
+
+
+def main(names):
+    unknown = [n for n in names if n not in FIGURES]
+    if unknown:
+        raise SystemExit(f"unknown figure(s) {unknown}; known: {sorted(FIGURES)}")
+    for name in names or FIGURES:
+        FIGURES[name]()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

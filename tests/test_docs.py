@@ -1,0 +1,89 @@
+"""The tour in docs/ stays true: its code runs, its links resolve, its figures exist.
+
+Every ```python block of a chapter runs, in order, in one namespace per
+chapter (so a later block uses names from an earlier one), from the
+repository root. A failure names the chapter, the block and its line.
+"""
+import pathlib
+import re
+import traceback
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+CHAPTERS = sorted(DOCS.glob("[0-9][0-9]-*.md"))
+PAGES = CHAPTERS + [DOCS / "README.md"]
+FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
+LINK = re.compile(r"!?\[([^\]]*)\]\(([^)\s]+)\)")
+IDENTIFIER = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+MODULE_ALIASES = {"ts", "F", "nn", "np"}
+
+
+def python_blocks(path):
+    """(line number of the block's first code line, code) for each ```python block."""
+    text = path.read_text(encoding="utf-8")
+    return [(text.count("\n", 0, m.start(1)) + 1, m.group(1)) for m in FENCE.finditer(text)]
+
+
+def relative_links(path):
+    """(text, target) for links that point into the repository."""
+    text = path.read_text(encoding="utf-8")
+    return [(t, u) for t, u in LINK.findall(text) if not re.match(r"[a-z]+:|#", u)]
+
+
+def test_there_is_a_tour():
+    assert CHAPTERS, "docs/ has no chapters"
+    assert (DOCS / "README.md").exists()
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_snippets_run(chapter, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    monkeypatch.syspath_prepend(str(ROOT))
+    namespace = {"__name__": f"docs_{chapter.stem.replace('-', '_')}"}
+    for number, (line, code) in enumerate(python_blocks(chapter), 1):
+        # Pad with blank lines so tracebacks show the chapter's own line numbers.
+        compiled = compile("\n" * (line - 1) + code, str(chapter.relative_to(ROOT)), "exec")
+        failure = None
+        try:
+            exec(compiled, namespace)
+        except Exception:  # report which snippet broke, with the traceback into it
+            failure = traceback.format_exc()
+        if failure:
+            pytest.fail(f"{chapter.name}: python snippet {number} (line {line}) failed:\n{failure}",
+                        pytrace=False)
+
+
+def test_index_lists_the_chapters_in_order():
+    index = DOCS / "README.md"
+    linked = [u for _, u in relative_links(index) if re.fullmatch(r"\d\d-[\w-]+\.md", u)]
+    assert linked == [c.name for c in CHAPTERS], "docs/README.md must link every chapter, in order"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_links_resolve(page):
+    for text, target in relative_links(page):
+        path = (page.parent / target.split("#")[0]).resolve()
+        assert path.exists(), f"{page.name}: link [{text}]({target}) points at nothing"
+        # [`name`](file.py): the file must still define name (each dotted part of it)
+        name = text.strip("`")
+        if (path.suffix == ".py" and text.startswith("`") and IDENTIFIER.fullmatch(name)
+                and not name.endswith(".py")):
+            source = path.read_text(encoding="utf-8")
+            for part in name.split("."):
+                if part in MODULE_ALIASES:
+                    continue
+                pattern = rf"^\s*(def|class)\s+{part}\b|^{part}\s*="
+                assert re.search(pattern, source, re.M), \
+                    f"{page.name}: [{text}]({target}) but {path.name} defines no {part}"
+
+
+def test_figures_come_from_make_figures():
+    source = (DOCS / "make_figures.py").read_text(encoding="utf-8")
+    for page in PAGES:
+        for text, target in relative_links(page):
+            if target.endswith(".png"):
+                name = pathlib.Path(target).stem
+                assert re.search(rf"^def {name}\(", source, re.M), \
+                    f"{page.name}: figure {target} is not drawn by docs/make_figures.py"
