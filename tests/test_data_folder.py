@@ -92,3 +92,8 @@ def test_unreadable_image_names_the_file(folder):
     (folder / "images" / "case2.png").write_bytes(b"garbage")
     with pytest.raises(DatasetError, match=r"case2\.png"):
         load_dataset(folder)
+
+
+def test_scr_root_is_refused_for_folder_datasets(folder, tmp_path):
+    with pytest.raises(ValueError, match="folder dataset"):
+        load_dataset(folder, scr=tmp_path)

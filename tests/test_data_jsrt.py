@@ -35,7 +35,7 @@ def test_big_endian_bytes_are_read_and_inverted(tmp_path):
     assert radiograph.pixels[5, 5] == 1.0                       # stored 0 -> white
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=4, deadline=None)
 @given(tile=arrays(np.uint16, (3, 5), elements=st.integers(0, 4095)),
        row=st.integers(0, SIDE - 3), col=st.integers(0, SIDE - 5))
 def test_round_trip_of_12_bit_values(tmp_path_factory, tile, row, col):

@@ -85,7 +85,7 @@ def load_dataset(path=None, scr=None, size=(128, 160), *, protocol=None, fold: i
                  val_fraction: float = DEFAULT_VAL_FRACTION, seed: int = 0,
                  subtract_mean: bool = True, max_dark_fraction=MAX_DARK_FRACTION,
                  dark_level: float = DARK_LEVEL, n_synthetic: int = 240,
-                 progress: bool = False) -> SegmentationDataset:
+                 progress=None) -> SegmentationDataset:
     """Load a dataset, drop overexposed images, resize to ``size = (H, W)``,
     split it and subtract the training mean image.
 
@@ -98,6 +98,8 @@ def load_dataset(path=None, scr=None, size=(128, 160), *, protocol=None, fold: i
         exists, else ``'random'``.
     max_dark_fraction: images with more than this fraction of pixels at or
         below ``dark_level`` are dropped as overexposed; None keeps all.
+    progress: print a running count to stderr while reading; by default only
+        for datasets read from disk.
     """
     if path is None:
         kind, items = "synthetic", _synthetic_items(n_synthetic, size, seed)
@@ -106,6 +108,8 @@ def load_dataset(path=None, scr=None, size=(128, 160), *, protocol=None, fold: i
         if not root.exists():
             raise MissingFileError(f"dataset folder not found: {root}", root)
         if is_folder_dataset(root):
+            if scr is not None:
+                raise ValueError(f"{root} is a folder dataset with its own masks/; scr is only for JSRT")
             kind, items = "folder", _folder_items(root)
         elif find_jsrt_images(root):
             kind, items = "jsrt", _jsrt_items(root, Path(scr) if scr is not None else root)
@@ -114,6 +118,8 @@ def load_dataset(path=None, scr=None, size=(128, 160), *, protocol=None, fold: i
                 f"cannot tell what kind of dataset {root} is: expected images/ and masks/ "
                 "folders, or JSRT files such as JPCLN001.IMG or JPCLN001.png", root)
 
+    if progress is None:
+        progress = kind != "synthetic"
     names, images, labels, depths, darkness, excluded = [], [], [], [], [], []
     total = len(items)
     for count, (name, read) in enumerate(items, start=1):

@@ -57,7 +57,8 @@ def _files_by_name(folder: Path, suffixes) -> dict[str, Path]:
         if not path.is_file() or path.suffix.lower() not in suffixes:
             continue
         if path.stem in files:
-            raise DatasetError(f"two files named {path.stem} in {folder}: {files[path.stem].name}, {path.name}", path)
+            raise DatasetError(
+                f"two files named {path.stem} in {folder}: {files[path.stem].name}, {path.name}", path)
         files[path.stem] = path
     return files
 
@@ -76,7 +77,8 @@ def read_splits_csv(path, names) -> dict[str, str]:
         rows = csv.reader(handle)
         header = [cell.strip().lower() for cell in next(rows, [])]
         if header[:2] != ["name", "split"]:
-            raise DatasetError(f"{path} must start with the header 'name,split', got {','.join(header)!r}", path)
+            raise DatasetError(
+                f"{path} must start with the header 'name,split', got {','.join(header)!r}", path)
         for line, row in enumerate(rows, start=2):
             if not row or not "".join(row).strip():
                 continue

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DatasetError, MissingFileError
-from .imagefile import read_grayscale
+from .imagefile import read_grayscale, write_atomically
 from .scr import structure_of_folder
 
 JSRT_SHAPE = (2048, 2048)
@@ -68,9 +68,8 @@ def write_jsrt_raw(path, raw) -> Path:
         raise ValueError(f"a JSRT image is {JSRT_SHAPE}, got {raw.shape}")
     if raw.min(initial=0) < 0 or raw.max(initial=0) > JSRT_MAX:
         raise ValueError(f"JSRT values must lie in 0..{JSRT_MAX}")
-    path = Path(path)
-    raw.astype(">u2").tofile(path)
-    return path
+    big_endian = raw.astype(">u2")
+    return write_atomically(path, big_endian.tofile)
 
 
 def read_jsrt_image(path) -> Radiograph:

@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .imagefile import write_atomically
+
 # Colours of the overlay: lungs green, heart red (as in the H-ReNet figures).
 LABEL_COLOURS = np.array([[0, 0, 0], [40, 200, 60], [230, 40, 40]], dtype=np.float32)
 
@@ -54,6 +56,5 @@ def save_montage(path, images, labels=None, columns: int = 4, alpha: float = 0.3
         if labels is not None:
             top += height + gap
             canvas[top:top + height, left:left + width] = overlays[index]
-    path = Path(path)
-    Image.fromarray(canvas).save(path)
-    return path
+    picture = Image.fromarray(canvas)
+    return write_atomically(path, lambda temporary: picture.save(temporary, format="PNG"))
