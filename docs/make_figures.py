@@ -359,6 +359,210 @@ def maxpool():
     c.save("maxpool")
 
 
+# -- chapter 4 -----------------------------------------------------------------------------------
+
+@figure
+def renet_sweep():
+    """ReNet on a 3 x 4 grid of 2x2 patches: horizontal sweeps, then vertical sweeps."""
+    c = Canvas(980, 380)
+    hp, wp, cell = 3, 4, 50
+
+    def grid(x0, y0, fill=None):
+        for r in range(hp):
+            for s in range(wp):
+                c.rect(x0 + s * cell, y0 + r * cell, x0 + (s + 1) * cell, y0 + (r + 1) * cell,
+                       fill=fill, outline=GREY, width=1)
+        c.rect(x0, y0, x0 + wp * cell, y0 + hp * cell, outline=INK, width=1.5)
+
+    # 1: the feature map cut into patches
+    x0, y0 = 40, 90
+    for r in range(2 * hp + 1):
+        c.line([(x0, y0 + r * cell / 2), (x0 + wp * cell, y0 + r * cell / 2)], LIGHT, 1)
+    for s in range(2 * wp + 1):
+        c.line([(x0 + s * cell / 2, y0), (x0 + s * cell / 2, y0 + hp * cell)], LIGHT, 1)
+    grid(x0, y0)
+    c.rect(x0 + cell, y0 + cell, x0 + 2 * cell, y0 + 2 * cell, fill=FILLS[RED], outline=RED, width=2.5)
+    c.text(x0 + wp * cell / 2, 40, "1. cut into 2x2 patches", 14, bold=True)
+    c.text(x0 + wp * cell / 2, 62, "(N, C, H, W) -> grid H/2 x W/2", 12, GREY)
+    c.text(x0 + wp * cell / 2, y0 + hp * cell + 28, "each patch -> a vector", 12, RED)
+    c.text(x0 + wp * cell / 2, y0 + hp * cell + 46, "of C*2*2 values (C, ph, pw order)", 12, RED)
+
+    # 2: horizontal sweeps
+    x1 = 370
+    grid(x1, y0, FILLS[BLUE])
+    for r in range(hp):
+        yy = y0 + (r + 0.35) * cell
+        c.arrow(x1 + 8, yy, x1 + wp * cell - 8, yy, BLUE, 2, 8)
+        yy = y0 + (r + 0.7) * cell
+        c.arrow(x1 + wp * cell - 8, yy, x1 + 8, yy, ORANGE, 2, 8)
+    c.text(x1 + wp * cell / 2, 40, "2. sweep every row", 14, bold=True)
+    c.text(x1 + wp * cell / 2, 62, "h_fwd left to right, h_bwd right to left", 12, GREY)
+    c.text(x1 + wp * cell / 2, y0 + hp * cell + 28, "N*H/2 sequences of W/2 steps", 12, INK)
+    c.text(x1 + wp * cell / 2, y0 + hp * cell + 46, "output: [fwd, bwd] = 2d per patch", 12, INK)
+
+    # 3: vertical sweeps over the horizontal features
+    x2 = 700
+    grid(x2, y0, FILLS[GREEN])
+    for s in range(wp):
+        xx = x2 + (s + 0.35) * cell
+        c.arrow(xx, y0 + 8, xx, y0 + hp * cell - 8, GREEN, 2, 8)
+        xx = x2 + (s + 0.7) * cell
+        c.arrow(xx, y0 + hp * cell - 8, xx, y0 + 8, PURPLE, 2, 8)
+    c.text(x2 + wp * cell / 2, 40, "3. sweep every column", 14, bold=True)
+    c.text(x2 + wp * cell / 2, 62, "v_fwd down, v_bwd up", 12, GREY)
+    c.text(x2 + wp * cell / 2, y0 + hp * cell + 28, "N*W/2 sequences of H/2 steps", 12, INK)
+    c.text(x2 + wp * cell / 2, y0 + hp * cell + 46, "output (N, 2d, H/2, W/2)", 12, INK)
+    c.arrow(x0 + wp * cell + 25, y0 + hp * cell / 2, x1 - 25, y0 + hp * cell / 2, INK, 2)
+    c.arrow(x1 + wp * cell + 25, y0 + hp * cell / 2, x2 - 25, y0 + hp * cell / 2, INK, 2)
+    c.text(490, 345, "After step 2 a cell knows its whole row; after step 3 it knows every row, "
+           "so the whole image.", 13)
+    c.save("renet_sweep")
+
+
+def hrenet_walk(model, x):
+    """Run an HReNet's layers one at a time, in the order of ``HReNet.forward``.
+
+    Returns the logits and one row per step: (name, output shape, parameters
+    of that step, multiply-adds of that step). No hooks: each layer is called
+    by hand on the previous output, so every shape is one the model really
+    produces, and the multiply-adds are counted from those shapes.
+    """
+    import math
+
+    import tinyseg as ts
+    import tinyseg.functional as F
+    from tinyseg.models.hrenet import STRIDE
+
+    def count(*modules):
+        return sum(p.size for m in modules for p in m.parameters())
+
+    def conv_macs(layer, out):  # every output value is one kernel-sized dot product
+        return layer.weight.size // layer.weight.shape[0] * out.size
+
+    def lstm_macs(lstm, steps, batch):  # per step and sequence: (4H, I + H) weights
+        return steps * batch * (lstm.weight_ih.size + lstm.weight_hh.size)
+
+    rows = [("input", x.shape, 0, 0)]
+    with ts.no_grad():
+        for block, names in enumerate(model.block_layers, start=1):
+            for name in names:
+                layer = getattr(model, name)
+                x = F.relu(layer(x))
+                rows.append((name, x.shape, count(layer), conv_macs(layer, x)))
+            x = F.max_pool2d(x, 2)
+            rows.append((f"pool{block}", x.shape, 0, 0))
+        pool4 = x
+        conv6 = F.relu(model.conv6(pool4))
+        rows.append(("conv6", conv6.shape, count(model.conv6), conv_macs(model.conv6, conv6)))
+        conv7 = F.relu(model.conv7(conv6))
+        rows.append(("conv7", conv7.shape, count(model.conv7), conv_macs(model.conv7, conv7)))
+        features = F.concat([model.bn_pool4(pool4), model.bn_conv7(conv7)], axis=1)
+        rows.append(("concat(bn_pool4, bn_conv7)", features.shape,
+                     count(model.bn_pool4, model.bn_conv7), 0))
+        height, width = rows[0][1][2:]
+        grid_h, grid_w = math.ceil(height / STRIDE), math.ceil(width / STRIDE)
+        pad = ((0, 0), (0, 0), (0, 2 * grid_h - features.shape[2]), (0, 2 * grid_w - features.shape[3]))
+        features = F.pad(features, pad)
+        rows.append(("pad to whole 2x2 patches", features.shape, 0, 0))
+        sweeps = model.renet(features)
+        n, _, gh, gw = sweeps.shape
+        macs = sum(lstm_macs(getattr(model.renet, k), gw, n * gh) for k in ("h_fwd", "h_bwd")) + \
+            sum(lstm_macs(getattr(model.renet, k), gh, n * gw) for k in ("v_fwd", "v_bwd"))
+        rows.append(("renet (2x2 patches)", sweeps.shape, count(model.renet), macs))
+        scores = model.classifier(sweeps)
+        rows.append(("classifier (1x1)", scores.shape, count(model.classifier),
+                     conv_macs(model.classifier, scores)))
+        logits = model.upsample(scores)
+        rows.append(("upsample (64x64, stride 32)", logits.shape, count(model.upsample),
+                     model.upsample.weight.size * scores.size // scores.shape[1]))
+        logits = logits[:, :, :height, :width]
+        rows.append(("crop", logits.shape, 0, 0))
+    return logits, rows
+
+
+def _paper_rows():
+    """The walk on the paper preset at the paper's 400x500 (builds a 167M-parameter model)."""
+    import tinyseg as ts
+    from tinyseg.models import HReNet
+
+    model = HReNet(preset="paper")
+    model.eval()
+    x = ts.tensor(np.random.default_rng(0).standard_normal((1, 1, 400, 500)), dtype=np.float32)
+    _, rows = hrenet_walk(model, x)
+    return rows
+
+
+def _markdown_table(rows):
+    lines = ["| step | output (N, C, H, W) | parameters | multiply-adds (millions) |",
+             "| --- | --- | ---: | ---: |"]
+    for name, shape, params, macs in rows:
+        lines.append(f"| {name} | {tuple(shape)} | {f'{params:,}' if params else ''} | "
+                     f"{f'{macs / 1e6:,.1f}' if macs else ''} |")
+    params, macs = sum(r[2] for r in rows), sum(r[3] for r in rows)
+    lines.append(f"| total | | {params:,} | {macs / 1e6:,.1f} |")
+    return "\n".join(lines)
+
+
+@figure
+def hrenet_shapes():
+    """H-ReNet (paper preset) on a 400x500 radiograph: every stage with its output shape."""
+    rows = _paper_rows()
+    print(_markdown_table(rows))
+    shapes = {name: shape for name, shape, _, _ in rows}
+
+    def dims(name):
+        _, ch, h, w = shapes[name]
+        return f"{ch} x {h} x {w}"
+
+    c = Canvas(1000, 500)
+    c.text(500, 24, "H-ReNet, paper preset, one 400 x 500 radiograph (shapes are C x H x W)", 15,
+           bold=True)
+    blocks = [("input", "image", GREY), ("pool1", "block 1: 2 conv + pool", BLUE),
+              ("pool2", "block 2: 2 conv + pool", BLUE), ("pool3", "block 3: 3 conv + pool", BLUE),
+              ("pool4", "block 4: 3 conv + pool", BLUE)]
+    x0, y, bw, bh = 30, 70, 170, 70
+    step = 190
+    for k, (name, label, colour) in enumerate(blocks):
+        x = x0 + k * step
+        c.rect(x, y, x + bw, y + bh, fill=FILLS[colour], outline=colour, radius=6)
+        c.text(x + bw / 2, y + bh / 2 - 9, label, 12, bold=True)
+        c.text(x + bw / 2, y + bh / 2 + 11, dims(name), 12, mono=True)
+        if k:
+            c.arrow(x - step + bw + 2, y + bh / 2, x - 2, y + bh / 2, INK, 1.5, 7)
+    # second row: conv6/conv7 branch and concat
+    px = x0 + 4 * step + bw / 2
+    r2 = 210
+    c.rect(px - 400, r2, px - 230, r2 + 60, fill=FILLS[ORANGE], outline=ORANGE, radius=6)
+    c.text(px - 315, r2 + 20, "conv6 7x7 + conv7 1x1", 12, bold=True)
+    c.text(px - 315, r2 + 40, dims("conv7"), 12, mono=True)
+    c.arrow(px, y + bh, px - 315, r2 - 2, INK, 1.5, 7)
+    c.rect(px - 130, r2, px + 85, r2 + 60, fill=FILLS[GREEN], outline=GREEN, radius=6)
+    c.text(px - 22, r2 + 20, "batch-norm + concat", 12, bold=True)
+    c.text(px - 22, r2 + 40, dims("concat(bn_pool4, bn_conv7)"), 12, mono=True)
+    c.arrow(px, y + bh, px, r2 - 2, INK, 1.5, 7)
+    c.arrow(px - 230, r2 + 30, px - 132, r2 + 30, INK, 1.5, 7)
+    # third row, right to left: pad, ReNet, classifier, upsample, crop
+    r3 = 340
+    tail = [("pad to whole 2x2 patches", "zero-pad", GREY),
+            ("renet (2x2 patches)", "ReNet: 4 LSTM sweeps", PURPLE),
+            ("classifier (1x1)", "classifier 1x1", GREEN),
+            ("upsample (64x64, stride 32)", "transposed conv x32", ORANGE),
+            ("crop", "crop: logits", RED)]
+    for k, (name, label, colour) in enumerate(tail):
+        x = x0 + (4 - k) * step
+        c.rect(x, r3, x + bw, r3 + 70, fill=FILLS[colour], outline=colour, radius=6)
+        c.text(x + bw / 2, r3 + 26, label, 12, bold=True)
+        c.text(x + bw / 2, r3 + 46, dims(name), 12, mono=True)
+        if k:
+            c.arrow(x + step - 2, r3 + 35, x + bw + 2, r3 + 35, INK, 1.5, 7)
+    c.arrow(px - 22, r2 + 62, px - 22, r3 - 2, INK, 1.5, 7)
+    c.text(500, 445, "stride 16 after four pools; stride 32 after the 2x2 ReNet patches; "
+           "the 416 x 512 upsampled map is cropped to the input size", 12, GREY)
+    c.text(500, 470, "each ReNet output cell has seen the whole image: two LSTMs per axis, "
+           "one per direction", 12, GREY)
+    c.save("hrenet_shapes")
+
+
 def main(names):
     unknown = [n for n in names if n not in FIGURES]
     if unknown:

@@ -4,6 +4,7 @@ Every ```python block of a chapter runs, in order, in one namespace per
 chapter (so a later block uses names from an earlier one), from the
 repository root. A failure names the chapter, the block and its line.
 """
+import importlib.util
 import pathlib
 import re
 import traceback
@@ -77,6 +78,40 @@ def test_links_resolve(page):
                 pattern = rf"^\s*(def|class)\s+{part}\b|^{part}\s*="
                 assert re.search(pattern, source, re.M), \
                     f"{page.name}: [{text}]({target}) but {path.name} defines no {part}"
+
+
+def _make_figures():
+    spec = importlib.util.spec_from_file_location("make_figures", DOCS / "make_figures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_hrenet_shape_table_matches_a_run():
+    """Chapter 4's table (paper preset) has the steps and spatial sizes a real run produces.
+
+    The small preset with the paper's convolution counts has the paper
+    preset's topology, so a cheap run of it at 400x500 checks every step name
+    and every H x W of the table.
+    """
+    chapter = DOCS / "04-lstm-renet.md"
+    if not chapter.exists():
+        pytest.skip("chapter 4 not written")
+    import numpy as np
+    import tinyseg as ts
+    from tinyseg.models import PRESETS, HReNet
+
+    table = re.findall(r"^\| ([^|]+?) \| \((\d+), (\d+), (\d+), (\d+)\) \|([^|]*)\|",
+                       chapter.read_text(encoding="utf-8"), re.M)
+    model = HReNet(preset="small", convs_per_block=PRESETS["paper"]["convs_per_block"])
+    model.eval()
+    image = ts.tensor(np.zeros((1, 1, 400, 500), dtype=np.float32))
+    _, rows = _make_figures().hrenet_walk(model, image)
+    assert [t[0] for t in table] == [r[0] for r in rows]
+    assert [(int(t[3]), int(t[4])) for t in table] == [tuple(r[1][2:]) for r in rows]
+    total = re.search(r"^\| total \| \| ([\d,]+) \|", chapter.read_text(encoding="utf-8"), re.M)
+    params = [int(t[5].strip().replace(",", "") or 0) for t in table]
+    assert total and sum(params) == int(total.group(1).replace(",", ""))
 
 
 def test_figures_come_from_make_figures():
