@@ -148,3 +148,11 @@ def test_batches_cover_the_split_once_and_are_seeded():
     np.testing.assert_array_equal(test_x[:, 0], data.images[data.test])      # in order
     augmented = next(iter(data.batches("train", batch_size=2, augment=Augmentation())))
     assert set(np.unique(augmented[1])) <= {0, 1, 2}
+
+
+def test_command_line_summary_and_montage(tmp_path, capsys):
+    from tinyseg.data.__main__ import main
+    main(["--size", "32", "40", "--out", str(tmp_path / "look.png")])
+    printed = capsys.readouterr().out
+    assert "synthetic: 240 images of 32x40, train/val/test 180/20/40" in printed
+    assert (tmp_path / "look.png").is_file()
