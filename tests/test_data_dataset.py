@@ -87,6 +87,11 @@ def test_jsrt_protocols_and_exclusion_switch(jsrt_tree):
                         fold=1, val_fraction=0.0)
     assert len(kept) == 4 and kept.excluded == []
     assert list(kept.test) == [1, 3] and list(kept.train) == [0, 2]
+    screened = load_dataset(images, scr=scr, size=(16, 16), protocol="two_fold", fold=1,
+                            val_fraction=0.0)
+    # JPCNN001 (position 2) is dropped; the folds keep the parity of the full list
+    assert screened.names == ["JPCLN001", "JPCLN002", "JPCNN002"]
+    assert list(screened.test) == [1, 2] and list(screened.train) == [0]
     np.testing.assert_allclose(kept.mean_image, (kept.images[[0, 2]] + kept.mean_image).mean(0), atol=1e-6)
 
 

@@ -55,6 +55,8 @@ def test_two_fold_split_by_parity():
     assert len(with_val.val) == 1 and set(with_val.val) | set(with_val.train) == set(fold1.train)
     with pytest.raises(ValueError):
         two_fold_split(10, 2)
+    survivors = two_fold_split(np.array([0, 1, 3, 4, 7]), 0, val_fraction=0.0)
+    assert list(survivors.test) == [0, 3] and list(survivors.train) == [1, 2, 4]
 
 
 def test_overlapping_splits_are_rejected():

@@ -93,7 +93,8 @@ def load_dataset(path=None, scr=None, size=(128, 160), *, protocol=None, fold: i
         ``seed``), a folder dataset (``images/`` + ``masks/``), or a JSRT folder.
     scr: root of the SCR masks for a JSRT folder (default: ``path`` itself).
     protocol: ``'random'`` (seeded, 1/6 test = 200/40 for 240 images),
-        ``'two_fold'`` (odd/even positions, ``fold`` 0 or 1) or ``'csv'``
+        ``'two_fold'`` (by the parity of each image's position in name order
+        before exclusion; ``fold`` 0 or 1) or ``'csv'``
         (``splits.csv`` of a folder dataset).  Default: ``'csv'`` when that file
         exists, else ``'random'``.
     max_dark_fraction: images with more than this fraction of pixels at or
@@ -121,6 +122,7 @@ def load_dataset(path=None, scr=None, size=(128, 160), *, protocol=None, fold: i
     if progress is None:
         progress = kind != "synthetic"
     names, images, labels, depths, darkness, excluded = [], [], [], [], [], []
+    positions = []                  # place in the full list, for the 2-fold split
     total = len(items)
     for count, (name, read) in enumerate(items, start=1):
         if progress:
@@ -131,6 +133,7 @@ def load_dataset(path=None, scr=None, size=(128, 160), *, protocol=None, fold: i
             excluded.append(name)
             continue
         names.append(name)
+        positions.append(count - 1)
         images.append(resize_image(image, size) if image.shape != tuple(size) else image)
         labels.append(resize_labels(label, size))
         depths.append(bit_depth)
@@ -144,8 +147,8 @@ def load_dataset(path=None, scr=None, size=(128, 160), *, protocol=None, fold: i
             f"(more than {max_dark_fraction:.0%} of pixels at or below {dark_level}); "
             "raise max_dark_fraction or pass None", path)
 
-    splits = _make_splits(kind, path, names, protocol, fold, n_test, test_fraction, n_val,
-                          val_fraction, seed)
+    splits = _make_splits(kind, path, names, positions, protocol, fold, n_test, test_fraction,
+                          n_val, val_fraction, seed)
     images = np.stack(images).astype(np.float32, copy=False)
     mean = None
     if subtract_mean:
@@ -198,7 +201,7 @@ def _jsrt_items(root: Path, scr_root: Path):
     return [(name, lambda p=path, m=masks[name]: read(p, m)) for name, path in images.items()]
 
 
-def _make_splits(kind, path, names, protocol, fold, n_test, test_fraction, n_val,
+def _make_splits(kind, path, names, positions, protocol, fold, n_test, test_fraction, n_val,
                  val_fraction, seed) -> Splits:
     csv_path = Path(path) / SPLITS_FILE if kind == "folder" else None
     if protocol is None:
@@ -210,5 +213,5 @@ def _make_splits(kind, path, names, protocol, fold, n_test, test_fraction, n_val
             raise ValueError("protocol 'csv' needs a folder dataset with a splits.csv file")
         return splits_from_labels(read_splits_csv(csv_path, names), names)
     if protocol == "two_fold":
-        return two_fold_split(len(names), fold, n_val, val_fraction, seed)
+        return two_fold_split(np.array(positions), fold, n_val, val_fraction, seed)
     return random_split(len(names), n_test, test_fraction, n_val, val_fraction, seed)

@@ -79,16 +79,23 @@ def random_split(n: int, n_test=None, test_fraction: float = PAPER_TEST_FRACTION
     return Splits(train=order[n_test + n_val:], val=order[n_test:n_test + n_val], test=order[:n_test])
 
 
-def two_fold_split(n: int, fold: int, n_val=None, val_fraction: float = DEFAULT_VAL_FRACTION,
+def two_fold_split(positions, fold: int, n_val=None, val_fraction: float = DEFAULT_VAL_FRACTION,
                    seed: int = 0) -> Splits:
-    """Fold 0 tests on the even positions 0, 2, 4, ... and trains on the odd
-    ones; fold 1 the other way round.  Validation comes out of training."""
+    """Fold 0 tests on the images at even positions 0, 2, 4, ... and trains on
+    the odd ones; fold 1 the other way round.  Validation comes out of training.
+
+    ``positions`` is the number of images, or each image's position in the
+    complete list before any were excluded, so the folds do not shift when an
+    image is dropped.  With all 247 JSRT images in name order, fold 0 tests on
+    the odd-numbered images (JPCLN001, JPCLN003, ..., JPCNN001, ...).
+    """
     if fold not in (0, 1):
         raise ValueError(f"fold must be 0 or 1, got {fold}")
-    if n < 2:
-        raise ValueError("a 2-fold split needs at least 2 images")
-    positions = np.arange(n)
-    test, train = positions[positions % 2 == fold], positions[positions % 2 != fold]
+    positions = np.arange(positions) if np.ndim(positions) == 0 else np.asarray(positions)
+    indices = np.arange(len(positions))
+    test, train = indices[positions % 2 == fold], indices[positions % 2 != fold]
+    if len(test) == 0 or len(train) == 0:
+        raise ValueError("a 2-fold split needs images at both even and odd positions")
     n_val = _at_least_one(len(train), val_fraction) if n_val is None else n_val
     if n_val < 0 or n_val >= len(train):
         raise ValueError(f"n_val={n_val} must leave at least one of {len(train)} images for training")
