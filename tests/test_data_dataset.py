@@ -18,7 +18,7 @@ def test_synthetic_default_is_split_and_centred_on_train_only():
     np.testing.assert_allclose(data.mean_image, raw[data.train].mean(axis=0), atol=1e-6)
     np.testing.assert_allclose(data.images + data.mean_image, raw, atol=1e-6)
     assert not np.allclose(data.mean_image, raw.mean(axis=0), atol=1e-4)   # test images not used
-    assert data.excluded == []
+    assert data.excluded == {}
 
 
 def display_to_raw(display):
@@ -67,7 +67,7 @@ def test_jsrt_and_scr_end_to_end(jsrt_tree):
     data = load_dataset(images, scr=scr, size=(32, 32), subtract_mean=False)
     assert data.source == "jsrt"
     assert data.names == ["JPCLN001", "JPCLN002", "JPCNN002"]
-    assert data.excluded == ["JPCNN001"]
+    assert list(data.excluded) == ["JPCNN001"] and data.excluded["JPCNN001"] > 0.7
     assert list(data.bit_depths) == [12, 8, 8]
     first = data.images[0]
     np.testing.assert_allclose(first[:, :16], 0.9, atol=1e-3)    # inversion kept bones bright
@@ -85,7 +85,7 @@ def test_jsrt_protocols_and_exclusion_switch(jsrt_tree):
     images, scr = jsrt_tree
     kept = load_dataset(images, scr=scr, size=(16, 16), max_dark_fraction=None, protocol="two_fold",
                         fold=1, val_fraction=0.0)
-    assert len(kept) == 4 and kept.excluded == []
+    assert len(kept) == 4 and kept.excluded == {}
     assert list(kept.test) == [1, 3] and list(kept.train) == [0, 2]
     screened = load_dataset(images, scr=scr, size=(16, 16), protocol="two_fold", fold=1,
                             val_fraction=0.0)

@@ -30,7 +30,8 @@ def main(argv=None) -> None:
     shares = (f"{name} {share:.1%}" for name, share in zip(data.class_names, fractions))
     print("pixel shares: " + ", ".join(shares))
     if data.excluded:
-        print(f"excluded as overexposed: {', '.join(data.excluded)}")
+        dark = (f"{name} ({share:.0%} dark)" for name, share in data.excluded.items())
+        print(f"excluded as overexposed: {', '.join(dark)}")
     shown = data.train[: args.count]
     images = data.images[shown] + (data.mean_image if data.mean_image is not None else 0)
     zoom = max(1, 256 // max(data.size))

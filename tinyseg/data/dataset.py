@@ -36,7 +36,7 @@ class SegmentationDataset:
     split only) subtracted when it is not None; ``labels`` (N, H, W) int64 hold
     0 background, 1 lungs, 2 heart.  ``train`` / ``val`` / ``test`` are sorted
     index arrays.  ``dark_fractions`` is the overexposure measure of each kept
-    image and ``excluded`` the names dropped as overexposed.
+    image; ``excluded`` maps the names dropped as overexposed to theirs.
     """
 
     images: np.ndarray
@@ -49,7 +49,7 @@ class SegmentationDataset:
     source: str
     bit_depths: np.ndarray
     dark_fractions: np.ndarray
-    excluded: list = field(default_factory=list)
+    excluded: dict = field(default_factory=dict)
     class_names: tuple = CLASS_NAMES
 
     @property
@@ -121,7 +121,7 @@ def load_dataset(path=None, scr=None, size=(128, 160), *, protocol=None, fold: i
 
     if progress is None:
         progress = kind != "synthetic"
-    names, images, labels, depths, darkness, excluded = [], [], [], [], [], []
+    names, images, labels, depths, darkness, excluded = [], [], [], [], [], {}
     positions = []                  # place in the full list, for the 2-fold split
     total = len(items)
     for count, (name, read) in enumerate(items, start=1):
@@ -130,7 +130,7 @@ def load_dataset(path=None, scr=None, size=(128, 160), *, protocol=None, fold: i
         image, label, bit_depth = read()
         fraction = dark_fraction(image, dark_level)
         if max_dark_fraction is not None and fraction > max_dark_fraction:
-            excluded.append(name)
+            excluded[name] = fraction
             continue
         names.append(name)
         positions.append(count - 1)
