@@ -102,54 +102,20 @@ def load_dataset(path=None, scr=None, size=(128, 160), *, protocol=None, fold: i
     progress: print a running count to stderr while reading; by default only
         for datasets read from disk.
     """
-    if path is None:
-        kind, items = "synthetic", _synthetic_items(n_synthetic, size, seed)
-    else:
-        root = Path(path)
-        if not root.exists():
-            raise MissingFileError(f"dataset folder not found: {root}", root)
-        if is_folder_dataset(root):
-            if scr is not None:
-                raise ValueError(f"{root} is a folder dataset with its own masks/; scr is only for JSRT")
-            kind, items = "folder", _folder_items(root)
-        elif find_jsrt_images(root):
-            kind, items = "jsrt", _jsrt_items(root, Path(scr) if scr is not None else root)
-        else:
-            raise DatasetError(
-                f"cannot tell what kind of dataset {root} is: expected images/ and masks/ "
-                "folders, or JSRT files such as JPCLN001.IMG or JPCLN001.png", root)
-
+    kind, items = _find_items(path, scr, size, n_synthetic, seed)
     if progress is None:
         progress = kind != "synthetic"
-    names, images, labels, depths, darkness, excluded = [], [], [], [], [], {}
-    positions = []                  # place in the full list, for the 2-fold split
-    total = len(items)
-    for count, (name, read) in enumerate(items, start=1):
-        if progress:
-            print(f"\rreading {kind} images: {count}/{total}", end="", file=sys.stderr, flush=True)
-        image, label, bit_depth = read()
-        fraction = dark_fraction(image, dark_level)
-        if max_dark_fraction is not None and fraction > max_dark_fraction:
-            excluded[name] = fraction
-            continue
-        names.append(name)
-        positions.append(count - 1)
-        images.append(resize_image(image, size) if image.shape != tuple(size) else image)
-        labels.append(resize_labels(label, size))
-        depths.append(bit_depth)
-        darkness.append(fraction)
-    if progress and total:
-        print(file=sys.stderr)
-    if not names:
+    kept = _read_and_screen(kind, items, size, max_dark_fraction, dark_level, progress)
+    if not kept.names:
         where = path if path is not None else "the synthetic set"
         raise DatasetError(
-            f"no images left in {where}: all {total} were excluded as overexposed "
+            f"no images left in {where}: all {len(items)} were excluded as overexposed "
             f"(more than {max_dark_fraction:.0%} of pixels at or below {dark_level}); "
             "raise max_dark_fraction or pass None", path)
 
-    splits = _make_splits(kind, path, names, positions, protocol, fold, n_test, test_fraction,
-                          n_val, val_fraction, seed)
-    images = np.stack(images).astype(np.float32, copy=False)
+    splits = _make_splits(kind, path, kept.names, kept.positions, protocol, fold, n_test,
+                          test_fraction, n_val, val_fraction, seed)
+    images = np.stack(kept.images).astype(np.float32, copy=False)
     mean = None
     if subtract_mean:
         if len(splits.train) == 0:
@@ -157,10 +123,64 @@ def load_dataset(path=None, scr=None, size=(128, 160), *, protocol=None, fold: i
         mean = mean_image(images, splits.train)
         images -= mean
     return SegmentationDataset(
-        images=images, labels=np.stack(labels).astype(np.int64, copy=False), names=names,
-        train=splits.train, val=splits.val, test=splits.test, mean_image=mean, source=kind,
-        bit_depths=np.array(depths, dtype=np.int64), dark_fractions=np.array(darkness),
-        excluded=excluded)
+        images=images, labels=np.stack(kept.labels).astype(np.int64, copy=False),
+        names=kept.names, train=splits.train, val=splits.val, test=splits.test, mean_image=mean,
+        source=kind, bit_depths=np.array(kept.bit_depths, dtype=np.int64),
+        dark_fractions=np.array(kept.dark_fractions), excluded=kept.excluded)
+
+
+def _find_items(path, scr, size, n_synthetic, seed):
+    """Detect the kind of dataset; return it and a list of ``(name, reader)``."""
+    if path is None:
+        return "synthetic", _synthetic_items(n_synthetic, size, seed)
+    root = Path(path)
+    if not root.exists():
+        raise MissingFileError(f"dataset folder not found: {root}", root)
+    if is_folder_dataset(root):
+        if scr is not None:
+            raise ValueError(f"{root} is a folder dataset with its own masks/; scr is only for JSRT")
+        return "folder", _folder_items(root)
+    if find_jsrt_images(root):
+        return "jsrt", _jsrt_items(root, Path(scr) if scr is not None else root)
+    raise DatasetError(
+        f"cannot tell what kind of dataset {root} is: expected images/ and masks/ "
+        "folders, or JSRT files such as JPCLN001.IMG or JPCLN001.png", root)
+
+
+@dataclass
+class _Kept:
+    """The images that passed the exposure screen, already resized."""
+
+    names: list = field(default_factory=list)
+    positions: list = field(default_factory=list)   # place in the full list (2-fold split)
+    images: list = field(default_factory=list)
+    labels: list = field(default_factory=list)
+    bit_depths: list = field(default_factory=list)
+    dark_fractions: list = field(default_factory=list)
+    excluded: dict = field(default_factory=dict)
+
+
+def _read_and_screen(kind, items, size, max_dark_fraction, dark_level, progress) -> _Kept:
+    """Read every item, drop the overexposed ones and resize the rest."""
+    kept = _Kept()
+    for position, (name, read) in enumerate(items):
+        if progress:
+            print(f"\rreading {kind} images: {position + 1}/{len(items)}", end="",
+                  file=sys.stderr, flush=True)
+        image, labels, bit_depth = read()
+        fraction = dark_fraction(image, dark_level)
+        if max_dark_fraction is not None and fraction > max_dark_fraction:
+            kept.excluded[name] = fraction
+            continue
+        kept.names.append(name)
+        kept.positions.append(position)
+        kept.images.append(resize_image(image, size) if image.shape != tuple(size) else image)
+        kept.labels.append(resize_labels(labels, size))
+        kept.bit_depths.append(bit_depth)
+        kept.dark_fractions.append(fraction)
+    if progress and items:
+        print(file=sys.stderr)
+    return kept
 
 
 def _synthetic_items(n_images, size, seed):
