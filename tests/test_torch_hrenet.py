@@ -1,0 +1,42 @@
+"""The PyTorch twin of H-ReNet (benchmarks/torch_hrenet.py) computes what tinyseg computes."""
+import os
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+
+import tinyseg as ts  # noqa: E402
+from torch_hrenet import TorchHReNet, tinyseg_twin_gradients  # noqa: E402
+
+TINY = dict(preset="small", widths=(2, 3, 3, 4), convs_per_block=(1, 1, 2, 1), conv7_width=4,
+            conv7_kernel=3, hidden_size=3)
+
+
+@pytest.mark.parametrize("size", [(64, 64), (50, 70)])
+@pytest.mark.parametrize("training", [True, False])
+def test_outputs_and_gradients_match_in_float64(size, training):
+    model = ts.models.HReNet(seed=3, **TINY).astype(np.float64)
+    model.train(training)
+    twin = TorchHReNet.from_tinyseg(model, dtype=torch.float64).train(training)
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((2, 1) + size)
+    labels = rng.integers(0, 3, (2,) + size)
+    ours, theirs = tinyseg_twin_gradients(model, twin, images, labels)
+    assert set(ours) == set(theirs)
+    for name in ours:
+        scale = np.abs(theirs[name]).max() + 1e-30
+        np.testing.assert_allclose(ours[name], theirs[name], rtol=1e-6, atol=1e-9 * scale, err_msg=name)
+    if training:   # running statistics moved the same way
+        for name, buf in model.named_buffers():
+            np.testing.assert_allclose(buf.data, twin.state_dict()[name].numpy(), rtol=1e-6, err_msg=name)
+
+
+def test_state_dict_keys_all_map():
+    model = ts.models.HReNet(preset="small")
+    twin = TorchHReNet.from_tinyseg(model)
+    n_ours = sum(p.size for p in model.parameters())
+    n_theirs = sum(p.numel() for p in twin.parameters())
+    assert n_ours == n_theirs
