@@ -1,0 +1,164 @@
+"""Patch-based denoisers built on a K-SVD dictionary learned from the noisy image.
+
+Both start the same way: take the noisy image's overlapping p x p patches
+(a random subset of a ``train_stride`` grid), remove each patch's mean, and
+train a dictionary by K-SVD from an overcomplete DCT, coding with the error
+bound ``||r||^2 <= (gain * sigma)^2 * p^2``.  They differ in how they clean
+every patch of the full grid.
+
+``ksvd_denoise`` (Elad & Aharon, 2006) sparse-codes each mean-free patch with
+that same error bound, then solves
+
+    X = argmin_X  lambda ||X - Y||^2 + sum_ij ||R_ij X - D gamma_ij||^2
+      = (lambda Y + sum_ij R_ij^T D gamma_ij) / (lambda + sum_ij R_ij^T R_ij),
+
+i.e. the overlapping clean patches are averaged pixel by pixel together with
+the noisy image at weight lambda = lambda_factor / sigma_255, sigma_255 being
+sigma expressed on a 0-255 scale.
+
+``adaptive_filter_denoise`` is the H-ReNet paper's variant (Sect. 3.1).  The
+DC-free dictionary is factored D = U S V^T; U is an orthonormal basis whose
+leading columns carry most of the dictionary's energy and whose latter
+columns, J, are the adaptive filters.  The patch problem
+
+    min_x  1/2 ||x - y||^2 + tau ||J^T x||_0
+
+decouples in U's coordinates: the leading coefficients are kept as they are
+and each filter response is hard-thresholded, c -> c * [|c| >= sqrt(2 tau)].
+We set sqrt(2 tau) = threshold * sigma, i.e. tau = (threshold * sigma)^2 / 2:
+the l0 penalty equals the energy of a coefficient of ``threshold`` noise
+standard deviations, so a response survives only if it is that unlikely to
+be pure noise.  The patch mean (DC) is always kept.  Patches go back to their
+places and are averaged.
+"""
+import numpy as np
+
+from .intensity import from_float, to_float
+from .ksvd import ksvd_rows, overcomplete_dct
+from .omp import batch_omp, reconstruct
+from .patches import add_patch_rows, cover_counts, patch_rows, training_patches
+from .sigma import haar_diagonal, _MAD_TO_SIGMA
+
+_CHUNK = 32768    # patches coded at a time (bounds memory on large images)
+
+
+def _check_settings(patch, n_atoms, n_iter, train_stride, max_train_patches):
+    for name, value, low in (("patch", patch, 2), ("n_atoms", n_atoms, 2), ("n_iter", n_iter, 0),
+                             ("train_stride", train_stride, 1), ("max_train_patches", max_train_patches, 1)):
+        if value is not None and (int(value) != value or value < low):
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _noise_sigma(image, sigma):
+    if sigma is None:
+        return float(np.median(np.abs(haar_diagonal(image))) * _MAD_TO_SIGMA)
+    if not np.isfinite(sigma) or sigma < 0:
+        raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
+    return float(sigma)
+
+
+def _prepare(img, sigma, patch, max_value, bit_depth):
+    image, info = to_float(img, max_value, bit_depth, min_size=int(patch))
+    return image, info, _noise_sigma(image, sigma)
+
+
+def learn_dictionary(image, sigma, patch=8, n_atoms=256, n_iter=10, gain=1.15,
+                     train_stride=1, max_train_patches=40000, seed=0):
+    """K-SVD dictionary (patch*patch, n_atoms), DC atom first, trained on the image's own patches."""
+    n = patch * patch
+    rng = np.random.default_rng(seed)
+    train = training_patches(image, patch, train_stride, max_train_patches, rng)
+    atoms, _ = ksvd_rows(train, n_atoms, n_nonzero=min(n // 2, n_atoms - 1), n_iter=n_iter,
+                         init=overcomplete_dct(patch, n_atoms), seed=seed, tol=(gain * sigma) ** 2 * n)
+    return np.ascontiguousarray(atoms.T)
+
+
+def _clean_patches(image, patch, clean_rows):
+    """Sum of R^T (cleaned patch) over the full grid, chunk by chunk."""
+    acc = np.zeros_like(image)
+    n_grid_rows = image.shape[0] - patch + 1
+    rows_per_chunk = max(1, _CHUNK // (image.shape[1] - patch + 1))
+    for first in range(0, n_grid_rows, rows_per_chunk):
+        patches = patch_rows(image, patch, first, min(first + rows_per_chunk, n_grid_rows))
+        add_patch_rows(acc, clean_rows(patches), first, patch)
+    return acc
+
+
+def ksvd_denoise(img, sigma=None, patch=8, n_atoms=256, n_iter=10, gain=1.15, lambda_factor=30.0,
+                 train_stride=1, max_train_patches=40000, seed=0, max_value=None, bit_depth=None):
+    """Denoise a 2-D image by K-SVD sparse coding of its overlapping patches.
+
+    sigma : noise standard deviation in the image's units (estimated when None).
+    patch, n_atoms, n_iter : patch side, dictionary size, K-SVD iterations.
+    gain : C in the per-patch error bound (C sigma)^2 * patch^2.
+    lambda_factor : weight of the noisy image is lambda_factor / sigma_255.
+    train_stride, max_train_patches, seed : which patches train the dictionary.
+    max_value, bit_depth : nominal intensity range (see ``intensity``).
+    Returns the denoised image in the input's dtype and range.
+    """
+    _check_settings(patch, n_atoms, n_iter, train_stride, max_train_patches)
+    image, info, sigma = _prepare(img, sigma, patch, max_value, bit_depth)
+    if sigma == 0:
+        return from_float(image, info)
+    n = patch * patch
+    atoms = np.ascontiguousarray(learn_dictionary(image, sigma, patch, n_atoms, n_iter, gain,
+                                                  train_stride, max_train_patches, seed)[:, 1:].T)
+    gram, tol = atoms @ atoms.T, (gain * sigma) ** 2 * n
+    max_atoms = min(n // 2, atoms.shape[0])
+
+    def clean_rows(patches):
+        means = patches.mean(axis=1, keepdims=True)
+        ac = patches - means
+        support, coefs, counts, _ = batch_omp(gram, ac @ atoms.T, np.einsum("ij,ij->i", ac, ac), max_atoms, tol)
+        return reconstruct(atoms, support, coefs, counts) + means
+
+    lam = lambda_factor * info.data_range / (255.0 * sigma)
+    out = (lam * image + _clean_patches(image, patch, clean_rows)) / (lam + cover_counts(image.shape, patch))
+    return from_float(out, info)
+
+
+def adaptive_basis(D):
+    """Orthonormal (n, n) basis [DC, U_1 .. U_{n-1}] from the DC-free dictionary.
+
+    Every atom has its mean removed; the mean-free subspace gets the left
+    singular vectors of that matrix, ordered by decreasing singular value.
+    Columns 1..n_keep are the leading ("former") directions, the rest the
+    adaptive filters.
+    """
+    n = D.shape[0]
+    ac = D - D.mean(axis=0)
+    eigval, eigvec = np.linalg.eigh(np.eye(n) - 1.0 / n)       # centring projector: eigenvalues 0, 1, ..., 1
+    mean_free = eigvec[:, eigval > 0.5]                        # (n, n-1) orthonormal, orthogonal to DC
+    left, _, _ = np.linalg.svd(mean_free.T @ ac, full_matrices=True)
+    return np.hstack([np.full((n, 1), 1.0 / np.sqrt(n)), mean_free @ left])
+
+
+def adaptive_filter_denoise(img, sigma=None, patch=8, n_atoms=256, n_iter=10, n_keep=4, threshold=2.7,
+                            gain=1.15, train_stride=1, max_train_patches=40000, seed=0,
+                            max_value=None, bit_depth=None):
+    """Denoise a 2-D image by hard thresholding in the SVD basis of its K-SVD dictionary.
+
+    n_keep : leading (non-DC) basis coefficients kept unthresholded.
+    threshold : sqrt(2 tau) / sigma, the hard threshold in noise standard deviations.
+    The other arguments are those of ``ksvd_denoise``.
+    """
+    _check_settings(patch, n_atoms, n_iter, train_stride, max_train_patches)
+    if int(n_keep) != n_keep or not 0 <= n_keep < patch * patch:
+        raise ValueError(f"n_keep must be an integer in [0, {patch * patch - 1}], got {n_keep!r}")
+    if not np.isfinite(threshold) or threshold < 0:
+        raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}")
+    image, info, sigma = _prepare(img, sigma, patch, max_value, bit_depth)
+    if sigma == 0:
+        return from_float(image, info)
+    basis = adaptive_basis(learn_dictionary(image, sigma, patch, n_atoms, n_iter, gain,
+                                            train_stride, max_train_patches, seed))
+    cut = threshold * sigma                                    # sqrt(2 tau)
+
+    def clean_rows(patches):
+        coefs = patches @ basis
+        filtered = coefs[:, 1 + n_keep:]
+        filtered[np.abs(filtered) < cut] = 0.0
+        return coefs @ basis.T
+
+    out = _clean_patches(image, patch, clean_rows) / cover_counts(image.shape, patch)
+    return from_float(out, info)

@@ -1,0 +1,51 @@
+"""Overlapping square patches: extraction and putting them back.
+
+A ``p x p`` patch whose top-left pixel is (i, j) is the row vector
+``image[i:i+p, j:j+p].ravel()``; the full grid has (H-p+1) x (W-p+1) of them,
+ordered row by row.  Patches are stored one per row, shape (n_patches, p*p).
+
+Putting back is the adjoint ``sum_ij R_ij^T patch_ij``: every patch is added to
+the pixels it covers.  On the full grid the number of patches covering pixel
+(y, x) is ``c_rows[y] * c_cols[x]`` with ``c = ones(H-p+1) * ones(p)``
+(a 1-D convolution), so it never needs to be accumulated.
+"""
+import numpy as np
+from numba import njit
+from numpy.lib.stride_tricks import sliding_window_view
+
+
+def patch_grid(image, patch):
+    """View of shape (H-p+1, W-p+1, p, p) over all overlapping patches (no copy)."""
+    return sliding_window_view(image, (patch, patch))
+
+
+def patch_rows(image, patch, first_row, stop_row):
+    """Patches whose top edge lies in rows [first_row, stop_row), one per row."""
+    return patch_grid(image, patch)[first_row:stop_row].reshape(-1, patch * patch)
+
+
+def training_patches(image, patch, stride, max_count, rng):
+    """Patches on a ``stride`` grid, at most ``max_count`` of them drawn at random."""
+    grid = patch_grid(image, patch)[::stride, ::stride].reshape(-1, patch * patch)
+    if max_count is not None and grid.shape[0] > max_count:
+        grid = grid[np.sort(rng.choice(grid.shape[0], max_count, replace=False))]
+    return np.array(grid, dtype=np.float64)
+
+
+def cover_counts(shape, patch):
+    """How many full-grid patches cover each pixel."""
+    rows = np.convolve(np.ones(shape[0] - patch + 1), np.ones(patch))
+    cols = np.convolve(np.ones(shape[1] - patch + 1), np.ones(patch))
+    return np.outer(rows, cols)
+
+
+@njit(cache=True)
+def add_patch_rows(acc, patches, first_row, patch):
+    """acc += sum of R^T patch over the patches of grid rows first_row, first_row+1, ..."""
+    n_cols = acc.shape[1] - patch + 1
+    for q in range(patches.shape[0]):
+        top = first_row + q // n_cols
+        left = q % n_cols
+        for dy in range(patch):
+            for dx in range(patch):
+                acc[top + dy, left + dx] += patches[q, dy * patch + dx]
