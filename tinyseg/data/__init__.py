@@ -1,7 +1,15 @@
 """Data layer: JSRT + SCR readers, folder datasets, synthetic chest
 radiographs, preprocessing, splits, augmentation and batching.
 
-Depends only on NumPy, SciPy and Pillow.
+    from tinyseg.data import load_dataset, Augmentation
+    data = load_dataset()                                # 240 synthetic phantoms
+    data = load_dataset("JSRT/All247images", scr="SCR")  # the real thing
+    for x, y in data.batches("train", batch_size=4, seed=epoch, augment=Augmentation()):
+        ...                                              # x (B, 1, H, W) float32, y (B, H, W) int64
+
+``python -m tinyseg.data [PATH]`` prints a summary of a dataset and writes a
+montage of images with their label overlays.  Depends only on NumPy, SciPy
+and Pillow.
 """
 from .augment import Augmentation, augment_batch, augment_pair, random_affine, random_intensity
 from .batches import iterate_batches
