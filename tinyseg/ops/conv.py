@@ -20,6 +20,20 @@ def check_conv_shapes(x, weight, bias, in_axis, name):
         raise ValueError(f"{name}: bias shape {bias.shape}, expected ({weight.shape[1 - in_axis]},)")
 
 
+def matmul_each(w, b):
+    """w @ b[n] for every n: (P, K) and (N, K, L) -> (N, P, L).
+
+    One GEMM per image. (NumPy's broadcasting matmul would not call BLAS
+    when one operand is shared across the batch; this loop runs over
+    images, never over pixels.)
+    """
+    xp = get_array_module(b)
+    out = xp.empty((b.shape[0], w.shape[0], b.shape[2]), dtype=b.dtype)
+    for n in range(b.shape[0]):
+        xp.matmul(w, b[n], out=out[n])
+    return out
+
+
 def sum_over_batch(a, b):
     """sum_n a[n] @ b[n]^T for (N, P, L) and (N, Q, L) arrays -> (P, Q)."""
     total = a[0] @ b[0].T
@@ -43,7 +57,7 @@ class Conv2d(Function):
             raise ValueError(f"conv2d: kernel {kh}x{kw} is larger than the padded input {x.shape[2:]}")
         x_padded = pad2d(x, p)
         cols = im2col(x_padded, kh, kw, s, out_h, out_w)          # (N, K, L), K = C_in*kh*kw
-        y = weight.reshape(c_out, -1) @ cols                      # (N, C_out, L)
+        y = matmul_each(weight.reshape(c_out, -1), cols)          # (N, C_out, L)
         if bias is not None:
             y += bias[:, None]
         self.cols, self.weight, self.padded_shape = cols, weight, x_padded.shape
@@ -58,7 +72,7 @@ class Conv2d(Function):
         gx = gw = gb = None
         if self.needs_grad[0]:
             # dcols = W^T dY, then every column entry flows back to the pixel it came from
-            gcols = w2.T @ gy
+            gcols = matmul_each(w2.T, gy)
             gx = crop2d(col2im(gcols, self.padded_shape, kh, kw, self.stride, out_h, out_w), self.padding)
         if self.needs_grad[1]:
             # dW = sum_n dY[n] cols[n]^T: one GEMM per image, BLAS reads cols[n]^T in place
@@ -97,7 +111,7 @@ class ConvTranspose2d(Function):
             raise ValueError(f"conv_transpose2d: padding {p} leaves no output for input {x.shape[2:]}")
         self.x, self.weight, self.full_shape = x, weight, (n, c_out, full_h, full_w)
         self.has_bias = bias is not None
-        cols = weight.reshape(c_in, -1).T @ x.reshape(n, c_in, -1)   # (N, C_out*kh*kw, H*W)
+        cols = matmul_each(weight.reshape(c_in, -1).T, x.reshape(n, c_in, -1))  # (N, C_out*kh*kw, H*W)
         y = crop2d(col2im(cols, self.full_shape, kh, kw, s, h, w), p)
         if bias is not None:
             y = y + bias[:, None, None]
@@ -110,7 +124,7 @@ class ConvTranspose2d(Function):
         gcols = im2col(pad2d(gy, self.padding), kh, kw, self.stride, h, w)  # (N, C_out*kh*kw, H*W)
         gx = gw = gb = None
         if self.needs_grad[0]:
-            gx = (self.weight.reshape(c_in, -1) @ gcols).reshape(self.x.shape)
+            gx = matmul_each(self.weight.reshape(c_in, -1), gcols).reshape(self.x.shape)
         if self.needs_grad[1]:
             # dW = sum_n x[n] gcols[n]^T
             gw = sum_over_batch(self.x.reshape(n, c_in, -1), gcols).reshape(self.weight.shape)

@@ -40,16 +40,22 @@ def im2col(x, kh, kw, stride, out_h, out_w):
 def col2im(cols, padded_shape, kh, kw, stride, out_h, out_w):
     """Adjoint of ``im2col``: (N, C*kh*kw, Ho*Wo) -> (N, C, Hp, Wp), summing overlaps.
 
-    The loop runs over the kh*kw kernel offsets only; each iteration adds a
-    whole strided slab of the image at once.
+    The Python loop runs over whichever is shorter, the kh*kw kernel offsets
+    or the Ho*Wo output positions (a 64x64 upsampling kernel on a 4x5 grid),
+    and each iteration adds a whole strided slab at once.
     """
     xp = get_array_module(cols)
     n, c = padded_shape[:2]
     cols = cols.reshape(n, c, kh, kw, out_h, out_w)
     image = xp.zeros(padded_shape, dtype=cols.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            image[:, :, i:i + stride * out_h:stride, j:j + stride * out_w:stride] += cols[:, :, i, j]
+    if kh * kw <= out_h * out_w:
+        for i in range(kh):
+            for j in range(kw):
+                image[:, :, i:i + stride * out_h:stride, j:j + stride * out_w:stride] += cols[:, :, i, j]
+    else:
+        for oh in range(out_h):
+            for ow in range(out_w):
+                image[:, :, oh * stride:oh * stride + kh, ow * stride:ow * stride + kw] += cols[..., oh, ow]
     return image
 
 
