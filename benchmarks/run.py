@@ -1,10 +1,11 @@
 """tinyseg against PyTorch, op by op, on identical float32 inputs in one run.
 
-    python benchmarks/run.py [--device cpu|cuda] [--threads 2] [--repeats 20]
+    python benchmarks/run.py [--device cpu|cuda] [--preset small|paper] [--threads 2] [--repeats 20]
 
-Each row times forward + backward of one op (for both engines, alternating
-runs, median after warm-up, device-synchronised) and prints the ratio
-tinyseg / PyTorch (below 1: tinyseg is faster). Results go to
+Op rows time forward + backward of one op; model rows time H-ReNet (see
+model_bench.py) with the same weights in both engines. Both engines run
+alternately, median after warm-up, device-synchronised, and the table shows
+the ratio tinyseg / PyTorch (below 1: tinyseg is faster). Results go to
 benchmarks/results/<device>-<date>.json and .md.
 """
 from __future__ import annotations
@@ -22,6 +23,9 @@ def parse_args():
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for both engines")
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--preset", choices=("small", "paper"), default="small", help="H-ReNet preset for model rows")
+    parser.add_argument("--batch-size", type=int, default=4, help="images per training step in model rows")
+    parser.add_argument("--model-repeats", type=int, default=None, help="repeats of model rows (default --repeats)")
     parser.add_argument("--only", nargs="*", help="run only the rows whose name starts with one of these")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     return parser.parse_args()
@@ -112,7 +116,6 @@ def main():
     def forward_backward_pair(ts_fn, th_fn, arrays):
         ts_in = [ts.tensor(a, requires_grad=True, device=dev) for a in arrays]
         th_in = [torch.tensor(a, requires_grad=True, device=tdev) for a in arrays]
-        ts_seed = ts.functional.mul(ts.tensor(np.float32(1.0), device=dev), 1.0)  # noqa: F841
         gy_cache = {}
 
         def run_ts():
@@ -147,6 +150,21 @@ def main():
         rows.append(_row(name, shape, flops, timing.compare(runs, args.repeats, sync=sync)))
         print(_format(rows[-1]), flush=True)
 
+    if not args.only or any("model".startswith(o) or "inference".startswith(o) for o in args.only):
+        import model_bench
+        model, twin, images, labels = model_bench.build(np, ts, torch, args.preset, args.batch_size, dev)
+        steps = model_bench.engine_steps(np, ts, torch, model, twin, images, labels, dev)
+        for row_name, runs in steps.items():
+            batch = 1 if row_name.startswith("inference") else args.batch_size
+            times = timing.compare(runs, args.model_repeats or args.repeats, warmup=2, sync=sync)
+            row = _row(f"{row_name} ({args.preset})", f"{batch}x1x{images.shape[2]}x{images.shape[3]}", None, times)
+            row["images_per_s"] = {e: batch / (timing.median_ms(t) / 1000) for e, t in times.items()}
+            row["peak_mb"] = {e: model_bench.peak_memory_mb(e, row_name, args.preset, args.batch_size, dev,
+                                                            args.threads) for e in runs}
+            rows.append(row)
+            print(_format(row), f"  img/s {row['images_per_s']['tinyseg']:.1f} vs {row['images_per_s']['torch']:.1f}"
+                  f"  peak MB {row['peak_mb']['tinyseg']:.0f} vs {row['peak_mb']['torch']:.0f}", flush=True)
+
     device_name = timing.cpu_name() if dev == "cpu" else torch.cuda.get_device_name()
     payload = {"device": dev, "device_name": device_name, "threads": args.threads, "date": timing.today(),
                "commit": timing.git_commit(), "versions": {"numpy": np.__version__, "torch": torch.__version__,
@@ -158,7 +176,17 @@ def main():
           "| op | shape | tinyseg ms | PyTorch ms | ratio | tinyseg GFLOP/s |", "|---|---|---|---|---|---|"]
     md += [f"| {r['op']} | {r['shape']} | {r['tinyseg_ms']:.2f} | {r['torch_ms']:.2f} | {r['ratio']:.2f} | "
            f"{r['tinyseg_gflops'] if r['tinyseg_gflops'] is not None else '-'} |" for r in rows]
-    paths = timing.write_results(args.out, f"ops-{dev}-{payload['date']}", payload, "\n".join(md) + "\n")
+    model_rows = [r for r in rows if "peak_mb" in r]
+    if model_rows:
+        md += ["", "| model row | images/s tinyseg | images/s PyTorch | peak MB tinyseg | peak MB PyTorch |",
+               "|---|---|---|---|---|"]
+        md += [f"| {r['op']} | {r['images_per_s']['tinyseg']:.2f} | {r['images_per_s']['torch']:.2f} | "
+               f"{r['peak_mb']['tinyseg']:.0f} | {r['peak_mb']['torch']:.0f} |" for r in model_rows]
+    slowest = max(rows, key=lambda r: r["ratio"]) if rows else None
+    if slowest and slowest["ratio"] > 1:
+        md += ["", f"Largest ratio: {slowest['op']} ({slowest['ratio']:.2f}x)."]
+    payload["preset"], payload["batch_size"] = args.preset, args.batch_size
+    paths = timing.write_results(args.out, f"{dev}-{payload['date']}", payload, "\n".join(md) + "\n")
     print("wrote", *paths)
 
 
