@@ -26,7 +26,8 @@ def trained_model_and_optimizer(seed=0):
 def test_round_trip(tmp_path):
     model, optimizer = trained_model_and_optimizer()
     path = tmp_path / "ckpt.npz"
-    save_checkpoint(path, model, optimizer, metadata={"epoch": 3, "history": {"loss": [1.0, 0.5]}})
+    save_checkpoint(path, model, optimizer, metadata={"epoch": 3, "history": {"loss": [1.0, 0.5]}},
+                    extra={"mean_image": np.arange(6.0).reshape(2, 3)})
     fresh = ts.models.HReNet(**TINY, seed=99)
     fresh_opt = ts.optim.SGD(fresh.parameters(), lr=1.0)
     meta = load_checkpoint(path, fresh, fresh_opt)
@@ -35,6 +36,7 @@ def test_round_trip(tmp_path):
     for (name, a), b in zip(model.state_dict().items(), fresh.state_dict().values()):
         np.testing.assert_array_equal(a, b, err_msg=name)
     assert fresh_opt.lr == 0.01
+    np.testing.assert_array_equal(read_checkpoint(path).extra["mean_image"], np.arange(6.0).reshape(2, 3))
     for a, b in zip(optimizer.state, fresh_opt.state):
         np.testing.assert_array_equal(a["velocity"], b["velocity"])
     # every entry is a plain array: readable without pickle
@@ -91,7 +93,8 @@ def test_shape_mismatch_is_reported(tmp_path):
     model, _ = trained_model_and_optimizer()
     path = tmp_path / "ckpt.npz"
     save_checkpoint(path, model)
-    metadata, state, _ = read_checkpoint(path)
+    checkpoint = read_checkpoint(path)
+    metadata, state = checkpoint.metadata, checkpoint.model_state
     state["classifier.weight"] = np.zeros((5, 4, 1, 1), np.float32)
     arrays = {f"model/{k}": v for k, v in state.items()}
     np.savez(path, metadata=np.array(json.dumps(metadata)), **arrays)

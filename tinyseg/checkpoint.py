@@ -5,6 +5,7 @@ allow_pickle=False)`` reads it):
 
     model/<name>   each parameter and buffer of ``model.state_dict()``
     optim/<name>   each entry of ``optimizer.state_dict()`` (momentum buffers, Adam moments, lr)
+    extra/<name>   arrays the caller adds (e.g. the mean image inference must subtract)
     metadata       a 0-d unicode array holding a JSON object: the format tag, the model's
                    description (class, preset, n_classes, config), the optimizer class and
                    whatever the caller adds (epoch, RNG state, metrics history, ...)
@@ -20,15 +21,26 @@ import json
 import os
 import tempfile
 import zipfile
+from dataclasses import dataclass, field
 
 import numpy as np
 
 FORMAT = "tinyseg-checkpoint-v1"
-MODEL_PREFIX, OPTIM_PREFIX, METADATA_KEY = "model/", "optim/", "metadata"
+MODEL_PREFIX, OPTIM_PREFIX, EXTRA_PREFIX, METADATA_KEY = "model/", "optim/", "extra/", "metadata"
 
 
 class CheckpointError(ValueError):
     """A file that is not a tinyseg checkpoint, or one that does not fit the model given."""
+
+
+@dataclass
+class Checkpoint:
+    """The contents of a checkpoint file, as read by :func:`read_checkpoint`."""
+
+    metadata: dict
+    model_state: dict
+    optimizer_state: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
 
 
 def describe_model(model):
@@ -56,11 +68,13 @@ def atomic_write(path, write):
         raise
 
 
-def save_checkpoint(path, model, optimizer=None, metadata=None):
-    """Write ``model`` (and ``optimizer``) state plus JSON-serialisable ``metadata`` to ``path``."""
+def save_checkpoint(path, model, optimizer=None, metadata=None, extra=None):
+    """Write ``model`` (and ``optimizer``) state, JSON-serialisable ``metadata`` and
+    ``extra`` arrays (name -> array) to ``path``."""
     arrays = {MODEL_PREFIX + k: v for k, v in model.state_dict().items()}
     if optimizer is not None:
         arrays.update({OPTIM_PREFIX + k: v for k, v in optimizer.state_dict().items()})
+    arrays.update({EXTRA_PREFIX + k: np.asarray(v) for k, v in (extra or {}).items()})
     info = {"format": FORMAT, "model": describe_model(model),
             "optimizer": type(optimizer).__name__ if optimizer is not None else None,
             **(metadata or {})}
@@ -69,8 +83,8 @@ def save_checkpoint(path, model, optimizer=None, metadata=None):
     return path
 
 
-def read_checkpoint(path):
-    """Read an archive: returns ``(metadata, model_state, optimizer_state)``."""
+def read_checkpoint(path) -> Checkpoint:
+    """Read and validate an archive without loading it into anything."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path!r} does not exist")
@@ -87,9 +101,11 @@ def read_checkpoint(path):
         raise CheckpointError(f"{path!r} is not a tinyseg checkpoint (format "
                               f"{metadata.get('format') if isinstance(metadata, dict) else None!r}, "
                               f"expected {FORMAT!r})")
-    model_state = {k[len(MODEL_PREFIX):]: v for k, v in arrays.items() if k.startswith(MODEL_PREFIX)}
-    optim_state = {k[len(OPTIM_PREFIX):]: v for k, v in arrays.items() if k.startswith(OPTIM_PREFIX)}
-    return metadata, model_state, optim_state
+
+    def with_prefix(prefix):
+        return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+    return Checkpoint(metadata, with_prefix(MODEL_PREFIX), with_prefix(OPTIM_PREFIX),
+                      with_prefix(EXTRA_PREFIX))
 
 
 def _check_same_model(path, stored, model):
@@ -124,7 +140,8 @@ def load_checkpoint(path, model=None, optimizer=None):
     arrays do not fit (the message names the file and the mismatch).
     The model is left unchanged when loading fails.
     """
-    metadata, model_state, optim_state = read_checkpoint(path)
+    checkpoint = read_checkpoint(path)
+    metadata, model_state, optim_state = checkpoint.metadata, checkpoint.model_state, checkpoint.optimizer_state
     if model is not None:
         _check_same_model(path, metadata.get("model", {}), model)
         try:

@@ -1,0 +1,182 @@
+"""Training: the CLI end to end, exact resume, divergence handling, the denoise cache, inference."""
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import tinyseg as ts
+from tinyseg.cache import cached_apply
+from tinyseg.checkpoint import read_checkpoint
+from tinyseg.progress import ProgressBar
+from tinyseg.train import (TrainConfig, TrainingDiverged, learning_rate, main, resolve_defaults,
+                           train)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_MODEL = dict(widths=(2, 3, 3, 4), convs_per_block=(1, 1, 1, 1), conv7_width=4, conv7_kernel=3,
+                  hidden_size=3)
+
+
+def tiny_config(out, **changes):
+    settings = dict(n_synthetic=10, size=(32, 48), epochs=4, batch_size=3, lr=5e-3, out=str(out),
+                    augment=True, model_options=TINY_MODEL, progress=False)
+    return TrainConfig(**{**settings, **changes})
+
+
+def test_cli_smoke_writes_metrics_pngs_and_checkpoints(tmp_path):
+    out = tmp_path / "run"
+    code = main(["--epochs", "1", "--n-synthetic", "8", "--size", "32", "48", "--batch-size", "4",
+                 "--out", str(out), "--quiet"])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["dice"]) == {"lungs", "heart"} and set(metrics["jaccard"]) == {"lungs", "heart"}
+    assert 0 <= metrics["pixel_accuracy"] <= 1
+    assert metrics["split"] == "test" and metrics["epochs"] == 1 and metrics["n_images"] >= 1
+    assert metrics["seconds"] > 0
+    overlays = sorted(os.listdir(out / "overlays"))
+    assert len(overlays) == metrics["n_images"]
+    with Image.open(out / "overlays" / overlays[0]) as panel:
+        assert panel.width > 3 * 48 and panel.height > 32                  # three panels side by side
+    with Image.open(out / "curves.png") as curves:
+        assert curves.mode == "RGB" and curves.width > 100
+    for name in ("last.npz", "best.npz", "history.json"):
+        assert (out / name).is_file()
+
+    # the segmentation example reads the checkpoint and writes an overlay and a label map
+    image = (np.random.default_rng(0).random((40, 50)) * 255).astype(np.uint8)
+    Image.fromarray(image).save(tmp_path / "chest.png")
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "segment.py"),
+                             str(out / "best.npz"), str(tmp_path / "chest.png"), "--out", str(tmp_path / "seg"),
+                             "--device", "cpu"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    with Image.open(tmp_path / "seg" / "chest_labels.png") as labels:
+        assert labels.size == (50, 40) and set(np.unique(np.asarray(labels))) <= {0, 1, 2}
+    with Image.open(tmp_path / "seg" / "chest_overlay.png") as overlay:
+        assert overlay.size == (50, 40) and overlay.mode == "RGB"
+
+
+def final_weights(out):
+    return read_checkpoint(os.path.join(out, "last.npz")).model_state
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_gives_identical_weights(tmp_path):
+    straight = tmp_path / "straight"
+    train(tiny_config(straight))
+
+    interrupted = tmp_path / "interrupted"
+
+    def stop_after_two(epoch, record):
+        if epoch == 2:
+            raise Interrupt
+    with pytest.raises(Interrupt):
+        train(tiny_config(interrupted), on_epoch_end=stop_after_two)
+    assert read_checkpoint(interrupted / "last.npz").metadata["epoch"] == 2
+    train(tiny_config(interrupted, resume=True))
+
+    a, b = final_weights(straight), final_weights(interrupted)
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    history_a = json.loads((straight / "history.json").read_text())
+    history_b = json.loads((interrupted / "history.json").read_text())
+    assert [h["train_loss"] for h in history_a] == [h["train_loss"] for h in history_b]
+
+
+def test_resume_refuses_other_settings_and_missing_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match="last.npz"):
+        train(tiny_config(tmp_path, resume=True))
+    train(tiny_config(tmp_path, epochs=1))
+    with pytest.raises(ValueError, match="lr"):
+        train(tiny_config(tmp_path, epochs=2, lr=0.1, resume=True))
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    def poison(epoch, record):
+        if epoch == 1:                                   # break the weights after epoch 1's checkpoint
+            model_param = poison.model.classifier.bias
+            model_param.data[...] = np.nan
+    import tinyseg.train as training
+    original = training.build_model
+
+    def build_and_remember(config, n_classes):
+        poison.model = original(config, n_classes)
+        return poison.model
+    training.build_model = build_and_remember
+    try:
+        with pytest.raises(TrainingDiverged, match=r"epoch 2, batch 1.*last.npz.*epoch 1"):
+            train(tiny_config(tmp_path), on_epoch_end=poison)
+    finally:
+        training.build_model = original
+    checkpoint = read_checkpoint(tmp_path / "last.npz")
+    assert checkpoint.metadata["epoch"] == 1
+    assert all(np.isfinite(v).all() for v in checkpoint.model_state.values())
+
+
+def test_defaults_and_schedule():
+    synthetic = resolve_defaults(TrainConfig())
+    assert (synthetic.preset, synthetic.size, synthetic.optimizer) == ("small", (128, 160), "adam")
+    real = resolve_defaults(TrainConfig(data="somewhere"))
+    assert (real.preset, real.size, real.augment) == ("paper", (400, 500), True)
+    config = resolve_defaults(TrainConfig(lr=1.0, epochs=10))
+    assert learning_rate(config, 0) == 1.0
+    assert learning_rate(config, 5) == pytest.approx(0.505)
+    assert learning_rate(config, 9) < 0.05
+    with pytest.raises(ValueError, match="optimizer"):
+        resolve_defaults(TrainConfig(optimizer="rmsprop"))
+
+
+def test_denoise_cache_computes_once(tmp_path):
+    calls = []
+
+    def blur(image, amount=1):
+        calls.append(amount)
+        return image * 0.5 * amount
+    image = np.arange(12, dtype=np.float32).reshape(3, 4)
+    first = cached_apply(blur, image, {"amount": 1}, tmp_path)
+    again = cached_apply(blur, image, {"amount": 1}, tmp_path)
+    np.testing.assert_array_equal(first, again)
+    assert calls == [1]
+    cached_apply(blur, image, {"amount": 2}, tmp_path)          # other parameters: new entry
+    cached_apply(blur, image + 1, {"amount": 1}, tmp_path)      # other content: new entry
+    assert calls == [1, 2, 1] and len(os.listdir(tmp_path)) == 3
+
+
+def test_unknown_denoiser_is_a_clear_error(monkeypatch):
+    import tinyseg.denoise as denoise
+    from tinyseg.train import denoiser
+    monkeypatch.delattr(denoise, "ksvd_denoise")
+    with pytest.raises(RuntimeError, match="ksvd_denoise"):
+        denoiser("ksvd")
+
+
+def test_progress_bar_reports_rate():
+    stream = io.StringIO()
+    bar = ProgressBar(4, "epoch 1/2", stream=stream)
+    bar.update(4, 32, loss=0.25)
+    bar.close(val_lungs=0.9)
+    line = stream.getvalue()
+    assert line.count("\n") == 1 and "4/4" in line and "loss 0.2500" in line and "img/s" in line
+    assert "val_lungs 0.9000" in line
+
+
+def test_segmenter_matches_training_predictions(tmp_path):
+    from tinyseg.inference import Segmenter
+    from tinyseg.data import load_dataset
+    from tinyseg.train import predict
+    train(tiny_config(tmp_path, epochs=1, augment=False))
+    segmenter = Segmenter.from_checkpoint(tmp_path / "last.npz")
+    data = load_dataset(None, size=(32, 48), n_synthetic=10, seed=0)
+    raw = data.images[data.test] + data.mean_image
+    scale = read_checkpoint(tmp_path / "last.npz").metadata["input_scale"]
+    expected = predict(segmenter.model, data.images[data.test], scale, "cpu")
+    for image, labels in zip(raw, expected):
+        np.testing.assert_array_equal(segmenter.segment(image), labels)
+    assert isinstance(segmenter.model, ts.models.HReNet)
