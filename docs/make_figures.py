@@ -563,6 +563,99 @@ def hrenet_shapes():
     c.save("hrenet_shapes")
 
 
+# -- chapter 6 -----------------------------------------------------------------------------------
+
+def _gray(array, lo=0.0, hi=1.0, scale=1):
+    """A float image as an 8-bit grey PIL image, ``scale`` times larger (nearest neighbour)."""
+    pixels = np.clip((np.asarray(array, dtype=np.float64) - lo) / (hi - lo), 0, 1)
+    picture = Image.fromarray(np.round(pixels * 255).astype(np.uint8))
+    if scale != 1:
+        picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+    return picture
+
+
+def _paste(canvas, picture, x, y):
+    """Paste a PIL image with its top-left corner at final-size pixel (x, y)."""
+    big = picture.resize((picture.width * SCALE, picture.height * SCALE), Image.NEAREST)
+    canvas.image.paste(big.convert("RGB"), (int(x * SCALE), int(y * SCALE)))
+
+
+def _tiles(columns, patch, per_row, gap=1):
+    """Dictionary columns (patch*patch, K) as a mosaic of patch x patch tiles, each stretched."""
+    count = columns.shape[1]
+    rows = math.ceil(count / per_row)
+    mosaic = np.zeros((rows * (patch + gap) + gap, per_row * (patch + gap) + gap))
+    for k in range(count):
+        tile = columns[:, k].reshape(patch, patch)
+        span = np.abs(tile).max() or 1.0
+        r, c = divmod(k, per_row)
+        mosaic[gap + r * (patch + gap):gap + r * (patch + gap) + patch,
+               gap + c * (patch + gap):gap + c * (patch + gap) + patch] = 0.5 + 0.5 * tile / span
+    return mosaic
+
+
+def _noisy_radiograph(size=(256, 320), sigma=0.04):
+    from tinyseg.data import synthesize_radiograph
+
+    clean, _ = synthesize_radiograph(np.random.default_rng(7), size=size)
+    noisy = clean + np.random.default_rng(8).normal(0, sigma, clean.shape)
+    return clean.astype(np.float64), noisy, sigma
+
+
+def _psnr(image, reference):
+    return 10 * np.log10(1.0 / np.mean((np.asarray(image, dtype=np.float64) - reference) ** 2))
+
+
+@figure
+def denoise_before_after():
+    """A synthetic radiograph, the same with noise, and both K-SVD denoisers' results."""
+    from tinyseg.denoise import adaptive_filter_denoise, ksvd_denoise
+
+    clean, noisy, sigma = _noisy_radiograph()
+    panels = [("clean", clean), (f"noisy (sigma {sigma})", noisy),
+              ("K-SVD (Elad & Aharon)", ksvd_denoise(noisy, sigma=sigma)),
+              ("adaptive filters (paper)", adaptive_filter_denoise(noisy, sigma=sigma))]
+    h, w = clean.shape
+    crop = (slice(60, 124), slice(40, 104))       # lung field and ribs, shown 3x
+    c = Canvas(4 * (w + 20) + 20, h + 3 * 64 + 110)
+    for k, (title, image) in enumerate(panels):
+        x = 20 + k * (w + 20)
+        _paste(c, _gray(image), x, 40)
+        c.text(x + w / 2, 22, title, 13, bold=True)
+        if k:
+            c.text(x + w / 2, h + 52, f"PSNR {_psnr(image, clean):.1f} dB", 12, GREY)
+        _paste(c, _gray(image[crop], scale=3), x + (w - 192) / 2, h + 70)
+        if k == 0:
+            c.rect(crop[1].start + x, crop[0].start + 40, crop[1].stop + x, crop[0].stop + 40,
+                   outline=RED, width=1.5)
+    c.text(c.size[0] / 2, c.size[1] - 16, "bottom row: the red square, enlarged 3x", 12, GREY)
+    c.save("denoise_before_after")
+
+
+@figure
+def ksvd_atoms():
+    """The dictionary K-SVD learns from the noisy radiograph, and the SVD basis built from it."""
+    from tinyseg.denoise import adaptive_basis, learn_dictionary, overcomplete_dct
+
+    _, noisy, sigma = _noisy_radiograph()
+    start = overcomplete_dct(8, 256)
+    learned = learn_dictionary(noisy, sigma)
+    basis = adaptive_basis(learned)
+    panels = [("overcomplete DCT (the start)", _tiles(start, 8, 16)),
+              ("after K-SVD on the noisy image", _tiles(learned, 8, 16)),
+              ("SVD basis U: leading first, filters last", _tiles(basis, 8, 8))]
+    scale = 2
+    c = Canvas(3 * 310 + 30, 400)
+    for k, (title, mosaic) in enumerate(panels):
+        picture = _gray(mosaic, scale=scale if k < 2 else 4)
+        x = 20 + k * 310 + (290 - picture.width) / 2
+        _paste(c, picture, x, 50)
+        c.text(20 + k * 310 + 145, 28, title, 13, bold=True)
+    c.text(c.size[0] / 2, 375, "each tile is one 8x8 atom (grey = 0), the constant DC atom first; "
+           "basis columns in order of decreasing singular value", 12, GREY)
+    c.save("ksvd_atoms")
+
+
 def main(names):
     unknown = [n for n in names if n not in FIGURES]
     if unknown:
