@@ -107,5 +107,9 @@ def test_wrong_optimizer_kind(tmp_path):
     model, optimizer = trained_model_and_optimizer()
     path = tmp_path / "ckpt.npz"
     save_checkpoint(path, model, optimizer)
+    fresh = ts.models.HReNet(**TINY, seed=5)
+    before = fresh.state_dict()
     with pytest.raises(CheckpointError, match="SGD.*Adam"):
-        load_checkpoint(path, model, ts.optim.Adam(model.parameters()))
+        load_checkpoint(path, fresh, ts.optim.Adam(fresh.parameters()))
+    for name, value in fresh.state_dict().items():       # nothing was loaded
+        np.testing.assert_array_equal(value, before[name], err_msg=name)

@@ -37,10 +37,31 @@ class CheckpointError(ValueError):
 class Checkpoint:
     """The contents of a checkpoint file, as read by :func:`read_checkpoint`."""
 
+    path: str
     metadata: dict
     model_state: dict
     optimizer_state: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+
+    def load_into(self, model=None, optimizer=None):
+        """Load the state into ``model`` and ``optimizer`` (either may be None); return the metadata.
+
+        Everything is checked before anything is loaded, so on error both are left unchanged.
+        """
+        if model is not None:
+            _check_same_model(self.path, self.metadata.get("model", {}), model)
+            _check_model_shapes(self.path, self.model_state, model)
+        if optimizer is not None:
+            stored = self.metadata.get("optimizer")
+            if stored != type(optimizer).__name__:
+                raise CheckpointError(f"checkpoint {self.path!r} holds {stored or 'no'} optimizer "
+                                      f"state, not {type(optimizer).__name__}")
+            _check_optimizer_shapes(self.path, self.optimizer_state, optimizer)
+        if model is not None:
+            model.load_state_dict(self.model_state)
+        if optimizer is not None:
+            optimizer.load_state_dict(self.optimizer_state)
+        return self.metadata
 
 
 def describe_model(model):
@@ -104,7 +125,7 @@ def read_checkpoint(path) -> Checkpoint:
 
     def with_prefix(prefix):
         return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
-    return Checkpoint(metadata, with_prefix(MODEL_PREFIX), with_prefix(OPTIM_PREFIX),
+    return Checkpoint(path, metadata, with_prefix(MODEL_PREFIX), with_prefix(OPTIM_PREFIX),
                       with_prefix(EXTRA_PREFIX))
 
 
@@ -117,6 +138,19 @@ def _check_same_model(path, stored, model):
             return " ".join(f"{k}={d.get(k)!r}" for k in keys)
         raise CheckpointError(f"checkpoint {path!r} holds a different model: {name(stored)}; "
                               f"the model given is {name(current)}")
+
+
+def _check_model_shapes(path, model_state, model):
+    """Every stored array must exist in the model with the same shape, and vice versa."""
+    own = dict(model.named_parameters())
+    own.update(model.named_buffers())
+    missing = sorted(set(own) - set(model_state))
+    unexpected = sorted(set(model_state) - set(own))
+    wrong = [f"{k}: checkpoint {tuple(v.shape)} vs model {own[k].shape}"
+             for k, v in model_state.items() if k in own and tuple(v.shape) != own[k].shape]
+    if missing or unexpected or wrong:
+        raise CheckpointError(f"checkpoint {path!r} does not fit the model: missing {missing}, "
+                              f"unexpected {unexpected}, shape mismatches {wrong}")
 
 
 def _check_optimizer_shapes(path, optim_state, optimizer):
@@ -138,24 +172,5 @@ def load_checkpoint(path, model=None, optimizer=None):
     Raises FileNotFoundError for a missing file, CheckpointError for a file that
     is not a tinyseg checkpoint, that holds another model or preset, or whose
     arrays do not fit (the message names the file and the mismatch).
-    The model is left unchanged when loading fails.
     """
-    checkpoint = read_checkpoint(path)
-    metadata, model_state, optim_state = checkpoint.metadata, checkpoint.model_state, checkpoint.optimizer_state
-    if model is not None:
-        _check_same_model(path, metadata.get("model", {}), model)
-        try:
-            model.load_state_dict(model_state)
-        except (KeyError, ValueError) as err:
-            raise CheckpointError(f"checkpoint {path!r} does not fit the model: {err}") from err
-    if optimizer is not None:
-        stored = metadata.get("optimizer")
-        if stored != type(optimizer).__name__:
-            raise CheckpointError(f"checkpoint {path!r} holds {stored or 'no'} optimizer state, "
-                                  f"not {type(optimizer).__name__}")
-        _check_optimizer_shapes(path, optim_state, optimizer)
-        try:
-            optimizer.load_state_dict(optim_state)
-        except (KeyError, ValueError) as err:
-            raise CheckpointError(f"checkpoint {path!r}: optimizer state does not fit: {err}") from err
-    return metadata
+    return read_checkpoint(path).load_into(model, optimizer)

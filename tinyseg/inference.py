@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from .autograd import no_grad
-from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+from .checkpoint import CheckpointError, read_checkpoint
 from .models import HReNet
 from .tensor import tensor
 
@@ -45,13 +45,13 @@ class Segmenter:
 
     @classmethod
     def from_checkpoint(cls, path, device="cpu", cache_dir=None):
-        metadata = read_checkpoint(path).metadata
+        checkpoint = read_checkpoint(path)
+        metadata, extra = checkpoint.metadata, checkpoint.extra
         if "size" not in metadata:
             raise CheckpointError(f"checkpoint {path!r} lacks the training image size; "
                                   "was it written by tinyseg.train?")
         model = model_from_metadata(path, metadata)
-        load_checkpoint(path, model)
-        extra = read_checkpoint(path).extra
+        checkpoint.load_into(model)
         cache_dir = cache_dir or os.path.join(os.path.dirname(os.path.abspath(path)), "denoise_cache")
         return cls(model.to(device), metadata["size"], extra.get("mean_image"),
                    metadata.get("input_scale", 1.0), metadata.get("denoise", "none"), cache_dir, device)

@@ -55,7 +55,7 @@ import numpy as np
 from . import functional as F
 from .autograd import no_grad
 from .backend import cuda_available
-from .checkpoint import atomic_write, load_checkpoint, read_checkpoint, save_checkpoint
+from .checkpoint import atomic_write, read_checkpoint, save_checkpoint
 from .metrics import dice, jaccard, pixel_accuracy
 from .models import PRESETS, HReNet
 from .optim import SGD, Adam
@@ -292,9 +292,9 @@ def train(config: TrainConfig, dataset=None, on_epoch_end=None):
     if config.resume:
         if not os.path.isfile(last_path):
             raise FileNotFoundError(f"--resume: no checkpoint {last_path} to continue from")
-        stored = read_checkpoint(last_path).metadata
-        _check_resumable(stored.get("config", {}), config)
-        meta = load_checkpoint(last_path, model, optimizer)
+        checkpoint = read_checkpoint(last_path)
+        _check_resumable(checkpoint.metadata.get("config", {}), config)
+        meta = checkpoint.load_into(model, optimizer)
         rng.bit_generator.state = meta["rng_state"]
         history, best_score, start_epoch = meta["history"], meta["best_score"], meta["epoch"]
 
@@ -347,8 +347,8 @@ def train(config: TrainConfig, dataset=None, on_epoch_end=None):
         best_score = max(best_score, score)
         bar.close(**{f"{heldout}_{k}": v for k, v in record["dice"].items()})
         save_checkpoint(last_path, model, optimizer, checkpoint_metadata(epoch + 1), extra)
-        if improved:
-            save_checkpoint(best_path, model, optimizer, checkpoint_metadata(epoch + 1), extra)
+        if improved:   # for inference: no optimizer state, which would triple the file
+            save_checkpoint(best_path, model, None, checkpoint_metadata(epoch + 1), extra)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, record)
 
