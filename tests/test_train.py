@@ -170,7 +170,7 @@ def test_progress_bar_reports_rate():
 def test_segmenter_matches_training_predictions(tmp_path):
     from tinyseg.inference import Segmenter
     from tinyseg.data import load_dataset
-    from tinyseg.train import predict
+    from tinyseg.report import predict
     train(tiny_config(tmp_path, epochs=1, augment=False))
     segmenter = Segmenter.from_checkpoint(tmp_path / "last.npz")
     data = load_dataset(None, size=(32, 48), n_synthetic=10, seed=0)

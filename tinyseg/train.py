@@ -53,15 +53,13 @@ import time
 import numpy as np
 
 from . import functional as F
-from .autograd import no_grad
 from .backend import cuda_available
-from .checkpoint import atomic_write, read_checkpoint, save_checkpoint
-from .metrics import dice, jaccard, pixel_accuracy
+from .checkpoint import read_checkpoint, save_checkpoint
 from .models import PRESETS, HReNet
 from .optim import SGD, Adam
 from .progress import ProgressBar
+from .report import evaluate, foreground, write_results
 from .tensor import tensor
-from .visualize import comparison_panel, plot_curves
 
 
 class TrainingDiverged(FloatingPointError):
@@ -191,7 +189,7 @@ def denoise_dataset(dataset, config):
     dataset.images = clean
 
 
-# -- model, evaluation --------------------------------------------------------------------
+# -- model ---------------------------------------------------------------------------------
 
 def build_model(config, n_classes):
     return HReNet(n_classes=n_classes, preset=config.preset, init=config.init, seed=config.seed,
@@ -203,39 +201,6 @@ def build_optimizer(config, model):
         return SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                    weight_decay=config.weight_decay)
     return Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-
-
-def predict(model, images, input_scale, device, batch_size=8):
-    """Predicted labels (N, H, W) for (N, H, W) mean-subtracted images."""
-    model.eval()
-    labels = []
-    with no_grad():
-        for start in range(0, len(images), batch_size):
-            x = tensor(images[start:start + batch_size, None] * input_scale, device=device)
-            labels.append(model(x).numpy().argmax(axis=1))
-    return np.concatenate(labels) if labels else np.zeros((0,) + images.shape[1:], np.int64)
-
-
-def evaluate(model, images, labels, input_scale, device, n_classes, batch_size=8):
-    """Mean cross-entropy, per-class Dice and Jaccard, pixel accuracy, and the predictions."""
-    model.eval()
-    predictions, losses = [], []
-    with no_grad():
-        for start in range(0, len(images), batch_size):
-            x = tensor(images[start:start + batch_size, None] * input_scale, device=device)
-            y = labels[start:start + batch_size]
-            logits = model(x)
-            losses.append(F.cross_entropy(logits, tensor(y, device=device)).item() * len(y))
-            predictions.append(logits.numpy().argmax(axis=1))
-    predictions = np.concatenate(predictions)
-    return {"loss": float(np.sum(losses) / len(images)),
-            "dice": dice(predictions, labels, n_classes), "jaccard": jaccard(predictions, labels, n_classes),
-            "pixel_accuracy": pixel_accuracy(predictions, labels, n_classes), "predictions": predictions}
-
-
-def foreground(values, class_names):
-    """{class name: value} for every class but background (index 0)."""
-    return {name: float(v) for name, v in zip(class_names[1:], values[1:])}
 
 
 def _last_good(last_path, history):
@@ -352,46 +317,13 @@ def train(config: TrainConfig, dataset=None, on_epoch_end=None):
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, record)
 
-    return write_results(config, model, dataset, input_scale, device, history,
-                         time.perf_counter() - started)
+    facts = {"seconds": round(time.perf_counter() - started, 1), "preset": config.preset,
+             "size": list(config.size), "data": config.data or "synthetic", "device": device}
+    return write_results(config.out, facts, model, dataset, input_scale, device, history)
 
 
 def bar_elapsed(bar):
     return round(time.perf_counter() - bar.start, 3)
-
-
-def write_results(config, model, dataset, input_scale, device, history, seconds):
-    """Score the final model on the test split and write metrics, curves and overlays."""
-    class_names = tuple(dataset.class_names)
-    test_x, test_y = dataset.split("test")
-    scores = evaluate(model, test_x, test_y, input_scale, device, dataset.n_classes)
-    metrics = {"dice": foreground(scores["dice"], class_names),
-               "jaccard": foreground(scores["jaccard"], class_names),
-               "pixel_accuracy": scores["pixel_accuracy"], "loss": scores["loss"], "split": "test",
-               "n_images": int(len(test_y)), "epochs": len(history), "seconds": round(seconds, 1),
-               "preset": config.preset, "size": list(config.size), "data": config.data or "synthetic",
-               "device": device}
-    write_json(os.path.join(config.out, "metrics.json"), metrics)
-    write_json(os.path.join(config.out, "history.json"), history)
-    if history:
-        epochs = [h["epoch"] for h in history]
-        heldout = history[-1]["heldout"]
-        plot_curves(os.path.join(config.out, "curves.png"), [
-            ("cross-entropy loss", {"train": (epochs, [h["train_loss"] for h in history]),
-                                    heldout: (epochs, [h["heldout_loss"] for h in history])}),
-            (f"Dice on the {heldout} split", {name: (epochs, [h["dice"][name] for h in history])
-                                              for name in class_names[1:]}),
-        ])
-    overlay_dir = os.path.join(config.out, "overlays")
-    os.makedirs(overlay_dir, exist_ok=True)
-    names = [dataset.names[i] for i in dataset.test]
-    for name, image, truth, prediction in zip(names, test_x, test_y, scores["predictions"]):
-        comparison_panel(image, truth, prediction).save(os.path.join(overlay_dir, f"{name}.png"))
-    return metrics
-
-
-def write_json(path, value):
-    atomic_write(path, lambda f: f.write(json.dumps(value, indent=2).encode()))
 
 
 # -- command line -------------------------------------------------------------------------
