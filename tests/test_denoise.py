@@ -6,6 +6,7 @@ from tinyseg.denoise import (adaptive_basis, adaptive_filter_denoise, estimate_s
                              ksvd_denoise, omp, overcomplete_dct)
 
 DENOISERS = [ksvd_denoise, adaptive_filter_denoise]
+SMALL = {"n_atoms": 64, "n_iter": 4}        # a smaller dictionary where quality is not the point
 
 
 def unit_dictionary(rng, n_features, n_atoms):
@@ -204,7 +205,7 @@ def test_denoisers_raise_psnr(denoiser, sigma, clean):
     out = denoiser(noisy, sigma=sigma, max_value=255)
     assert out.dtype == np.float64 and out.shape == clean.shape
     gain = psnr(out, clean) - psnr(noisy, clean)
-    assert gain > 4.0, f"PSNR gain only {gain:.2f} dB"
+    assert gain > 6.0, f"PSNR gain only {gain:.2f} dB"
 
 
 @pytest.mark.parametrize("denoiser", DENOISERS)
@@ -221,14 +222,16 @@ def test_denoisers_leave_a_clean_image_almost_unchanged(denoiser, clean):
     y, x = np.mgrid[0:64, 0:64]
     image = np.rint(clean + 1.5 * np.sin(2.3 * x + 0.4 * y) * np.sin(1.9 * y)).astype(np.uint8)
     assert 0.5 < estimate_sigma(image) < 3.0
-    assert psnr(denoiser(image), image) > 48.0
+    assert psnr(denoiser(image, **SMALL), image) > 48.0
 
 
 @pytest.mark.parametrize("denoiser", DENOISERS)
 def test_denoisers_remove_little_from_a_clean_image_at_a_given_sigma(denoiser, clean):
     """Denoising clean and noisy copies: the clean one must stay far closer to the truth."""
     noisy = clean + 10 * np.random.default_rng(1).standard_normal(clean.shape)
-    assert psnr(denoiser(clean, sigma=2.0, max_value=255), clean) > psnr(denoiser(noisy, sigma=10.0, max_value=255), clean) + 5
+    from_clean = denoiser(clean, sigma=2.0, max_value=255, **SMALL)
+    from_noisy = denoiser(noisy, sigma=10.0, max_value=255, **SMALL)
+    assert psnr(from_clean, clean) > psnr(from_noisy, clean) + 5
 
 
 @pytest.mark.parametrize("denoiser", DENOISERS)
@@ -236,13 +239,13 @@ def test_dtype_and_range_round_trip(denoiser, clean):
     rng = np.random.default_rng(8)
     noise = 15 * rng.standard_normal(clean.shape)
     as_uint8 = np.clip(np.rint(clean + noise), 0, 255).astype(np.uint8)
-    out8 = denoiser(as_uint8, sigma=15)
+    out8 = denoiser(as_uint8, sigma=15, **SMALL)
     assert out8.dtype == np.uint8
     as_12bit = as_uint8.astype(np.uint16) * 16                    # values <= 4080: a 12-bit image
-    out12 = denoiser(as_12bit, sigma=15 * 16)
+    out12 = denoiser(as_12bit, sigma=15 * 16, **SMALL)
     assert out12.dtype == np.uint16 and out12.max() <= 4095
     as_float = (as_uint8 / 255).astype(np.float32)
-    outf = denoiser(as_float, sigma=15 / 255)
+    outf = denoiser(as_float, sigma=15 / 255, **SMALL)
     assert outf.dtype == np.float32 and 0 <= outf.min() and outf.max() <= 1
     # the same image in three encodings gives the same result
     assert np.abs(out12 / 16.0 - out8).max() <= 1.0

@@ -10,7 +10,7 @@ the pixels it covers.  On the full grid the number of patches covering pixel
 (a 1-D convolution), so it never needs to be accumulated.
 """
 import numpy as np
-from numba import njit
+from numba import njit, prange
 from numpy.lib.stride_tricks import sliding_window_view
 
 
@@ -24,12 +24,40 @@ def patch_rows(image, patch, first_row, stop_row):
     return patch_grid(image, patch)[first_row:stop_row].reshape(-1, patch * patch)
 
 
+@njit(parallel=True, cache=True)
+def _centred_rows(image, patch, first_row, stop_row, out, means):
+    n_cols = image.shape[1] - patch + 1
+    for r in prange(stop_row - first_row):
+        for c in range(n_cols):
+            q = r * n_cols + c
+            total = 0.0
+            for dy in range(patch):
+                for dx in range(patch):
+                    v = image[first_row + r + dy, c + dx]
+                    out[q, dy * patch + dx] = v
+                    total += v
+            mean = total / (patch * patch)
+            means[q] = mean
+            for i in range(patch * patch):
+                out[q, i] -= mean
+
+
+def centred_patch_rows(image, patch, first_row, stop_row):
+    """Like ``patch_rows`` but with every patch's mean removed: (patches, means)."""
+    n = (stop_row - first_row) * (image.shape[1] - patch + 1)
+    out, means = np.empty((n, patch * patch)), np.empty(n)
+    _centred_rows(image, patch, first_row, stop_row, out, means)
+    return out, means
+
+
 def training_patches(image, patch, stride, max_count, rng):
-    """Patches on a ``stride`` grid, at most ``max_count`` of them drawn at random."""
-    grid = patch_grid(image, patch)[::stride, ::stride].reshape(-1, patch * patch)
-    if max_count is not None and grid.shape[0] > max_count:
-        grid = grid[np.sort(rng.choice(grid.shape[0], max_count, replace=False))]
-    return np.array(grid, dtype=np.float64)
+    """Patches on a ``stride`` grid, at most ``max_count`` of them drawn at random (sorted order)."""
+    grid = patch_grid(image, patch)[::stride, ::stride]
+    n_rows, n_cols = grid.shape[:2]
+    if max_count is None or n_rows * n_cols <= max_count:
+        return grid.reshape(-1, patch * patch).astype(np.float64)
+    pick = np.sort(rng.choice(n_rows * n_cols, max_count, replace=False))
+    return grid[pick // n_cols, pick % n_cols].reshape(-1, patch * patch).astype(np.float64)
 
 
 def cover_counts(shape, patch):
