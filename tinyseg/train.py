@@ -53,7 +53,7 @@ import time
 import numpy as np
 
 from . import functional as F
-from .backend import cuda_available
+from .backend import cuda_available, get_array_module
 from .checkpoint import read_checkpoint, save_checkpoint
 from .models import PRESETS, HReNet
 from .optim import SGD, Adam
@@ -68,7 +68,9 @@ class TrainingDiverged(FloatingPointError):
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Everything that defines a run. ``None`` means "the default for this data" (see module doc)."""
+    """Everything that defines a run. ``None`` means "not given": a resumed run takes the
+    interrupted run's value, otherwise the default for synthetic or real data applies
+    (``resolve_defaults``)."""
 
     data: str | None = None            # JSRT folder or folder dataset; None: synthetic
     scr: str | None = None             # SCR masks root for JSRT
@@ -77,24 +79,26 @@ class TrainConfig:
     epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
-    momentum: float = 0.9              # SGD only
+    momentum: float | None = None      # SGD only
     optimizer: str | None = None       # "sgd" | "adam"
     schedule: str | None = None        # "cosine" | "constant"
     weight_decay: float | None = None
     init: str | None = None            # "he" | "paper"
     augment: bool | None = None
+    denoise: str | None = None         # "none" | "ksvd"
+    seed: int | None = None
+    n_synthetic: int | None = None     # size of the synthetic set
+    val_fraction: float | None = None  # share of the training part held out for validation
+    model_options: dict | None = None  # HReNet overrides (widths, hidden_size, ...)
     device: str = "auto"               # "auto" | "cpu" | "cuda"
-    denoise: str = "none"              # "none" | "ksvd"
-    seed: int = 0
     out: str = os.path.join("runs", "jsrt")
     resume: bool = False
-    n_synthetic: int = 240
-    val_fraction: float = 0.1
     cache_dir: str | None = None       # denoising cache; default <out>/../denoise_cache
-    model_options: dict = dataclasses.field(default_factory=dict)   # HReNet overrides (widths, ...)
     progress: bool = True
 
 
+COMMON_DEFAULTS = dict(momentum=0.9, denoise="none", seed=0, n_synthetic=240, val_fraction=0.1,
+                       model_options={})
 SYNTHETIC_DEFAULTS = dict(preset="small", epochs=30, batch_size=8, lr=2e-3, optimizer="adam",
                           schedule="cosine", weight_decay=0.0, init="he", augment=False)
 REAL_DATA_DEFAULTS = dict(preset="paper", epochs=150, batch_size=4, lr=1e-3, optimizer="adam",
@@ -106,22 +110,42 @@ RUN_DEFINING = ("data", "scr", "preset", "size", "batch_size", "lr", "momentum",
 
 
 def resolve_defaults(config: TrainConfig) -> TrainConfig:
-    """Fill every ``None`` with the default for synthetic or real data."""
-    defaults = SYNTHETIC_DEFAULTS if config.data is None else REAL_DATA_DEFAULTS
-    filled = {k: (defaults[k] if getattr(config, k) is None else getattr(config, k)) for k in defaults}
-    config = dataclasses.replace(config, **filled)
+    """Fill every ``None`` with the default for synthetic or real data and check the values."""
+    defaults = {**COMMON_DEFAULTS, **(SYNTHETIC_DEFAULTS if config.data is None else REAL_DATA_DEFAULTS)}
+    config = dataclasses.replace(config, **{k: v for k, v in defaults.items() if getattr(config, k) is None})
+    config.model_options = dict(config.model_options)
     if config.size is None:
         config.size = PRESETS[config.preset]["input_size"]
     config.size = tuple(int(v) for v in config.size)
     if config.cache_dir is None:
         config.cache_dir = os.path.join(os.path.dirname(os.path.abspath(config.out)), "denoise_cache")
     for name, allowed in (("optimizer", ("sgd", "adam")), ("schedule", ("cosine", "constant")),
-                          ("device", ("auto", "cpu", "cuda")), ("denoise", ("none", "ksvd"))):
+                          ("device", ("auto", "cpu", "cuda")), ("denoise", ("none", "ksvd")),
+                          ("preset", tuple(PRESETS))):
         if getattr(config, name) not in allowed:
             raise ValueError(f"{name} must be one of {allowed}, got {getattr(config, name)!r}")
     if config.epochs < 1 or config.batch_size < 1 or config.lr <= 0:
         raise ValueError("epochs and batch size must be positive and the learning rate > 0")
     return config
+
+
+def config_record(config):
+    """The run-defining settings (and epochs) as JSON values, as stored in checkpoints."""
+    record = dataclasses.asdict(config)
+    return json.loads(json.dumps({k: record[k] for k in RUN_DEFINING + ("epochs",)}))
+
+
+def adopt_stored_settings(config, stored):
+    """For ``--resume``: settings not given take the interrupted run's values; a setting given
+    with a different value is an error (only ``epochs`` may change, e.g. to train longer)."""
+    given = config_record(config)
+    changed = [f"{k}: interrupted run {stored.get(k)!r}, now {given[k]!r}" for k in RUN_DEFINING
+               if given[k] is not None and k in stored and stored[k] != given[k]]
+    if changed:
+        raise ValueError("--resume must keep the settings of the interrupted run; these differ: "
+                         + "; ".join(changed))
+    taken = {k: stored[k] for k in RUN_DEFINING + ("epochs",) if given[k] is None and k in stored}
+    return dataclasses.replace(config, **taken)
 
 
 def learning_rate(config, epoch):
@@ -211,25 +235,10 @@ def _last_good(last_path, history):
 
 
 def _all_finite(model):
-    return all(np.isfinite(p.numpy()).all() for p in model.parameters())
+    return all(bool(get_array_module(p.data).isfinite(p.data).all()) for p in model.parameters())
 
 
 # -- the loop -----------------------------------------------------------------------------
-
-def config_record(config):
-    """The run-defining settings as JSON values (tuples become lists), as stored in checkpoints."""
-    record = dataclasses.asdict(config)
-    return json.loads(json.dumps({k: record[k] for k in RUN_DEFINING + ("epochs",)}))
-
-
-def _check_resumable(stored, config):
-    changed = [f"{k}: checkpoint {stored.get(k)!r}, now {v!r}"
-               for k, v in config_record(config).items()
-               if k in RUN_DEFINING and stored.get(k) != v]
-    if changed:
-        raise ValueError("--resume needs the settings of the interrupted run; these differ: "
-                         + "; ".join(changed))
-
 
 def train(config: TrainConfig, dataset=None, on_epoch_end=None):
     """Run training as configured; returns the final test metrics (also written to metrics.json).
@@ -237,11 +246,17 @@ def train(config: TrainConfig, dataset=None, on_epoch_end=None):
     ``dataset`` (a ``tinyseg.data.SegmentationDataset``) skips loading;
     ``on_epoch_end(epoch, record)`` is called after each epoch's checkpoint.
     """
-    config = resolve_defaults(config)
     started = time.perf_counter()
+    last_path, best_path = os.path.join(config.out, "last.npz"), os.path.join(config.out, "best.npz")
+    checkpoint = None
+    if config.resume:
+        if not os.path.isfile(last_path):
+            raise FileNotFoundError(f"--resume: no checkpoint {last_path} to continue from")
+        checkpoint = read_checkpoint(last_path)
+        config = adopt_stored_settings(config, checkpoint.metadata.get("config", {}))
+    config = resolve_defaults(config)
     device = pick_device(config.device)
     os.makedirs(config.out, exist_ok=True)
-    last_path, best_path = os.path.join(config.out, "last.npz"), os.path.join(config.out, "best.npz")
 
     if dataset is None:
         dataset, input_scale = load_training_data(config)
@@ -254,11 +269,7 @@ def train(config: TrainConfig, dataset=None, on_epoch_end=None):
     rng = np.random.default_rng(config.seed)
     history, best_score, start_epoch = [], -1.0, 0
 
-    if config.resume:
-        if not os.path.isfile(last_path):
-            raise FileNotFoundError(f"--resume: no checkpoint {last_path} to continue from")
-        checkpoint = read_checkpoint(last_path)
-        _check_resumable(checkpoint.metadata.get("config", {}), config)
+    if checkpoint is not None:
         meta = checkpoint.load_into(model, optimizer)
         rng.bit_generator.state = meta["rng_state"]
         history, best_score, start_epoch = meta["history"], meta["best_score"], meta["epoch"]
@@ -340,7 +351,7 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
-    p.add_argument("--momentum", type=float, default=0.9, help="for --optimizer sgd")
+    p.add_argument("--momentum", type=float, help="for --optimizer sgd (default 0.9)")
     p.add_argument("--optimizer", choices=["sgd", "adam"])
     p.add_argument("--schedule", choices=["cosine", "constant"])
     p.add_argument("--weight-decay", type=float)
@@ -348,14 +359,16 @@ def parse_args(argv=None):
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="default: on for --data, off for synthetic")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--denoise", choices=["none", "ksvd"], default="none",
-                   help="denoise every image once before training (cached on disk)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--denoise", choices=["none", "ksvd"],
+                   help="denoise every image once before training, cached on disk (default none)")
+    p.add_argument("--seed", type=int, help="default 0")
     p.add_argument("--out", default=os.path.join("runs", "jsrt"))
-    p.add_argument("--resume", action="store_true", help="continue from <out>/last.npz")
-    p.add_argument("--n-synthetic", type=int, default=240, help="size of the synthetic set")
-    p.add_argument("--val-fraction", type=float, default=0.1,
-                   help="share of the training part held out for validation (0: evaluate on test)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from <out>/last.npz with the interrupted run's settings")
+    p.add_argument("--n-synthetic", type=int, help="size of the synthetic set (default 240)")
+    p.add_argument("--val-fraction", type=float,
+                   help="share of the training part held out for validation, default 0.1 "
+                        "(0: evaluate on the test split every epoch)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
