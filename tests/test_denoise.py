@@ -268,11 +268,20 @@ def test_bright_12bit_values_are_clipped_to_4095():
     (np.ones((32, 32)), {"sigma": -1.0}, "sigma"),
     (np.ones((32, 32), bool), {}, "dtype"),
     (np.ones((32, 32)), {"patch": 1}, "patch"),
+    (np.ones((32, 32)), {"patch": 7.5}, "patch"),
+    (np.ones((32, 32)), {"n_atoms": 1}, "n_atoms"),
     (np.full((32, 32), 300, np.uint16), {"bit_depth": 8}, "range ends at 255"),
 ])
 def test_denoisers_reject_bad_input(denoiser, image, kwargs, message):
     with pytest.raises(ValueError, match=message):
         denoiser(image, **kwargs)
+
+
+def test_adaptive_filter_rejects_bad_settings():
+    with pytest.raises(ValueError, match="n_keep"):
+        adaptive_filter_denoise(np.ones((16, 16)), sigma=1.0, patch=4, n_keep=16)
+    with pytest.raises(ValueError, match="threshold"):
+        adaptive_filter_denoise(np.ones((16, 16)), sigma=1.0, threshold=-1.0)
 
 
 def test_adaptive_basis_is_orthonormal_with_dc_first():

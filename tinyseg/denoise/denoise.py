@@ -39,30 +39,30 @@ import numpy as np
 
 from .intensity import from_float, to_float
 from .ksvd import ksvd_rows, overcomplete_dct
-from .omp import batch_omp, reconstruct
+from .omp import batch_omp, check_int, reconstruct
 from .patches import add_patch_rows, centred_patch_rows, cover_counts, training_patches
-from .sigma import haar_diagonal, _MAD_TO_SIGMA
+from .sigma import mad_sigma
 
 _CHUNK = 32768    # patches coded at a time (bounds memory on large images)
 
 
 def _check_settings(patch, n_atoms, n_iter, train_stride, max_train_patches):
-    for name, value, low in (("patch", patch, 2), ("n_atoms", n_atoms, 2), ("n_iter", n_iter, 0),
-                             ("train_stride", train_stride, 1), ("max_train_patches", max_train_patches, 1)):
-        if value is not None and (int(value) != value or value < low):
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    """The integer settings, validated (max_train_patches may be None: no limit)."""
+    return (check_int("patch", patch, 2), check_int("n_atoms", n_atoms, 2), check_int("n_iter", n_iter, 0),
+            check_int("train_stride", train_stride, 1),
+            None if max_train_patches is None else check_int("max_train_patches", max_train_patches, 1))
 
 
 def _noise_sigma(image, sigma):
     if sigma is None:
-        return float(np.median(np.abs(haar_diagonal(image))) * _MAD_TO_SIGMA)
-    if not np.isfinite(sigma) or sigma < 0:
+        return mad_sigma(image)
+    if not np.isscalar(sigma) or not np.isfinite(sigma) or sigma < 0:
         raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
     return float(sigma)
 
 
 def _prepare(img, sigma, patch, max_value, bit_depth):
-    image, info = to_float(img, max_value, bit_depth, min_size=int(patch))
+    image, info = to_float(img, max_value, bit_depth, min_size=patch)
     return image, info, _noise_sigma(image, sigma)
 
 
@@ -104,7 +104,8 @@ def ksvd_denoise(img, sigma=None, patch=8, n_atoms=256, n_iter=10, gain=1.15, la
     max_value, bit_depth : nominal intensity range (see ``intensity``).
     Returns the denoised image in the input's dtype and range.
     """
-    _check_settings(patch, n_atoms, n_iter, train_stride, max_train_patches)
+    patch, n_atoms, n_iter, train_stride, max_train_patches = _check_settings(
+        patch, n_atoms, n_iter, train_stride, max_train_patches)
     image, info, sigma = _prepare(img, sigma, patch, max_value, bit_depth)
     if sigma == 0:
         return from_float(image, info)
@@ -151,10 +152,12 @@ def adaptive_filter_denoise(img, sigma=None, patch=8, n_atoms=256, n_iter=10, n_
         tau = (threshold * sigma)^2 / 2.
     The other arguments are those of ``ksvd_denoise``.
     """
-    _check_settings(patch, n_atoms, n_iter, train_stride, max_train_patches)
-    if int(n_keep) != n_keep or not 0 <= n_keep < patch * patch:
-        raise ValueError(f"n_keep must be an integer in [0, {patch * patch - 1}], got {n_keep!r}")
-    if not np.isfinite(threshold) or threshold < 0:
+    patch, n_atoms, n_iter, train_stride, max_train_patches = _check_settings(
+        patch, n_atoms, n_iter, train_stride, max_train_patches)
+    n_keep = check_int("n_keep", n_keep, 0)
+    if n_keep > patch * patch - 1:
+        raise ValueError(f"n_keep must be at most {patch * patch - 1}, the AC coefficients of a patch; got {n_keep}")
+    if not np.isscalar(threshold) or not np.isfinite(threshold) or threshold < 0:
         raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}")
     image, info, sigma = _prepare(img, sigma, patch, max_value, bit_depth)
     if sigma == 0:

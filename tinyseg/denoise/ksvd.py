@@ -35,7 +35,7 @@ can raise it.
 import numpy as np
 from numba import njit
 
-from .omp import _as_float_matrix, batch_omp, check_stopping, reconstruct
+from .omp import as_float_matrix, batch_omp, check_int, check_stopping, reconstruct
 
 _POWER_STEPS = 100    # at most this many power iterations per atom update
 _POWER_TOL = 1e-12    # stop once 1 - cos(angle between successive iterates) is below this
@@ -62,7 +62,7 @@ def _initial_atoms(signals, n_atoms, init, remove_dc, rng):
     """Atoms as rows (n_atoms, n_features): given, or random distinct signals."""
     n_features = signals.shape[1]
     if init is not None:
-        init = _as_float_matrix(init, "init")
+        init = as_float_matrix(init, "init")
         if init.shape != (n_features, n_atoms):
             raise ValueError(f"init must have shape {(n_features, n_atoms)}, got {init.shape}")
         atoms = init.T.copy()
@@ -229,14 +229,11 @@ def ksvd(X, n_atoms, n_nonzero=None, n_iter=10, init=None, seed=0, tol=None,
     history : (n_iter,) root-mean-square representation error of the
         (DC-free) signals after each iteration.
     """
-    X = _as_float_matrix(X, "X")
-    min_atoms = 2 if remove_dc else 1
-    if int(n_atoms) != n_atoms or n_atoms < min_atoms:
-        raise ValueError(f"n_atoms must be an integer >= {min_atoms}, got {n_atoms!r}")
-    if int(n_iter) != n_iter or n_iter < 0:
-        raise ValueError(f"n_iter must be a non-negative integer, got {n_iter!r}")
+    X = as_float_matrix(X, "X")
+    n_atoms = check_int("n_atoms", n_atoms, 2 if remove_dc else 1)
+    n_iter = check_int("n_iter", n_iter, 0)
     if not 0 < replace_threshold <= 1:
         raise ValueError(f"replace_threshold must lie in (0, 1], got {replace_threshold!r}")
-    atoms, history = ksvd_rows(np.ascontiguousarray(X.T), int(n_atoms), n_nonzero, int(n_iter),
+    atoms, history = ksvd_rows(np.ascontiguousarray(X.T), n_atoms, n_nonzero, n_iter,
                                init, seed, tol, remove_dc, replace_threshold)
     return np.ascontiguousarray(atoms.T), history

@@ -29,6 +29,8 @@ that each thread reuses one workspace.  Small batches run on one thread: a
 parallel region costs a thread wake-up, which dominates when there is little
 work (and can take milliseconds when the cores are shared).
 """
+import operator
+
 import numpy as np
 from numba import njit, prange
 
@@ -178,7 +180,7 @@ def to_dense(support, coefs, counts, n_atoms):
     return dense
 
 
-def _as_float_matrix(a, name):
+def as_float_matrix(a, name):
     a = np.asarray(a)
     if a.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array, got shape {a.shape}")
@@ -192,20 +194,30 @@ def _as_float_matrix(a, name):
     return a
 
 
+def check_int(name, value, low):
+    """``value`` as a Python int, or a ValueError naming the argument."""
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}") from None
+    if number < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return number
+
+
 def check_stopping(n_nonzero, tol, n_features, n_atoms):
     """Validate the stopping rule; return (max_atoms, tol as float, -1 when unused)."""
     if n_nonzero is None and tol is None:
         raise ValueError("give n_nonzero (atoms per signal) or tol (residual squared error), or both")
     max_atoms = min(n_features, n_atoms)
     if n_nonzero is not None:
-        if int(n_nonzero) != n_nonzero or n_nonzero < 1:
-            raise ValueError(f"n_nonzero must be a positive integer, got {n_nonzero!r}")
+        n_nonzero = check_int("n_nonzero", n_nonzero, 1)
         if n_nonzero > max_atoms:
             raise ValueError(f"n_nonzero={n_nonzero} exceeds min(n_features, n_atoms)={max_atoms}")
-        max_atoms = int(n_nonzero)
+        max_atoms = n_nonzero
     if tol is None:
         tol = -1.0
-    elif not np.isfinite(tol) or tol < 0:
+    elif not np.isscalar(tol) or not np.isfinite(tol) or tol < 0:
         raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
     return max_atoms, float(tol)
 
@@ -226,9 +238,9 @@ def omp(D, X, n_nonzero=None, tol=None):
     (n_atoms, n_signals) coefficients ``G`` with ``X ~= D @ G``
     ((n_atoms,) for a 1-D ``X``).
     """
-    D = _as_float_matrix(D, "D")
+    D = as_float_matrix(D, "D")
     single = np.ndim(X) == 1
-    X = _as_float_matrix(np.reshape(X, (-1, 1)) if single else X, "X")
+    X = as_float_matrix(np.reshape(X, (-1, 1)) if single else X, "X")
     n_features, n_atoms = D.shape
     if X.shape[0] != n_features:
         raise ValueError(f"X has {X.shape[0]} features (rows) but D has {n_features}")

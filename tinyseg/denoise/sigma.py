@@ -24,6 +24,11 @@ def haar_diagonal(image):
     return 0.5 * (image[:-1, :-1] - image[:-1, 1:] - image[1:, :-1] + image[1:, 1:])
 
 
+def mad_sigma(image):
+    """Donoho's estimate on a float image (no validation)."""
+    return float(np.median(np.abs(haar_diagonal(image))) * _MAD_TO_SIGMA)
+
+
 def estimate_sigma(img, max_value=None, bit_depth=None):
     """Standard deviation of additive white Gaussian noise, in the image's units.
 
@@ -31,4 +36,4 @@ def estimate_sigma(img, max_value=None, bit_depth=None):
     ``max_value``/``bit_depth`` only serve validation here (see ``intensity``).
     """
     image, _ = to_float(img, max_value, bit_depth, min_size=2)
-    return float(np.median(np.abs(haar_diagonal(image))) * _MAD_TO_SIGMA)
+    return mad_sigma(image)
