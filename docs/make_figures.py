@@ -656,6 +656,89 @@ def ksvd_atoms():
     c.save("ksvd_atoms")
 
 
+# -- chapter 7 -----------------------------------------------------------------------------------
+
+TOUR_RUN = dict(epochs=20, n_synthetic=120, seed=0)   # a short synthetic run: CPU minutes
+
+
+def _tour_run():
+    """Train the small preset on synthetic radiographs into runs/tour (reused when complete)."""
+    import json
+
+    from tinyseg.train import TrainConfig, train
+
+    out = os.path.join(os.path.dirname(HERE), "runs", "tour")
+    stamp = os.path.join(out, "tour_run.json")
+    if not (os.path.isfile(stamp) and json.load(open(stamp)) == TOUR_RUN):
+        print("training the small preset on synthetic radiographs (a few CPU minutes) ...")
+        train(TrainConfig(out=out, progress=False, **TOUR_RUN))
+        with open(stamp, "w") as f:
+            json.dump(TOUR_RUN, f)
+    return out
+
+
+@figure
+def training_curves():
+    """Loss and held-out Dice per epoch of the tour's synthetic training run."""
+    import json
+
+    out = _tour_run()
+    history = json.load(open(os.path.join(out, "history.json")))
+    epochs = [h["epoch"] for h in history]
+    c = Canvas(900, 360)
+    last = max(epochs)
+    loss = LogPlot(c, (80, 50, 420, 290), (1, last), (0.05, 2.0), xlog=False, ylog=True)
+    loss.axes(list(range(0, last + 1, 5))[1:] or [1], [0.1, 0.2, 0.5, 1.0], "epoch", "cross-entropy (log scale)",
+              xfmt=str, yfmt=lambda t: f"{t:g}")
+    loss.series(epochs, [h["train_loss"] for h in history], BLUE, dots=True)
+    loss.series(epochs, [h["heldout_loss"] for h in history], ORANGE, dots=True)
+    loss.legend(300, 70, [("train", BLUE), (history[-1]["heldout"], ORANGE)])
+    c.text(250, 28, "loss", 14, bold=True)
+    score = LogPlot(c, (540, 50, 880, 290), (1, last), (0.0, 1.0), xlog=False, ylog=False)
+    score.axes(list(range(0, last + 1, 5))[1:] or [1], [0.0, 0.2, 0.4, 0.6, 0.8, 1.0], "epoch",
+               f"Dice on the {history[-1]['heldout']} split", xfmt=str, yfmt=lambda t: f"{t:.1f}")
+    score.series(epochs, [h["dice"]["lungs"] for h in history], GREEN, dots=True)
+    score.series(epochs, [h["dice"]["heart"] for h in history], RED, dots=True)
+    score.legend(780, 240, [("lungs", GREEN), ("heart", RED)])
+    c.text(710, 28, "Dice", 14, bold=True)
+    c.save("training_curves")
+
+
+@figure
+def training_overlays():
+    """Test radiographs of the tour run: ground truth and prediction laid over the image."""
+    from tinyseg.data import load_dataset
+    from tinyseg.inference import Segmenter
+    from tinyseg.metrics import dice
+    from tinyseg.visualize import overlay
+
+    out = _tour_run()
+    from tinyseg.train import TrainConfig, resolve_defaults
+    config = resolve_defaults(TrainConfig(out=out, **TOUR_RUN))
+    dataset = load_dataset(None, size=config.size, seed=config.seed, n_synthetic=config.n_synthetic,
+                           val_fraction=config.val_fraction)
+    segmenter = Segmenter.from_checkpoint(os.path.join(out, "last.npz"))
+    picks = dataset.test[:4]
+    h, w = dataset.size
+    c = Canvas(3 * (w + 16) + 150, len(picks) * (h + 16) + 50)
+    c.text(10, 22, "test Dice", 13, bold=True, anchor="lm")
+    for col, title in enumerate(["image", "ground truth", "prediction"]):
+        c.text(140 + col * (w + 16) + w / 2, 22, title, 13, bold=True)
+    for row, index in enumerate(picks):
+        raw = dataset.images[index] + dataset.mean_image
+        truth = dataset.labels[index]
+        predicted = segmenter.segment(raw)
+        score = dice(predicted, truth, 3)
+        y = 40 + row * (h + 16)
+        c.text(10, y + h / 2 - 10, f"lungs {score[1]:.3f}", 12, GREEN, anchor="lm")
+        c.text(10, y + h / 2 + 10, f"heart {score[2]:.3f}", 12, RED, anchor="lm")
+        panels = [_gray(raw, raw.min(), raw.max()),
+                  Image.fromarray(overlay(raw, truth)), Image.fromarray(overlay(raw, predicted))]
+        for col, picture in enumerate(panels):
+            _paste(c, picture, 140 + col * (w + 16), y)
+    c.save("training_overlays")
+
+
 def main(names):
     unknown = [n for n in names if n not in FIGURES]
     if unknown:
