@@ -182,10 +182,11 @@ def bench_omp(n_signals, n_features=64, n_atoms=256, k=8, noise=0.01):
 
 # ---------------------------------------------------------------- report
 
-def _version(module):
+def _version(distribution):
+    from importlib import metadata
     try:
-        return __import__(module).__version__
-    except Exception:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
         return None
 
 
@@ -207,7 +208,7 @@ def machine_info():
         "commit": commit, "platform": platform.platform(), "cpu": cpu,
         "cpu_count": os.cpu_count(), "numba_threads": numba.get_num_threads(),
         "load_average_at_start": os.getloadavg(), "python": platform.python_version(),
-        "versions": {m: _version(m) for m in ("numpy", "scipy", "numba", "skimage", "sklearn", "bm3d")},
+        "versions": {d: _version(d) for d in ("numpy", "scipy", "numba", "scikit-image", "scikit-learn", "bm3d")},
     }
 
 

@@ -291,3 +291,15 @@ def test_adaptive_basis_is_orthonormal_with_dc_first():
     np.testing.assert_allclose(U[:, 0], 1 / 6)
     energy = np.linalg.norm(U[:, 1:].T @ (D - D.mean(axis=0)), axis=1)
     assert np.all(np.diff(energy) <= 1e-9)                           # leading directions first
+
+
+def test_patches_round_trip_through_put_back():
+    from tinyseg.denoise.patches import add_patch_rows, centred_patch_rows, cover_counts, patch_rows
+    image = np.random.default_rng(9).random((13, 17))
+    ac, means = centred_patch_rows(image, 4, 0, 10)
+    np.testing.assert_allclose(ac + means[:, None], patch_rows(image, 4, 0, 10))
+    np.testing.assert_allclose(ac.mean(axis=1), 0.0, atol=1e-12)
+    acc = np.zeros_like(image)
+    add_patch_rows(acc, ac[:5 * 14] + means[:5 * 14, None], 0, 4)        # grid rows 0-4, then 5-9
+    add_patch_rows(acc, patch_rows(image, 4, 5, 10), 5, 4)
+    np.testing.assert_allclose(acc / cover_counts(image.shape, 4), image)
