@@ -12,6 +12,7 @@ import numpy as np
 from ..autograd import Function, sum_to_shape
 from ..backend import get_array_module
 from ..tensor import Tensor, as_tensor
+from . import gpu
 
 
 def _pair(a, b):
@@ -142,10 +143,14 @@ class Sigmoid(Function):
 
 class ReLU(Function):
     def forward(self, x):
+        if gpu.on_gpu(x):
+            return gpu.elementwise.relu_forward(self, x)
         self.mask = x > 0
         return x * self.mask
 
     def backward(self, gy):  # gradient passes where the input was positive
+        if gpu.on_gpu(gy):
+            return gpu.elementwise.relu_backward(self, gy)
         return gy * self.mask
 
 
@@ -234,7 +239,7 @@ class Transpose(Function):
         return x.transpose(self.axes)
 
     def backward(self, gy):  # undo the permutation
-        return gy.transpose(np.argsort(self.axes))
+        return gy.transpose(tuple(np.argsort(self.axes).tolist()))
 
 
 def reshape(x, shape): return Reshape(tuple(shape))(x)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..autograd import Function
 from ..backend import get_array_module
+from . import gpu
 
 
 def log_softmax(x, axis=1):
@@ -33,6 +34,8 @@ class CrossEntropy(Function):
                              f"found [{int(target.min())}, {int(target.max())}]")
         if weight is not None and weight.shape != (n_classes,):
             raise ValueError(f"cross_entropy: weight shape {weight.shape}, expected ({n_classes},)")
+        if gpu.on_gpu(logits):
+            return gpu.loss.cross_entropy_forward(self, logits, target, weight)
         logp = log_softmax(logits, axis=1)
         picked = xp.take_along_axis(logp, target[:, None].astype(xp.int64), axis=1)[:, 0]
         pixel_weight = xp.ones_like(picked) if weight is None else weight[target]
@@ -41,6 +44,8 @@ class CrossEntropy(Function):
         return -(pixel_weight * picked).sum() / total
 
     def backward(self, gy):
+        if gpu.on_gpu(gy):
+            return gpu.loss.cross_entropy_backward(self, gy)
         xp = get_array_module(self.logp)
         grad = xp.exp(self.logp)                                   # softmax
         onehot_index = self.target[:, None].astype(xp.int64)

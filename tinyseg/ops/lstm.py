@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from ..autograd import Function
 from ..backend import get_array_module
+from . import gpu
 from .elementwise import sigmoid_array
 
 
@@ -37,6 +38,8 @@ class LSTM(Function):
             if array.shape != expected[name]:
                 raise ValueError(f"lstm: {name} has shape {array.shape}, expected {expected[name]} "
                                  f"for input size {n_in} and hidden size {hidden}")
+        if gpu.on_gpu(x):
+            return gpu.lstm.lstm_forward(self, x, w_ih, w_hh, b_ih, b_hh)
         if self.reverse:
             x = x[::-1]
         # All input projections at once: (T*B, I) @ (I, 4H).
@@ -63,6 +66,8 @@ class LSTM(Function):
         return hs[::-1] if self.reverse else hs
 
     def backward(self, gh):
+        if gpu.on_gpu(gh):
+            return gpu.lstm.lstm_backward(self, gh)
         xp = get_array_module(gh)
         if self.reverse:
             gh = gh[::-1]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..autograd import Function
 from ..backend import get_array_module
+from . import gpu
 
 _AXES = (0, 2, 3)
 
@@ -34,6 +35,8 @@ class BatchNorm2d(Function):
                         ("weight", weight), ("bias", bias)):
             if v is not None and v.shape != (c,):
                 raise ValueError(f"batch_norm: {name} has shape {v.shape}, expected ({c},)")
+        if gpu.on_gpu(x):
+            return gpu.norm.batch_norm_forward(self, x, running_mean, running_var, weight, bias)
         xp = get_array_module(x)
         if self.training:
             count = x.size // c
@@ -59,6 +62,8 @@ class BatchNorm2d(Function):
         return y
 
     def backward(self, gy):
+        if gpu.on_gpu(gy):
+            return gpu.norm.batch_norm_backward(self, gy)
         g_hat = gy * _per_channel(self.weight) if self.weight is not None else gy   # dL/dx_hat
         inv_std = _per_channel(self.inv_std)
         grads = [None] * len(self.needs_grad)

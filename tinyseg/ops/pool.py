@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..autograd import Function
 from ..backend import get_array_module
+from . import gpu
 from .im2col import output_size
 
 
@@ -32,6 +33,8 @@ class MaxPool2d(Function):
         out_h, out_w = output_size(h, kh, sh), output_size(w, kw, sw)
         if out_h < 1 or out_w < 1:
             raise ValueError(f"max_pool2d: kernel {self.kernel} is larger than the input {x.shape[2:]}")
+        if gpu.on_gpu(x):
+            return gpu.pool.max_pool_forward(self, x, out_h, out_w)
         x = xp.ascontiguousarray(x)
         sn, sc, s_h, s_w = x.strides
         # (N, C, Ho, Wo, kh, kw) view of the windows, then one copy to (..., kh*kw)
@@ -48,6 +51,8 @@ class MaxPool2d(Function):
         return y
 
     def backward(self, gy):
+        if gpu.on_gpu(gy):
+            return gpu.pool.max_pool_backward(self, gy)
         xp = get_array_module(gy)
         n, c, h, w = self.in_shape
         plane = h * w

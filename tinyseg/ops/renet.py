@@ -18,6 +18,7 @@ differentiates them without a hand-written backward.
 """
 from __future__ import annotations
 
+from . import gpu
 from .elementwise import concat, reshape, transpose
 from .lstm import lstm
 
@@ -26,6 +27,8 @@ DIRECTIONS = ("h_fwd", "h_bwd", "v_fwd", "v_bwd")
 
 def _bidirectional(seq, params, fwd, bwd):
     """(T, B, I) -> (T, B, 2d): both directions over the same sequences, [fwd, bwd]."""
+    if gpu.on_gpu(seq.data):  # one kernel launch runs both directions
+        return gpu.lstm.bidirectional_lstm(seq, params[fwd], params[bwd])
     return concat([lstm(seq, *params[fwd]), lstm(seq, *params[bwd], reverse=True)], axis=2)
 
 

@@ -1,0 +1,37 @@
+"""Setup of the GPU tests (each module skips itself without CuPy or a CUDA device).
+
+TF32 policy: float32 GEMMs must run in full float32, or a 1e-4 comparison with the CPU
+would measure TF32's 10-bit mantissa instead of our kernels. CuPy uses TF32 only when
+CUPY_TF32 is set to a positive value when it first multiplies float32 matrices; we set
+it to 0 and, where CuPy exposes it, also pin cuBLAS's float32 compute type to
+"pedantic" (CUBLAS_COMPUTE_32F_PEDANTIC: no reduced-precision shortcuts).
+
+Poisoning: every buffer a kernel is to fill starts as NaN (integers: -1), so a kernel
+that skips an element fails the comparison.
+"""
+import os
+
+import numpy as np
+import pytest
+
+os.environ["CUPY_TF32"] = "0"
+os.environ["NVIDIA_TF32_OVERRIDE"] = "0"   # cuBLAS/cuDNN: never substitute TF32
+
+
+def _pin_float32_gemms():
+    try:
+        from cupy._core import _routines_linalg as linalg
+    except Exception:  # no CuPy (the tests skip), or a CuPy without this module
+        return
+    pedantic = getattr(linalg, "COMPUTE_TYPE_PEDANTIC", None)
+    if pedantic is not None:
+        linalg.set_compute_type(np.float32, pedantic)
+
+
+_pin_float32_gemms()
+
+
+@pytest.fixture(autouse=True)
+def poison_kernel_outputs(monkeypatch):
+    from tinyseg.ops import gpu
+    monkeypatch.setattr(gpu, "POISON", True)

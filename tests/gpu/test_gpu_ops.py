@@ -1,0 +1,178 @@
+"""Every GPU op against the CPU reference: outputs and gradients, float32 to 1e-4 relative
+and float64 to 1e-10, on hypothesis-drawn shapes and values.
+
+Kernel outputs are poisoned with NaN before every launch and float32 GEMMs run without
+TF32 (see conftest.py). Gradients are those of sum(R * y) for a fixed random R.
+"""
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings, strategies as st
+
+cupy = pytest.importorskip("cupy")
+import tinyseg as ts  # noqa: E402
+
+if not ts.cuda_available():
+    pytest.skip("no CUDA device", allow_module_level=True)
+
+import tinyseg.functional as F  # noqa: E402
+from parity import check  # noqa: E402
+
+EXAMPLES = settings(max_examples=25, deadline=None)
+dtypes = st.sampled_from([np.float32, np.float64])
+seeds = st.integers(0, 2 ** 31)
+
+
+def randn(rng, dtype, *shape, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+@st.composite
+def conv_cases(draw):
+    k = draw(st.integers(1, 5))
+    stride = draw(st.integers(1, 4))
+    padding = draw(st.integers(0, k - 1))
+    h = draw(st.integers(max(1, k - 2 * padding), 11))
+    w = draw(st.integers(max(1, k - 2 * padding), 11))
+    return dict(n=draw(st.integers(1, 3)), c_in=draw(st.integers(1, 4)), c_out=draw(st.integers(1, 4)),
+                h=h, w=w, k=k, stride=stride, padding=padding, bias=draw(st.booleans()),
+                dtype=draw(dtypes), seed=draw(seeds))
+
+
+@EXAMPLES
+@given(conv_cases())
+def test_conv2d(case):
+    rng = np.random.default_rng(case["seed"])
+    dt = case["dtype"]
+    arrays = [randn(rng, dt, case["n"], case["c_in"], case["h"], case["w"]),
+              randn(rng, dt, case["c_out"], case["c_in"], case["k"], case["k"])]
+    if case["bias"]:
+        arrays.append(randn(rng, dt, case["c_out"]))
+    check(lambda x, w, b=None: F.conv2d(x, w, b, stride=case["stride"], padding=case["padding"]), arrays)
+
+
+@EXAMPLES
+@given(conv_cases())
+def test_conv_transpose2d(case):
+    s, p, k = case["stride"], case["padding"], case["k"]
+    assume((case["h"] - 1) * s - 2 * p + k >= 1 and (case["w"] - 1) * s - 2 * p + k >= 1)
+    rng = np.random.default_rng(case["seed"])
+    dt = case["dtype"]
+    arrays = [randn(rng, dt, case["n"], case["c_in"], case["h"], case["w"]),
+              randn(rng, dt, case["c_in"], case["c_out"], k, k)]
+    if case["bias"]:
+        arrays.append(randn(rng, dt, case["c_out"]))
+    check(lambda x, w, b=None: F.conv_transpose2d(x, w, b, stride=s, padding=p), arrays)
+
+
+def test_conv_on_non_contiguous_input_and_upsampling_shape():
+    rng = np.random.default_rng(3)
+    x, w = randn(rng, np.float32, 2, 3, 9, 7), randn(rng, np.float32, 4, 3, 3, 3)
+    check(lambda x, w: F.conv2d(x.transpose(0, 1, 3, 2), w, padding=1), [x, w])
+    # HReNet's upsampler: kernel 64, stride 32, padding 16
+    xt, wt = randn(rng, np.float32, 1, 3, 2, 3), randn(rng, np.float32, 3, 3, 64, 64, scale=0.05)
+    check(lambda x, w: F.conv_transpose2d(x, w, stride=32, padding=16), [xt, wt])
+
+
+@EXAMPLES
+@given(st.integers(1, 4), st.integers(1, 4), st.integers(1, 2), st.integers(1, 3), st.integers(1, 12),
+       st.integers(1, 12), st.booleans(), dtypes, seeds)
+def test_max_pool2d(k, stride, n, c, h, w, ties, dt, seed):
+    assume(h >= k and w >= k)
+    rng = np.random.default_rng(seed)
+    # ties: small integers, so windows hold equal maxima (the first one wins on both devices)
+    x = rng.integers(0, 3, (n, c, h, w)).astype(dt) if ties else randn(rng, dt, n, c, h, w)
+    check(lambda x: F.max_pool2d(x, k, stride), [x])
+
+
+@EXAMPLES
+@given(st.integers(1, 3), st.integers(1, 5), st.integers(1, 7), st.integers(1, 7), st.booleans(),
+       st.booleans(), dtypes, seeds)
+def test_batch_norm(n, c, h, w, training, affine, dt, seed):
+    # With two or three values per channel the training-mode input gradient is the
+    # difference of nearly equal terms, zero up to rounding on both devices: too few to compare.
+    assume(not training or n * h * w > 3)
+    rng = np.random.default_rng(seed)
+    arrays = [randn(rng, dt, n, c, h, w, scale=3.0) + 1.5,
+              randn(rng, dt, c, scale=0.1), rng.uniform(0.5, 2.0, c).astype(dt)]
+    if affine:
+        arrays += [randn(rng, dt, c), randn(rng, dt, c)]
+    differentiable = [True, not training, not training] + [True] * (2 if affine else 0)
+    check(lambda x, m, v, *wb: F.batch_norm(x, m, v, *wb, training=training), arrays, differentiable)
+
+
+@EXAMPLES
+@given(st.integers(1, 3), st.integers(1, 6), st.integers(1, 3000), dtypes, seeds)
+def test_batch_norm_running_statistics(n, c, plane, dt, seed):
+    assume(n * plane > 1)
+    rng = np.random.default_rng(seed)
+    x = randn(rng, dt, n, c, 1, plane, scale=2.0) + 3.0
+    stats = {}
+    for device in ("cpu", "cuda"):
+        mean, var = ts.tensor(np.zeros(c, dt), device=device), ts.tensor(np.ones(c, dt), device=device)
+        F.batch_norm(ts.tensor(x, device=device), mean, var, training=True, momentum=0.3)
+        stats[device] = mean.numpy(), var.numpy()
+    for cpu, gpu in zip(stats["cpu"], stats["cuda"]):
+        np.testing.assert_allclose(gpu, cpu, rtol=1e-5 if dt == np.float32 else 1e-12)
+
+
+@EXAMPLES
+@given(st.integers(1, 3), st.integers(1, 5), st.integers(1, 6), st.integers(1, 6), st.booleans(),
+       st.booleans(), dtypes, seeds)
+def test_cross_entropy(n, classes, h, w, weighted, flat, dt, seed):
+    rng = np.random.default_rng(seed)
+    shape = (n, classes) if flat else (n, classes, h, w)
+    logits = randn(rng, dt, *shape, scale=4.0)
+    target = rng.integers(0, classes, shape[:1] + shape[2:])
+    arrays = [logits, target] + ([rng.uniform(0.1, 2.0, classes).astype(dt)] if weighted else [])
+    check(lambda z, t, wt=None: F.cross_entropy(z, t, wt), arrays, [True, False, False])
+
+
+@EXAMPLES
+@given(st.integers(1, 3), st.integers(1, 40), dtypes, seeds)
+def test_relu(n, m, dt, seed):
+    x = randn(np.random.default_rng(seed), dt, n, m)
+    x[0, 0] = 0.0
+    check(F.relu, [x])
+
+
+@st.composite
+def lstm_cases(draw):
+    return dict(steps=draw(st.integers(1, 6)), batch=draw(st.integers(1, 19)), n_in=draw(st.integers(1, 6)),
+                hidden=draw(st.sampled_from([1, 3, 8, 33, 70])), reverse=draw(st.booleans()),
+                dtype=draw(dtypes), seed=draw(seeds))
+
+
+@settings(max_examples=20, deadline=None)
+@given(lstm_cases())
+def test_lstm(case):
+    rng = np.random.default_rng(case["seed"])
+    dt, h = case["dtype"], case["hidden"]
+    arrays = [randn(rng, dt, case["steps"], case["batch"], case["n_in"])]
+    arrays += [randn(rng, dt, *shape, scale=0.5) for shape in ((4 * h, case["n_in"]), (4 * h, h), (4 * h,), (4 * h,))]
+    check(lambda x, *w: F.lstm(x, *w, reverse=case["reverse"]), arrays)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_lstm_with_more_hidden_units_than_threads(reverse):
+    # 260 units on 256 threads: threads 0-3 own two units each
+    rng = np.random.default_rng(5)
+    h, n_in = 260, 3
+    arrays = [randn(rng, np.float32, 3, 10, n_in)]
+    arrays += [randn(rng, np.float32, *shape, scale=0.1) for shape in ((4 * h, n_in), (4 * h, h), (4 * h,), (4 * h,))]
+    check(lambda x, *w: F.lstm(x, *w, reverse=reverse), arrays)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(1, 2), st.integers(1, 3), st.integers(1, 4), st.integers(1, 4), st.sampled_from([2, 5, 9]),
+       dtypes, seeds)
+def test_renet(n, c, hp, wp, d, dt, seed):
+    rng = np.random.default_rng(seed)
+    names = ("h_fwd", "h_bwd", "v_fwd", "v_bwd")
+    shapes = {name: ((4 * d, c * 4 if name[0] == "h" else 2 * d), (4 * d, d), (4 * d,), (4 * d,)) for name in names}
+    arrays = [randn(rng, dt, n, c, 2 * hp, 2 * wp)]
+    for name in names:
+        arrays += [randn(rng, dt, *shape, scale=0.5) for shape in shapes[name]]
+
+    def fn(x, *weights):
+        return F.renet(x, {name: weights[4 * k:4 * k + 4] for k, name in enumerate(names)})
+    check(fn, arrays)

@@ -1,0 +1,69 @@
+"""GPU implementations of the ops: CuPy arrays, cuBLAS GEMMs and the kernels in ``cuda/``.
+
+An op class in ``tinyseg/ops`` keeps its CPU code as the reference and, when its
+input is a CuPy array, hands the array work to the matching function here::
+
+    if gpu.on_gpu(x):
+        return gpu.conv.conv2d_forward(self, x, weight, bias, out_h, out_w)
+
+The function saves what its backward needs on the op (``self``), as the CPU code
+does. Ops without a kernel run their NumPy code unchanged on CuPy arrays.
+
+``POISON``: when True (or with ``TINYSEG_GPU_POISON=1`` in the environment) every
+buffer a kernel is to fill starts out as NaN (integers: -1), so the GPU tests
+prove that each kernel writes every element of its outputs.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy
+
+from ...backend import get_array_module, get_kernel
+
+POISON = os.environ.get("TINYSEG_GPU_POISON", "") == "1"
+THREADS = 256   # block size of every one-thread-per-element launch
+
+_SUFFIXES = {numpy.dtype(numpy.float32): "f32", numpy.dtype(numpy.float64): "f64"}
+
+
+def on_gpu(array) -> bool:
+    return get_array_module(array) is not numpy
+
+
+def kernel(filename, name, dtype):
+    """``<name>_f32`` or ``<name>_f64`` from ``cuda/<filename>``, for arrays of ``dtype``."""
+    suffix = _SUFFIXES.get(numpy.dtype(dtype))
+    if suffix is None:
+        raise TypeError(f"{name}: the GPU kernels take float32 or float64 arrays, got {dtype}")
+    return get_kernel(filename, f"{name}_{suffix}")
+
+
+def empty(like, shape, dtype=None):
+    """A new device buffer that a kernel will fill (NaN- or -1-filled under POISON)."""
+    cupy = get_array_module(like)
+    dtype = numpy.dtype(dtype or like.dtype)
+    if not POISON:
+        return cupy.empty(shape, dtype=dtype)
+    return cupy.full(shape, numpy.nan if dtype.kind == "f" else -1, dtype=dtype)
+
+
+def contiguous(array, dtype=None):
+    """``array`` as a C-contiguous device array of ``dtype``: what a raw kernel reads."""
+    return get_array_module(array).ascontiguousarray(array, dtype=dtype)
+
+
+def blocks(total, threads=THREADS):
+    return (total + threads - 1) // threads
+
+
+def launch_per_element(kern, total, *args):
+    """One thread per element: grid ceil(total / THREADS) x block THREADS."""
+    if total > 0:
+        kern((blocks(total),), (THREADS,), args)
+
+
+from . import conv, elementwise, loss, lstm, norm, pool  # noqa: E402  (they use the helpers above)
+
+__all__ = ["POISON", "THREADS", "blocks", "contiguous", "conv", "elementwise", "empty", "kernel",
+           "launch_per_element", "loss", "lstm", "norm", "on_gpu", "pool"]
