@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ..autograd import Function
 from ..backend import get_array_module
+from . import gpu
 from .im2col import col2im, crop2d, im2col, output_size, pad2d
 
 
@@ -55,6 +56,8 @@ class Conv2d(Function):
         out_h, out_w = output_size(x.shape[2], kh, s, p), output_size(x.shape[3], kw, s, p)
         if out_h < 1 or out_w < 1:
             raise ValueError(f"conv2d: kernel {kh}x{kw} is larger than the padded input {x.shape[2:]}")
+        if gpu.on_gpu(x):
+            return gpu.conv.conv2d_forward(self, x, weight, bias, out_h, out_w)
         x_padded = pad2d(x, p)
         cols = im2col(x_padded, kh, kw, s, out_h, out_w)          # (N, K, L), K = C_in*kh*kw
         y = matmul_each(weight.reshape(c_out, -1), cols)          # (N, C_out, L)
@@ -65,6 +68,8 @@ class Conv2d(Function):
         return y.reshape(x.shape[0], c_out, out_h, out_w)
 
     def backward(self, gy):
+        if gpu.on_gpu(gy):
+            return gpu.conv.conv2d_backward(self, gy)
         n, c_out, out_h, out_w = gy.shape
         kh, kw = self.weight.shape[2:]
         gy = gy.reshape(n, c_out, -1)
@@ -109,6 +114,8 @@ class ConvTranspose2d(Function):
         full_h, full_w = (h - 1) * s + kh, (w - 1) * s + kw
         if full_h - 2 * p < 1 or full_w - 2 * p < 1:
             raise ValueError(f"conv_transpose2d: padding {p} leaves no output for input {x.shape[2:]}")
+        if gpu.on_gpu(x):
+            return gpu.conv.conv_transpose2d_forward(self, x, weight, bias)
         self.x, self.weight, self.full_shape = x, weight, (n, c_out, full_h, full_w)
         self.has_bias = bias is not None
         cols = matmul_each(weight.reshape(c_in, -1).T, x.reshape(n, c_in, -1))  # (N, C_out*kh*kw, H*W)
@@ -118,6 +125,8 @@ class ConvTranspose2d(Function):
         return get_array_module(y).ascontiguousarray(y)
 
     def backward(self, gy):
+        if gpu.on_gpu(gy):
+            return gpu.conv.conv_transpose2d_backward(self, gy)
         n, c_in, h, w = self.x.shape
         kh, kw = self.weight.shape[2:]
         # Pad dY back to the full canvas and read it with the windows the forward wrote through.

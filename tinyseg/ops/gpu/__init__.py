@@ -15,6 +15,7 @@ prove that each kernel writes every element of its outputs.
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy
@@ -36,7 +37,12 @@ def kernel(filename, name, dtype):
     suffix = _SUFFIXES.get(numpy.dtype(dtype))
     if suffix is None:
         raise TypeError(f"{name}: the GPU kernels take float32 or float64 arrays, got {dtype}")
-    return get_kernel(filename, f"{name}_{suffix}")
+    return _function(filename, f"{name}_{suffix}")
+
+
+@functools.lru_cache(maxsize=None)
+def _function(filename, name):   # looked up once: launches then cost no driver call
+    return get_kernel(filename, name)
 
 
 def empty(like, shape, dtype=None):
