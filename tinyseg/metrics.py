@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .backend import as_numpy
+
 
 def _check(pred, target, n_classes):
-    pred, target = np.asarray(pred), np.asarray(target)
+    pred, target = as_numpy(pred), as_numpy(target)   # label maps may come from the GPU
     if pred.shape != target.shape:
         raise ValueError(f"prediction shape {pred.shape} differs from target shape {target.shape}")
     if pred.ndim not in (2, 3):

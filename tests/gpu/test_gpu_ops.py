@@ -127,6 +127,15 @@ def test_cross_entropy(n, classes, h, w, weighted, flat, dt, seed):
     check(lambda z, t, wt=None: F.cross_entropy(z, t, wt), arrays, [True, False, False])
 
 
+def test_cross_entropy_takes_labels_from_the_host():
+    rng = np.random.default_rng(4)
+    logits, target = randn(rng, np.float32, 2, 3, 5, 4), rng.integers(0, 3, (2, 5, 4))
+    z = ts.tensor(logits, device="cuda")
+    on_device = F.cross_entropy(z, ts.tensor(target, device="cuda")).item()
+    assert F.cross_entropy(z, ts.tensor(target)).item() == on_device
+    assert F.cross_entropy(z, ts.tensor(target), ts.tensor(np.ones(3, np.float32))).item() == pytest.approx(on_device)
+
+
 @EXAMPLES
 @given(st.integers(1, 3), st.integers(1, 40), dtypes, seeds)
 def test_relu(n, m, dt, seed):

@@ -18,9 +18,10 @@ def cross_entropy_forward(op, logits, target, weight):
     n, classes = logits.shape[:2]
     plane = logits.size // (n * classes) if n * classes else 0
     pixels = n * plane
-    target = contiguous(target, xp.int64)
+    # Labels and class weights may still be on the host: they are small, copy them over.
+    target = xp.ascontiguousarray(xp.asarray(target), dtype=xp.int64)
     weighted = weight is not None
-    class_weight = contiguous(weight, logits.dtype) if weighted else logits   # read only if weighted
+    class_weight = xp.ascontiguousarray(xp.asarray(weight), dtype=logits.dtype) if weighted else logits
     pixel_loss, pixel_weight, logsumexp = (empty(logits, (pixels,)) for _ in range(3))
     launch_per_element(kernel("elementwise.cu", "cross_entropy_forward", logits.dtype), pixels, logits, target,
                        class_weight, pixel_loss, pixel_weight, logsumexp, int64(pixels), int32(classes),
