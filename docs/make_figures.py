@@ -563,6 +563,59 @@ def hrenet_shapes():
     c.save("hrenet_shapes")
 
 
+# -- chapter 5 -----------------------------------------------------------------------------------
+
+@figure
+def lstm_kernel():
+    """Thread layout of cuda/lstm.cu: blocks over sequence groups and directions, threads over units."""
+    c = Canvas(980, 430)
+    c.text(250, 24, "grid: one block per group of sequences and direction", 14, bold=True)
+    bx, by, bw, bh = 60, 70, 95, 60
+    for d, label in enumerate(["forward", "reverse"]):
+        c.text(bx - 12, by + d * (bh + 20) + bh / 2, f"y={d}", 12, GREY, anchor="rm")
+        c.text(bx - 12, by + d * (bh + 20) + bh / 2 + 16, label, 11, GREY, anchor="rm")
+        for g in range(4):
+            x, y = bx + g * (bw + 12), by + d * (bh + 20)
+            highlight = (d, g) == (0, 3)
+            c.rect(x, y, x + bw, y + bh, fill=FILLS[PURPLE] if highlight else LIGHT,
+                   outline=PURPLE if highlight else GREY, width=2 if highlight else 1, radius=4)
+            c.text(x + bw / 2, y + 20, f"block x={g}", 12, bold=highlight)
+            c.text(x + bw / 2, y + 40, f"seq {8 * g}-{8 * g + 7}", 11, GREY)
+    c.text(250, by + 2 * (bh + 20) + 14, "sequences = rows (or columns) of the ReNet grid, times N", 12, GREY)
+    c.text(250, by + 2 * (bh + 20) + 34, "group <= 8 sequences per block; both directions run at once", 12,
+           GREY)
+
+    # zoom into one block
+    zx, zy = 520, 50
+    c.text(zx + 215, 24, "inside a block: threads own hidden units", 14, bold=True)
+    right = bx + 3 * (bw + 12) + bw
+    c.line([(right, by), (zx, zy)], PURPLE, 1)
+    c.line([(right, by + bh), (zx, zy + 350)], PURPLE, 1)
+    c.rect(zx, zy, zx + 440, zy + 350, outline=PURPLE, width=2, radius=6)
+    c.rect(zx + 20, zy + 20, zx + 420, zy + 70, fill=FILLS[ORANGE], outline=ORANGE, radius=4)
+    c.text(zx + 220, zy + 36, "shared memory: h_prev [group][H]", 13, bold=True)
+    c.text(zx + 220, zy + 56, "every thread reads all of it", 11, GREY)
+    for k in range(8):
+        x = zx + 20 + k * 50
+        c.rect(x, zy + 100, x + 44, zy + 130, fill=FILLS[BLUE], outline=BLUE, width=1)
+        c.text(x + 22, zy + 115, f"t{k}" if k < 7 else "...", 11)
+        c.arrow(x + 22, zy + 72, x + 22, zy + 98, ORANGE, 1, 6)
+    c.text(zx + 220, zy + 146, "thread x owns units j = x, x + blockDim.x, ...", 12)
+    lines = ["for each of the group's sequences, thread x computes",
+             "the four gate rows j, H+j, 2H+j, 3H+j:",
+             "z = z_input[t] + h_prev W_hh^T  (its own columns of W_hh)",
+             "i, f, g, o -> c = f c_prev + i g,  h = o tanh(c)",
+             "so the cell update needs nothing from other threads.",
+             "",
+             "__syncthreads()   everyone has read the old h_prev",
+             "copy h into h_prev",
+             "__syncthreads()   then the next time step"]
+    for k, line in enumerate(lines):
+        mono = line.startswith(("z =", "i, f", "__sync", "copy"))
+        c.text(zx + 24, zy + 180 + 19 * k, line, 11 if mono else 12, INK, anchor="lm", mono=mono)
+    c.save("lstm_kernel")
+
+
 # -- chapter 6 -----------------------------------------------------------------------------------
 
 def _gray(array, lo=0.0, hi=1.0, scale=1):

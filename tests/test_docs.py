@@ -16,6 +16,7 @@ DOCS = ROOT / "docs"
 CHAPTERS = sorted(DOCS.glob("[0-9][0-9]-*.md"))
 PAGES = CHAPTERS + [DOCS / "README.md"]
 FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
+CUDA_FENCE = re.compile(r"^```cuda[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
 LINK = re.compile(r"!?\[([^\]]*)\]\(([^)\s]+)\)")
 IDENTIFIER = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 MODULE_ALIASES = {"ts", "F", "nn", "np"}
@@ -112,6 +113,22 @@ def test_hrenet_shape_table_matches_a_run():
     total = re.search(r"^\| total \| \| ([\d,]+) \|", chapter.read_text(encoding="utf-8"), re.M)
     params = [int(t[5].strip().replace(",", "") or 0) for t in table]
     assert total and sum(params) == int(total.group(1).replace(",", ""))
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.name)
+def test_cuda_excerpts_are_in_the_kernels(chapter):
+    """Every line of a ```cuda excerpt is a line of some cuda/*.cu file (``...`` marks a cut)."""
+    excerpts = CUDA_FENCE.findall(chapter.read_text(encoding="utf-8"))
+    if not excerpts:
+        return
+    source = set()
+    for path in sorted((ROOT / "cuda").glob("*.cu")):
+        source.update(line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+    for number, excerpt in enumerate(excerpts, 1):
+        for line in excerpt.splitlines():
+            line = line.strip()
+            if line and line != "..." and not line.startswith("// ..."):
+                assert line in source, f"{chapter.name}: cuda excerpt {number} has a line not in cuda/: {line}"
 
 
 def test_figures_come_from_make_figures():
