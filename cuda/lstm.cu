@@ -78,6 +78,7 @@ __device__ void lstm_forward_impl(const T* z_input, const T* w_hh_t, T* gates, T
                     acc[3][g] = z[3 * hidden];
                 }
             }
+#pragma unroll 4   // several independent weight loads in flight per thread
             for (int m = 0; m < hidden; ++m) {                        // z += h_prev W_hh^T
                 const T* w = w_hh_t + m * gate_width + j;
                 const T w_i = w[0], w_f = w[hidden], w_g = w[2 * hidden], w_o = w[3 * hidden];
@@ -166,6 +167,7 @@ __device__ void lstm_backward_impl(const T* gh, const T* w_hh, const T* gates, c
             for (int g = 0; g < LSTM_MAX_GROUP; ++g)
                 if (g < count) dh[g] = gh[((long long)t * batch + first + g) * hidden + j];
             if (!last) {
+#pragma unroll 4
                 for (int r = 0; r < 4 * hidden; ++r) {               // dh += dz_next W_hh
                     const T w = w_hh[(long long)r * hidden + j];
 #pragma unroll

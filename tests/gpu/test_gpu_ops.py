@@ -4,6 +4,8 @@ and float64 to 1e-10, on hypothesis-drawn shapes and values.
 Kernel outputs are poisoned with NaN before every launch and float32 GEMMs run without
 TF32 (see conftest.py). Gradients are those of sum(R * y) for a fixed random R.
 """
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings, strategies as st
@@ -16,6 +18,7 @@ if not ts.cuda_available():
 
 import tinyseg.functional as F  # noqa: E402
 from parity import check  # noqa: E402
+from tinyseg.ops.gpu import lstm as gpu_lstm  # noqa: E402
 
 EXAMPLES = settings(max_examples=25, deadline=None)
 dtypes = st.sampled_from([np.float32, np.float64])
@@ -144,11 +147,17 @@ def test_relu(n, m, dt, seed):
     check(F.relu, [x])
 
 
+def sequences_per_block(packed):
+    """The LSTM kernels put one sequence per block while the GPU has multiprocessors to spare;
+    pretending it has a single one makes them pack up to 8 per block."""
+    return mock.patch.object(gpu_lstm, "multiprocessors", lambda xp: 1 if packed else 10 ** 6)
+
+
 @st.composite
 def lstm_cases(draw):
     return dict(steps=draw(st.integers(1, 6)), batch=draw(st.integers(1, 19)), n_in=draw(st.integers(1, 6)),
                 hidden=draw(st.sampled_from([1, 3, 8, 33, 70])), reverse=draw(st.booleans()),
-                dtype=draw(dtypes), seed=draw(seeds))
+                packed=draw(st.booleans()), dtype=draw(dtypes), seed=draw(seeds))
 
 
 @settings(max_examples=20, deadline=None)
@@ -158,7 +167,8 @@ def test_lstm(case):
     dt, h = case["dtype"], case["hidden"]
     arrays = [randn(rng, dt, case["steps"], case["batch"], case["n_in"])]
     arrays += [randn(rng, dt, *shape, scale=0.5) for shape in ((4 * h, case["n_in"]), (4 * h, h), (4 * h,), (4 * h,))]
-    check(lambda x, *w: F.lstm(x, *w, reverse=case["reverse"]), arrays)
+    with sequences_per_block(case["packed"]):
+        check(lambda x, *w: F.lstm(x, *w, reverse=case["reverse"]), arrays)
 
 
 @pytest.mark.parametrize("reverse", [False, True])
@@ -168,13 +178,24 @@ def test_lstm_with_more_hidden_units_than_threads(reverse):
     h, n_in = 260, 3
     arrays = [randn(rng, np.float32, 3, 10, n_in)]
     arrays += [randn(rng, np.float32, *shape, scale=0.1) for shape in ((4 * h, n_in), (4 * h, h), (4 * h,), (4 * h,))]
-    check(lambda x, *w: F.lstm(x, *w, reverse=reverse), arrays)
+    with sequences_per_block(packed=True):
+        check(lambda x, *w: F.lstm(x, *w, reverse=reverse), arrays)
+
+
+def test_lstm_launch_shapes():
+    # spread over the multiprocessors first, then pack; shared memory caps the packing
+    assert gpu_lstm.launch_shape(13, 256, 4, 2, 132) == ((13, 2), (256,), 1)
+    assert gpu_lstm.launch_shape(208, 256, 4, 2, 132) == ((52, 2), (256,), 4)
+    assert gpu_lstm.launch_shape(1000, 256, 8, 1, 132) == ((250, 1), (256,), 4)   # 5*4*256*8 B <= 48 KiB
+    assert gpu_lstm.launch_shape(3, 33, 4, 1, 1) == ((1, 1), (64,), 3)
+    with pytest.raises(ValueError, match="shared memory"):
+        gpu_lstm.launch_shape(4, 2000, 8, 1, 132)
 
 
 @settings(max_examples=15, deadline=None)
 @given(st.integers(1, 2), st.integers(1, 3), st.integers(1, 4), st.integers(1, 4), st.sampled_from([2, 5, 9]),
-       dtypes, seeds)
-def test_renet(n, c, hp, wp, d, dt, seed):
+       st.booleans(), dtypes, seeds)
+def test_renet(n, c, hp, wp, d, packed, dt, seed):
     rng = np.random.default_rng(seed)
     names = ("h_fwd", "h_bwd", "v_fwd", "v_bwd")
     shapes = {name: ((4 * d, c * 4 if name[0] == "h" else 2 * d), (4 * d, d), (4 * d,), (4 * d,)) for name in names}
@@ -184,4 +205,5 @@ def test_renet(n, c, hp, wp, d, dt, seed):
 
     def fn(x, *weights):
         return F.renet(x, {name: weights[4 * k:4 * k + 4] for k, name in enumerate(names)})
-    check(fn, arrays)
+    with sequences_per_block(packed):
+        check(fn, arrays)

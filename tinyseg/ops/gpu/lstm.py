@@ -4,8 +4,11 @@ every sequence, one or both directions); backward likewise, then GEMMs for the w
 
 Launch: grid (ceil(B / group), directions) x block (threads,), threads = H rounded up to
 a warp, at most 256 (each thread then owns several hidden units); group = sequences per
-block, at most 8, and small enough that the backward's shared memory (5 * group * H
-values) fits in 48 KiB. Forward shared memory: group * H values.
+block. A block's step costs about the same for 1 or 8 sequences (it is bound by reading
+W_hh), so sequences are first spread over the multiprocessors, one block each, and only
+packed when there are more of them: group = ceil(B * directions / multiprocessors), at
+most 8 and small enough that the backward's shared memory (5 * group * H values) fits
+in 48 KiB. Forward shared memory: group * H values.
 
 ``BidirectionalLSTM`` runs a ReNet sweep's two directions in one launch (grid y = 2), so
 they proceed concurrently: the recurrence is sequential in time, and both directions
@@ -13,6 +16,8 @@ together fill the GPU twice as well as one. Arrays stay in natural time order; t
 reversed direction is a flag of the kernel.
 """
 from __future__ import annotations
+
+import functools
 
 from numpy import int32
 
@@ -25,15 +30,25 @@ SHARED_BYTES = 48 * 1024   # dynamic shared memory a block gets without opting i
 MAX_THREADS = 256
 
 
-def launch_shape(batch, hidden, itemsize, directions):
-    """(grid, block, group) of both LSTM kernels."""
+def launch_shape(batch, hidden, itemsize, directions, processors):
+    """(grid, block, group) of both LSTM kernels on a GPU with ``processors`` multiprocessors."""
     per_sequence = 5 * hidden * itemsize
-    group = min(MAX_GROUP, batch, SHARED_BYTES // per_sequence)
-    if group < 1:
+    fits = SHARED_BYTES // per_sequence
+    if fits < 1:
         raise ValueError(f"lstm: hidden size {hidden} needs {per_sequence} bytes of shared memory per "
                          f"sequence on the GPU; a block has {SHARED_BYTES}")
+    group = min(MAX_GROUP, fits, batch, max(1, -(-batch * directions // processors)))
     threads = min(MAX_THREADS, 32 * -(-hidden // 32))
     return (-(-batch // group), directions), (threads,), group
+
+
+def multiprocessors(xp):
+    return _multiprocessors(xp, xp.cuda.Device().id)
+
+
+@functools.lru_cache(maxsize=None)
+def _multiprocessors(xp, device_id):
+    return xp.cuda.runtime.getDeviceProperties(device_id)["multiProcessorCount"]
 
 
 def check_weights(x, weights):
@@ -64,7 +79,7 @@ def sweep_forward(x, weights, reverse):
     gates = empty(x, (directions, steps, batch, 4 * hidden))
     cells, tanh_cells, hs = (empty(x, (directions, steps, batch, hidden)) for _ in range(3))
     if steps * batch * hidden:
-        grid, block, group = launch_shape(batch, hidden, dtype.itemsize, directions)
+        grid, block, group = launch_shape(batch, hidden, dtype.itemsize, directions, multiprocessors(xp))
         kernel("lstm.cu", "lstm_forward", dtype)(
             grid, block, (z_input, w_hh_t, gates, cells, tanh_cells, hs, int32(steps), int32(batch),
                           int32(hidden), int32(group), _flags(reverse)),
@@ -82,7 +97,7 @@ def sweep_backward(gh, weights, saved, reverse):
     w_hh = contiguous(xp.stack([w[1] for w in weights]), dtype)                  # (D, 4H, H)
     gz = empty(gh, (directions, steps, batch, 4 * hidden))
     if steps * batch * hidden:
-        grid, block, group = launch_shape(batch, hidden, dtype.itemsize, directions)
+        grid, block, group = launch_shape(batch, hidden, dtype.itemsize, directions, multiprocessors(xp))
         kernel("lstm.cu", "lstm_backward", dtype)(
             grid, block, (gh, w_hh, gates, cells, tanh_cells, gz, int32(steps), int32(batch),
                           int32(hidden), int32(group), _flags(reverse)),
