@@ -22,8 +22,9 @@
 // new state has been written. The recurrence is sequential in t, so the parallelism
 // is over units, sequences and directions.
 //
-// Saved for backward, as tinyseg/ops/lstm.py saves them: activated gates (T, B, 4H),
-// cells c, tanh(c) and hidden states h (T, B, H), per direction.
+// Saved for backward, the quantities tinyseg/ops/lstm.py saves (here in natural rather
+// than sweep order): activated gates (T, B, 4H), cells c, tanh(c) and hidden states h
+// (T, B, H), per direction.
 
 #define LSTM_MAX_GROUP 8   // most sequences per block: 4 * LSTM_MAX_GROUP accumulators per thread
 

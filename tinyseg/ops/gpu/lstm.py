@@ -4,9 +4,9 @@ every sequence, one or both directions); backward likewise, then GEMMs for the w
 
 Launch: grid (ceil(B / group), directions) x block (threads,), threads = H rounded up to
 a warp, at most 256 (each thread then owns several hidden units); group = sequences per
-block. A block's step costs about the same for 1 or 8 sequences (it is bound by reading
-W_hh), so sequences are first spread over the multiprocessors, one block each, and only
-packed when there are more of them: group = ceil(B * directions / multiprocessors), at
+block. A block's step should cost about the same for 1 or 8 sequences (its time goes to
+streaming W_hh, read once per step whatever the group), so sequences are first spread
+over the multiprocessors, one block each, and only packed when there are more of them: group = ceil(B * directions / multiprocessors), at
 most 8 and small enough that the backward's shared memory (5 * group * H values) fits
 in 48 KiB. Forward shared memory: group * H values.
 
