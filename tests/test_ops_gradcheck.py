@@ -233,3 +233,14 @@ def test_renet_rejects_indivisible_maps():
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="does not divide"):
         F.renet(ts.tensor(rng.standard_normal((1, 1, 3, 4))), _renet_params(rng, 1, 2, 2, 1))
+
+
+@pytest.mark.parametrize("kernel, padding", [(1, 0), (3, 1)])
+def test_conv_on_an_empty_batch(kernel, padding):
+    x = ts.tensor(np.zeros((0, 2, 5, 4)), requires_grad=True)
+    w = ts.tensor(np.ones((3, 2, kernel, kernel)), requires_grad=True)
+    y = F.conv2d(x, w, padding=padding)
+    assert y.shape == (0, 3, 5, 4)
+    y.sum().backward()
+    assert x.grad.shape == x.shape
+    np.testing.assert_array_equal(w.grad, 0)

@@ -37,8 +37,8 @@ def matmul_each(w, b):
 
 def sum_over_batch(a, b):
     """sum_n a[n] @ b[n]^T for (N, P, L) and (N, Q, L) arrays -> (P, Q)."""
-    total = a[0] @ b[0].T
-    for n in range(1, a.shape[0]):
+    total = get_array_module(a).zeros((a.shape[1], b.shape[1]), dtype=a.dtype)
+    for n in range(a.shape[0]):
         total += a[n] @ b[n].T
     return total
 
@@ -72,7 +72,7 @@ class Conv2d(Function):
             return gpu.conv.conv2d_backward(self, gy)
         n, c_out, out_h, out_w = gy.shape
         kh, kw = self.weight.shape[2:]
-        gy = gy.reshape(n, c_out, -1)
+        gy = gy.reshape(n, c_out, out_h * out_w)
         w2 = self.weight.reshape(c_out, -1)
         gx = gw = gb = None
         if self.needs_grad[0]:
@@ -118,7 +118,7 @@ class ConvTranspose2d(Function):
             return gpu.conv.conv_transpose2d_forward(self, x, weight, bias)
         self.x, self.weight, self.full_shape = x, weight, (n, c_out, full_h, full_w)
         self.has_bias = bias is not None
-        cols = matmul_each(weight.reshape(c_in, -1).T, x.reshape(n, c_in, -1))  # (N, C_out*kh*kw, H*W)
+        cols = matmul_each(weight.reshape(c_in, -1).T, x.reshape(n, c_in, h * w))  # (N, C_out*kh*kw, H*W)
         y = crop2d(col2im(cols, self.full_shape, kh, kw, s, h, w), p)
         if bias is not None:
             y = y + bias[:, None, None]
@@ -136,7 +136,7 @@ class ConvTranspose2d(Function):
             gx = matmul_each(self.weight.reshape(c_in, -1), gcols).reshape(self.x.shape)
         if self.needs_grad[1]:
             # dW = sum_n x[n] gcols[n]^T
-            gw = sum_over_batch(self.x.reshape(n, c_in, -1), gcols).reshape(self.weight.shape)
+            gw = sum_over_batch(self.x.reshape(n, c_in, h * w), gcols).reshape(self.weight.shape)
         if self.has_bias and self.needs_grad[2]:
             gb = gy.sum(axis=(0, 2, 3))
         return (gx, gw, gb) if self.has_bias else (gx, gw)

@@ -32,7 +32,7 @@ def im2col(x, kh, kw, stride, out_h, out_w):
     """(N, C, Hp, Wp) -> (N, C*kh*kw, Ho*Wo), one contiguous copy."""
     n, c = x.shape[:2]
     if kh == kw == stride == 1:
-        return x.reshape(n, c, -1)
+        return x.reshape(n, c, x.shape[2] * x.shape[3])  # explicit size: also valid for N = 0
     view = windows(get_array_module(x).ascontiguousarray(x), kh, kw, stride, out_h, out_w)
     return view.reshape(n, c * kh * kw, out_h * out_w)
 
