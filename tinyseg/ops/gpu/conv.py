@@ -47,8 +47,8 @@ def col2im(cols, image_shape, kh, kw, stride, padding, out_h, out_w):
 def sum_over_batch(a, b):
     """sum_n a[n] @ b[n]^T for (N, P, L) and (N, Q, L) -> (P, Q): one GEMM per image, b[n]^T
     read in place through cuBLAS's transpose flag."""
-    total = a[0] @ b[0].T
-    for n in range(1, a.shape[0]):
+    total = get_array_module(a).zeros((a.shape[1], b.shape[1]), dtype=a.dtype)
+    for n in range(a.shape[0]):
         total += a[n] @ b[n].T
     return total
 
