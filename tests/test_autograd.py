@@ -124,8 +124,10 @@ def test_broadcasting_binary_ops_gradcheck(shape_pair, seed):
                   elements=st.floats(0.2, 3.0)))
 def test_unary_ops_gradcheck(array):
     for fn in (lambda x: -x, lambda x: x ** 3, lambda x: x ** 0.5, lambda x: x.exp(), lambda x: x.log(),
-               lambda x: x.tanh(), lambda x: x.sigmoid(), lambda x: (x - 1.1).relu()):
+               lambda x: x.tanh(), lambda x: x.sigmoid()):
         assert ts.gradcheck(fn, [t64(array)])
+    if np.abs(array - 1.1).min() > 1e-4:   # finite differences are meaningless on ReLU's kink
+        assert ts.gradcheck(lambda x: (x - 1.1).relu(), [t64(array)])
 
 
 def test_sigmoid_is_stable_for_large_inputs():
