@@ -52,7 +52,9 @@ class Segmenter:
                                   "was it written by tinyseg.train?")
         model = model_from_metadata(path, metadata)
         checkpoint.load_into(model)
-        cache_dir = cache_dir or os.path.join(os.path.dirname(os.path.abspath(path)), "denoise_cache")
+        # the training default: <out>/../denoise_cache, and a checkpoint lives in <out>
+        cache_dir = cache_dir or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(path))),
+                                              "denoise_cache")
         return cls(model.to(device), metadata["size"], extra.get("mean_image"),
                    metadata.get("input_scale", 1.0), metadata.get("denoise", "none"), cache_dir, device)
 
