@@ -6,13 +6,6 @@ from ..backend import get_array_module
 from . import gpu
 
 
-def log_softmax(x, axis=1):
-    """log softmax, stable for any logits: subtract the max before exponentiating."""
-    xp = get_array_module(x)
-    shifted = x - x.max(axis=axis, keepdims=True)
-    return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
-
-
 class CrossEntropy(Function):
     """Mean over pixels of -weight[t] * log softmax(logits)[t].
 
@@ -36,22 +29,26 @@ class CrossEntropy(Function):
             raise ValueError(f"cross_entropy: weight shape {weight.shape}, expected ({n_classes},)")
         if gpu.on_gpu(logits):
             return gpu.loss.cross_entropy_forward(self, logits, target, weight)
-        logp = log_softmax(logits, axis=1)
-        picked = xp.take_along_axis(logp, target[:, None].astype(xp.int64), axis=1)[:, 0]
+        # log softmax at the target only: shifted[t] - log(sum exp(shifted)), shifted = z - max z
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        exp = xp.exp(shifted)
+        denominator = exp.sum(axis=1, keepdims=True)
+        target_index = target[:, None].astype(xp.int64)
+        picked = xp.take_along_axis(shifted, target_index, axis=1)[:, 0] - xp.log(denominator[:, 0])
         pixel_weight = xp.ones_like(picked) if weight is None else weight[target]
         total = pixel_weight.sum()
-        self.logp, self.target, self.pixel_weight, self.total = logp, target, pixel_weight, total
+        exp /= denominator                                          # softmax, kept for backward
+        self.softmax, self.target_index, self.pixel_weight, self.total = exp, target_index, pixel_weight, total
         return -(pixel_weight * picked).sum() / total
 
     def backward(self, gy):
         if gpu.on_gpu(gy):
             return gpu.loss.cross_entropy_backward(self, gy)
-        xp = get_array_module(self.logp)
-        grad = xp.exp(self.logp)                                   # softmax
-        onehot_index = self.target[:, None].astype(xp.int64)
-        picked = xp.take_along_axis(grad, onehot_index, axis=1)
-        xp.put_along_axis(grad, onehot_index, picked - 1, axis=1)  # softmax - onehot
-        grad *= (self.pixel_weight / self.total)[:, None] * gy
+        xp = get_array_module(self.softmax)
+        scale = (self.pixel_weight * (gy / self.total))[:, None]
+        grad = self.softmax * scale
+        picked = xp.take_along_axis(grad, self.target_index, axis=1)
+        xp.put_along_axis(grad, self.target_index, picked - scale, axis=1)   # scale * (softmax - onehot)
         return (grad, None) + ((None,) if len(self.needs_grad) > 2 else ())
 
 

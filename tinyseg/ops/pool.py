@@ -4,6 +4,9 @@ Output size uses floor mode (PyTorch's default ``ceil_mode=False``): a
 window that would hang over the bottom or right edge is dropped, so
 Ho = (H - k) // s + 1 and a 50x125 map pooled 2x2 gives 25x62. Ties go to
 the first maximum in row-major window order.
+
+The CPU path loops over the kh*kw kernel offsets (four for 2x2 pooling), never
+over pixels: each iteration handles one strided slab of the whole batch.
 """
 from __future__ import annotations
 
@@ -35,33 +38,38 @@ class MaxPool2d(Function):
             raise ValueError(f"max_pool2d: kernel {self.kernel} is larger than the input {x.shape[2:]}")
         if gpu.on_gpu(x):
             return gpu.pool.max_pool_forward(self, x, out_h, out_w)
-        x = xp.ascontiguousarray(x)
-        sn, sc, s_h, s_w = x.strides
-        # (N, C, Ho, Wo, kh, kw) view of the windows, then one copy to (..., kh*kw)
-        view = xp.lib.stride_tricks.as_strided(
-            x, (n, c, out_h, out_w, kh, kw), (sn, sc, s_h * sh, s_w * sw, s_h, s_w))
-        flat = view.reshape(n, c, out_h, out_w, kh * kw)
-        arg = flat.argmax(axis=-1)
-        y = xp.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
-        # Remember where each maximum sits in the flattened input plane.
-        rows = xp.arange(out_h)[:, None] * sh + arg // kw
-        cols = xp.arange(out_w)[None, :] * sw + arg % kw
-        self.argmax = rows * w + cols                          # (N, C, Ho, Wo) indices into H*W
-        self.in_shape = x.shape
+        # One vectorised pass per kernel offset (i, j): the strided slab x[:, :, i::sh, j::sw]
+        # holds that offset's value for every window at once. A running maximum and the
+        # offset that produced it (first maximum wins ties) give the output and the argmax.
+        y = arg = None
+        for k, (i, j) in enumerate(_offsets(kh, kw)):
+            slab = x[:, :, i:i + sh * out_h:sh, j:j + sw * out_w:sw]
+            if y is None:
+                y, arg = slab.copy(), xp.zeros(slab.shape, dtype=xp.int16)
+            else:
+                better = slab > y
+                xp.copyto(y, slab, where=better)
+                arg[better] = k
+        self.argmax, self.in_shape = arg, x.shape          # argmax: offset index k = i * kw + j
         return y
 
     def backward(self, gy):
         if gpu.on_gpu(gy):
             return gpu.pool.max_pool_backward(self, gy)
         xp = get_array_module(gy)
-        n, c, h, w = self.in_shape
-        plane = h * w
-        # Each output gradient goes to its window's argmax; overlapping windows may pick
-        # the same pixel, so scatter with bincount, which adds repeated indices.
-        offsets = xp.arange(n * c).reshape(n, c, 1, 1) * plane
-        flat_index = (self.argmax + offsets).ravel()
-        gx = xp.bincount(flat_index, weights=gy.ravel(), minlength=n * c * plane)
-        return gx.astype(gy.dtype, copy=False).reshape(self.in_shape)
+        (kh, kw), (sh, sw) = self.kernel, self.stride
+        out_h, out_w = gy.shape[2:]
+        gx = xp.zeros(self.in_shape, dtype=gy.dtype)
+        # Each output gradient goes to its window's argmax. For one offset (i, j) the windows
+        # touch distinct pixels, so the slab update needs no scatter; overlapping windows
+        # (stride < kernel) that share a maximum add up across offsets.
+        for k, (i, j) in enumerate(_offsets(kh, kw)):
+            gx[:, :, i:i + sh * out_h:sh, j:j + sw * out_w:sw] += xp.where(self.argmax == k, gy, 0)
+        return gx
+
+
+def _offsets(kh, kw):
+    return [(i, j) for i in range(kh) for j in range(kw)]
 
 
 def max_pool2d(x, kernel_size, stride=None):
