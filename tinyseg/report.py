@@ -11,7 +11,10 @@ from .autograd import no_grad
 from .checkpoint import atomic_write
 from .metrics import dice, jaccard, pixel_accuracy
 from .tensor import tensor
-from .visualize import comparison_panel, plot_curves
+from .visualize import CLASS_COLORS, comparison_panel, plot_curves
+
+
+ORANGE = (255, 127, 14)
 
 
 def batched_logits(model, images, input_scale, device, batch_size=8):
@@ -63,9 +66,10 @@ def write_results(out, run_facts, model, dataset, input_scale, device, history):
         heldout = history[-1]["heldout"]
         plot_curves(os.path.join(out, "curves.png"), [
             ("cross-entropy loss", {"train": (epochs, [h["train_loss"] for h in history]),
-                                    heldout: (epochs, [h["heldout_loss"] for h in history])}),
-            (f"Dice on the {heldout} split", {name: (epochs, [h["dice"][name] for h in history])
-                                              for name in class_names[1:]}),
+                                    heldout: (epochs, [h["heldout_loss"] for h in history], ORANGE)}),
+            (f"Dice on the {heldout} split", {
+                name: (epochs, [h["dice"][name] for h in history], CLASS_COLORS.get(k, (0, 0, 0)))
+                for k, name in enumerate(class_names) if k > 0}),
         ])
     overlay_dir = os.path.join(out, "overlays")
     os.makedirs(overlay_dir, exist_ok=True)

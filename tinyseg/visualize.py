@@ -78,11 +78,14 @@ def _format(value):
 def line_chart(draw, box, series, title, x_label="epoch", font=None):
     """Draw a line chart in ``box`` = (left, top, right, bottom).
 
-    ``series`` maps a legend name to (xs, ys); non-finite points are skipped.
+    ``series`` maps a legend name to (xs, ys) or (xs, ys, rgb); non-finite points are skipped.
     """
     font = font or ImageFont.load_default()
     left, top, right, bottom = box
     plot = (left + 52, top + 22, right - 10, bottom - 34)        # room for tick labels and title
+    colors = [entry[2] if len(entry) > 2 else SERIES_COLORS[k % len(SERIES_COLORS)]
+              for k, entry in enumerate(series.values())]
+    series = {name: entry[:2] for name, entry in series.items()}
     xs_all = [x for xs, _ in series.values() for x in xs]
     ys_all = [y for _, ys in series.values() for y in ys if math.isfinite(y)]
     x_ticks = nice_ticks(min(xs_all, default=0), max(xs_all, default=1), 6)
@@ -107,7 +110,6 @@ def line_chart(draw, box, series, title, x_label="epoch", font=None):
     draw.rectangle(plot, outline=(0, 0, 0))
     draw.text(((plot[0] + plot[2]) / 2 - 14, plot[3] + 20), x_label, fill=(0, 0, 0), font=font)
 
-    colors = [SERIES_COLORS[k % len(SERIES_COLORS)] for k in range(len(series))]
     for color, (xs, ys) in zip(colors, series.values()):
         points = [to_pixel(x, y) for x, y in zip(xs, ys) if math.isfinite(y)]
         if len(points) > 1:
