@@ -55,6 +55,10 @@ def test_paper_preset_shapes():
     assert shapes["upsample.weight"] == (3, 3, 64, 64)
     assert dict(model.named_buffers())["bn_conv7.running_var"].shape == (4096,)
     assert PRESETS["paper"]["input_size"] == (400, 500)
+    # one forward pass at a small size (the full 400x500 pass is examples/paper_preset_pass.py)
+    model.eval()
+    with ts.no_grad():
+        assert model(image(np.random.default_rng(0), 1, 40, 56)).shape == (1, 3, 40, 56)
 
 
 def test_small_preset_forward_at_small_input():
