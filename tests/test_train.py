@@ -99,23 +99,20 @@ def test_resume_refuses_other_settings_and_missing_checkpoint(tmp_path):
         train(tiny_config(tmp_path, epochs=2, lr=0.1, resume=True))
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-    def poison(epoch, record):
-        if epoch == 1:                                   # break the weights after epoch 1's checkpoint
-            model_param = poison.model.classifier.bias
-            model_param.data[...] = np.nan
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     import tinyseg.train as training
-    original = training.build_model
+    built, build = [], training.build_model
 
-    def build_and_remember(config, n_classes):
-        poison.model = original(config, n_classes)
-        return poison.model
-    training.build_model = build_and_remember
-    try:
-        with pytest.raises(TrainingDiverged, match=r"epoch 2, batch 1.*last.npz.*epoch 1"):
-            train(tiny_config(tmp_path), on_epoch_end=poison)
-    finally:
-        training.build_model = original
+    def build_and_keep(config, n_classes):
+        built.append(build(config, n_classes))
+        return built[-1]
+    monkeypatch.setattr(training, "build_model", build_and_keep)
+
+    def poison_after_first_epoch(epoch, record):     # after epoch 1 has been checkpointed
+        if epoch == 1:
+            built[0].classifier.bias.data[...] = np.nan
+    with pytest.raises(TrainingDiverged, match=r"epoch 2: loss became nan at batch 1.*last.npz.*epoch 1"):
+        train(tiny_config(tmp_path), on_epoch_end=poison_after_first_epoch)
     checkpoint = read_checkpoint(tmp_path / "last.npz")
     assert checkpoint.metadata["epoch"] == 1
     assert all(np.isfinite(v).all() for v in checkpoint.model_state.values())

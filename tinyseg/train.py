@@ -287,36 +287,22 @@ def train(config: TrainConfig, dataset=None, on_epoch_end=None):
     if config.augment:
         from .data import Augmentation
         augment = Augmentation()
-    train_x, train_y = dataset.split("train")
     eval_x, eval_y = dataset.split(heldout)
-    n_batches = math.ceil(len(dataset.train) / config.batch_size)
 
     for epoch in range(start_epoch, config.epochs):
         optimizer.lr = learning_rate(config, epoch)
-        epoch_seed = int(rng.integers(2 ** 63))
-        bar = ProgressBar(n_batches, f"epoch {epoch + 1}/{config.epochs}", enabled=config.progress)
-        model.train()
-        losses, seen = [], 0
-        for step, (x, y) in enumerate(dataset.batches("train", config.batch_size, seed=epoch_seed,
-                                                      augment=augment)):
-            logits = model(tensor(x * input_scale, device=device))
-            loss = F.cross_entropy(logits, tensor(y, device=device))
-            value = loss.item()
-            if not math.isfinite(value):
-                bar.close()
-                raise TrainingDiverged(f"loss became {value} at epoch {epoch + 1}, batch {step + 1}; "
-                                       f"training stopped. {_last_good(last_path, history)}")
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(value)
-            seen += len(y)
-            bar.update(step + 1, seen, loss=float(np.mean(losses)))
-        if not _all_finite(model):
-            raise TrainingDiverged(f"weights became NaN or infinite during epoch {epoch + 1}; "
-                                   f"training stopped. {_last_good(last_path, history)}")
+        epoch_seed = int(rng.integers(2 ** 63))     # shuffling and augmentation of this epoch
+        bar = ProgressBar(math.ceil(len(dataset.train) / config.batch_size),
+                          f"epoch {epoch + 1}/{config.epochs}", enabled=config.progress)
+        try:
+            train_loss = train_one_epoch(model, optimizer, dataset, config, input_scale, device,
+                                         epoch_seed, augment, bar)
+        except TrainingDiverged as err:
+            bar.close()
+            raise TrainingDiverged(f"epoch {epoch + 1}: {err}; training stopped. "
+                                   + _last_good(last_path, history)) from None
         scores = evaluate(model, eval_x, eval_y, input_scale, device, dataset.n_classes)
-        record = {"epoch": epoch + 1, "lr": optimizer.lr, "train_loss": float(np.mean(losses)),
+        record = {"epoch": epoch + 1, "lr": optimizer.lr, "train_loss": train_loss,
                   "heldout": heldout, "heldout_loss": scores["loss"],
                   "dice": foreground(scores["dice"], class_names),
                   "pixel_accuracy": scores["pixel_accuracy"], "seconds": bar_elapsed(bar)}
@@ -331,9 +317,37 @@ def train(config: TrainConfig, dataset=None, on_epoch_end=None):
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, record)
 
-    facts = {"seconds": round(time.perf_counter() - started, 1), "preset": config.preset,
+    facts = {"seconds": round(time.perf_counter() - started, 1),
+             "train_seconds": round(sum(h["seconds"] for h in history), 1), "preset": config.preset,
              "size": list(config.size), "data": config.data or "synthetic", "device": device}
     return write_results(config.out, facts, model, dataset, input_scale, device, history)
+
+
+def train_one_epoch(model, optimizer, dataset, config, input_scale, device, seed, augment, bar):
+    """One pass over the shuffled training split; returns the mean loss.
+
+    Raises TrainingDiverged (naming the batch) as soon as the loss is not
+    finite, and after the last step if any weight is NaN or infinite, so
+    broken weights are never checkpointed.
+    """
+    model.train()
+    losses, seen = [], 0
+    for step, (x, y) in enumerate(dataset.batches("train", config.batch_size, seed=seed,
+                                                  augment=augment)):
+        logits = model(tensor(x * input_scale, device=device))
+        loss = F.cross_entropy(logits, tensor(y, device=device))
+        value = loss.item()
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"loss became {value} at batch {step + 1}")
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(value)
+        seen += len(y)
+        bar.update(step + 1, seen, loss=float(np.mean(losses)))
+    if not _all_finite(model):
+        raise TrainingDiverged("weights became NaN or infinite by the end of the epoch")
+    return float(np.mean(losses))
 
 
 def bar_elapsed(bar):
