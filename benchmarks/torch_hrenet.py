@@ -26,6 +26,15 @@ _LSTM_NAMES = {"weight_ih": "weight_ih_l0", "weight_hh": "weight_hh_l0",
                "bias_ih": "bias_ih_l0", "bias_hh": "bias_hh_l0"}
 
 
+def torch_key(name):
+    """The PyTorch twin's name for a tinyseg parameter or buffer name."""
+    if not name.startswith("renet."):
+        return name
+    _, direction, pname = name.split(".")
+    lstm, suffix = _RENET_KEYS[direction]
+    return f"renet.{lstm}.{_LSTM_NAMES[pname]}{suffix}"
+
+
 class TorchHReNet(nn.Module):
     def __init__(self, config, n_classes=3, in_channels=1):
         super().__init__()
@@ -60,11 +69,7 @@ class TorchHReNet(nn.Module):
         own = self.state_dict()
         used = set()
         for key, array in state.items():
-            target = key
-            if key.startswith("renet."):
-                _, direction, name = key.split(".")
-                lstm, suffix = _RENET_KEYS[direction]
-                target = f"renet.{lstm}.{_LSTM_NAMES[name]}{suffix}"
+            target = torch_key(key)
             if target not in own:
                 raise KeyError(f"tinyseg key {key} has no PyTorch counterpart {target}")
             own[target].copy_(torch.as_tensor(np.asarray(array)))
@@ -104,10 +109,5 @@ def tinyseg_twin_gradients(model, twin, images, labels):
     theirs = {"logits": t_out.detach().cpu().numpy()}
     named = dict(twin.named_parameters())
     for name, _ in model.named_parameters():
-        target = name
-        if name.startswith("renet."):
-            _, direction, pname = name.split(".")
-            lstm, suffix = _RENET_KEYS[direction]
-            target = f"renet.{lstm}.{_LSTM_NAMES[pname]}{suffix}"
-        theirs[name] = named[target].grad.detach().cpu().numpy()
+        theirs[name] = named[torch_key(name)].grad.detach().cpu().numpy()
     return ours, theirs

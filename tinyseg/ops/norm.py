@@ -12,6 +12,14 @@ def _per_channel(v):
     return v.reshape(1, -1, 1, 1)
 
 
+def update_running_stats(running_mean, running_var, mean, var, count, momentum):
+    """running <- (1 - momentum) * running + momentum * batch, in place, with the unbiased variance."""
+    running_mean *= 1 - momentum
+    running_mean += momentum * mean.astype(running_mean.dtype)
+    running_var *= 1 - momentum
+    running_var += momentum * (var * count / (count - 1)).astype(running_var.dtype)
+
+
 class BatchNorm2d(Function):
     """y = (x - mean) / sqrt(var + eps) * weight + bias.
 
@@ -44,11 +52,7 @@ class BatchNorm2d(Function):
                 raise ValueError(f"batch_norm: training needs more than one value per channel, got {x.shape}")
             mean = x.mean(axis=_AXES)
             var = x.var(axis=_AXES)
-            m = self.momentum
-            running_mean *= 1 - m
-            running_mean += m * mean.astype(running_mean.dtype)
-            running_var *= 1 - m
-            running_var += m * (var * count / (count - 1)).astype(running_var.dtype)
+            update_running_stats(running_mean, running_var, mean, var, count, self.momentum)
         else:
             mean, var = running_mean, running_var
         inv_std = 1.0 / xp.sqrt(var + self.eps)

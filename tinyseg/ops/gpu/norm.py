@@ -27,11 +27,8 @@ def batch_norm_forward(op, x, running_mean, running_var, weight, bias):
         mean, var, inv_std = (empty(x, (c,)) for _ in range(3))
         kernel("batchnorm.cu", "batch_norm_stats", x.dtype)(
             (c,), (REDUCE_THREADS,), (x, mean, var, inv_std, int32(n), int32(c), int64(plane), float64(op.eps)))
-        m = op.momentum
-        running_mean *= 1 - m
-        running_mean += m * mean.astype(running_mean.dtype)
-        running_var *= 1 - m
-        running_var += m * (var * count / (count - 1)).astype(running_var.dtype)
+        from ..norm import update_running_stats  # not at the top: ops.norm imports this package
+        update_running_stats(running_mean, running_var, mean, var, count, op.momentum)
     else:
         mean = contiguous(running_mean, x.dtype)
         inv_std = contiguous(1.0 / xp.sqrt(running_var + op.eps), x.dtype)
