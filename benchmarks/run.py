@@ -169,10 +169,11 @@ def main():
     payload = {"device": dev, "device_name": device_name, "threads": args.threads, "date": timing.today(),
                "commit": timing.git_commit(), "versions": {"numpy": np.__version__, "torch": torch.__version__,
                                                            "python": sys.version.split()[0]},
-               "repeats": args.repeats, "rows": rows}
+               "repeats": args.repeats, "load_average": os.getloadavg(), "rows": rows}
     md = [f"# tinyseg vs PyTorch, {dev} ({device_name}), {args.threads} threads, {payload['date']}",
           "", f"commit `{payload['commit']}`, numpy {np.__version__}, torch {torch.__version__}; "
-          f"forward+backward, median of {args.repeats} alternating runs after warm-up.", "",
+          f"forward+backward, median of {args.repeats} alternating runs after warm-up; "
+          f"load average at the end {payload['load_average'][0]:.2f}.", "",
           "| op | shape | tinyseg ms | PyTorch ms | ratio | tinyseg GFLOP/s |", "|---|---|---|---|---|---|"]
     md += [f"| {r['op']} | {r['shape']} | {r['tinyseg_ms']:.2f} | {r['torch_ms']:.2f} | {r['ratio']:.2f} | "
            f"{r['tinyseg_gflops'] if r['tinyseg_gflops'] is not None else '-'} |" for r in rows]

@@ -11,9 +11,16 @@ import time
 
 
 def set_threads(n):
-    """Pin BLAS/OpenMP/Numba thread counts; call before numpy or torch is imported."""
+    """Pin BLAS/OpenMP/Numba thread counts; call before numpy or torch is imported.
+
+    Idle worker threads must also sleep rather than spin: the engines run
+    alternately, and one engine's spinning pool (OpenMP in PyTorch, OpenBLAS
+    under NumPy) would otherwise steal the cores the other one is timed on.
+    """
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[var] = str(n)
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    os.environ["OPENBLAS_THREAD_TIMEOUT"] = "4"   # the shortest spin OpenBLAS allows (2^4 cycles)
 
 
 def compare(runs, repeats=20, warmup=3, sync=None):
