@@ -36,11 +36,15 @@ def matmul_each(w, b):
 
 
 def sum_over_batch(a, b):
-    """sum_n a[n] @ b[n]^T for (N, P, L) and (N, Q, L) arrays -> (P, Q)."""
-    total = get_array_module(a).zeros((a.shape[1], b.shape[1]), dtype=a.dtype)
+    """sum_n a[n] @ b[n]^T for (N, P, L) and (N, Q, L) arrays -> (P, Q).
+
+    Computed as (sum_n b[n] @ a[n]^T)^T: with the long L axis as the reduction,
+    BLAS is several times faster when the wide operand comes first.
+    """
+    total = get_array_module(a).zeros((b.shape[1], a.shape[1]), dtype=a.dtype)
     for n in range(a.shape[0]):
-        total += a[n] @ b[n].T
-    return total
+        total += b[n] @ a[n].T
+    return total.T
 
 
 class Conv2d(Function):
