@@ -75,7 +75,7 @@ from ..nn import init as initializers
 
 PRESETS = {
     # VGG-16 widths; the paper resizes JSRT films to 400 x 500. 167 M parameters, 103 M of
-    # them in conv6; one 400x500 forward + backward takes about 10 s on two CPU cores.
+    # them in conv6; one 400x500 forward + backward takes 10-15 s on two CPU cores.
     "paper": dict(widths=(64, 128, 256, 512), convs_per_block=(2, 2, 3, 3), conv7_width=4096,
                   conv7_kernel=7, hidden_size=256, input_size=(400, 500)),
     # Same topology, narrow, two convolutions per block: an epoch of 200 images at 128x160
