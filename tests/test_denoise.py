@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
-from tinyseg.denoise import (adaptive_basis, adaptive_filter_denoise, estimate_sigma, ksvd,
-                             ksvd_denoise, omp, overcomplete_dct)
+from tinyseg.denoise import (adaptive_basis, adaptive_filter_denoise, collaborative_denoise, estimate_sigma,
+                             ksvd, ksvd_denoise, omp, overcomplete_dct)
 
-DENOISERS = [ksvd_denoise, adaptive_filter_denoise]
+DENOISERS = [ksvd_denoise, adaptive_filter_denoise, collaborative_denoise]
 SMALL = {"n_atoms": 64, "n_iter": 4}        # a smaller dictionary where quality is not the point
 
 

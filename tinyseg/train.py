@@ -95,7 +95,7 @@ class TrainConfig:
     weight_decay: float | None = None
     init: str | None = None            # "he" | "paper"
     augment: bool | None = None
-    denoise: str | None = None         # "none" | "ksvd"
+    denoise: str | None = None         # "none" or one of DENOISERS
     seed: int | None = None
     n_synthetic: int | None = None     # size of the synthetic set
     val_fraction: float | None = None  # share of the training part held out for validation
@@ -107,6 +107,7 @@ class TrainConfig:
     progress: bool = True
 
 
+DENOISERS = ("ksvd", "adaptive_filter", "collaborative")   # tinyseg.denoise.<name>_denoise
 COMMON_DEFAULTS = dict(momentum=0.9, denoise="none", seed=0, n_synthetic=240, val_fraction=0.1,
                        model_options={})
 SYNTHETIC_DEFAULTS = dict(preset="small", epochs=40, batch_size=8, lr=4e-3, optimizer="adam",
@@ -130,7 +131,7 @@ def resolve_defaults(config: TrainConfig) -> TrainConfig:
     if config.cache_dir is None:
         config.cache_dir = os.path.join(os.path.dirname(os.path.abspath(config.out)), "denoise_cache")
     for name, allowed in (("optimizer", ("sgd", "adam")), ("schedule", ("cosine", "constant")),
-                          ("device", ("auto", "cpu", "cuda")), ("denoise", ("none", "ksvd")),
+                          ("device", ("auto", "cpu", "cuda")), ("denoise", ("none",) + DENOISERS),
                           ("preset", tuple(PRESETS))):
         if getattr(config, name) not in allowed:
             raise ValueError(f"{name} must be one of {allowed}, got {getattr(config, name)!r}")
@@ -383,8 +384,9 @@ def parse_args(argv=None):
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="default: on for --data, off for synthetic")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--denoise", choices=["none", "ksvd"],
-                   help="denoise every image once before training, cached on disk (default none)")
+    p.add_argument("--denoise", choices=("none",) + DENOISERS,
+                   help="denoise every image once before training with tinyseg.denoise's <name>_denoise, "
+                        "cached on disk (default none; ksvd is the paper's K-SVD step)")
     p.add_argument("--seed", type=int, help="default 0")
     p.add_argument("--out", default=os.path.join("runs", "jsrt"))
     p.add_argument("--resume", action="store_true",

@@ -34,9 +34,15 @@ n_keep = 0 (only DC is "leading") and threshold = 3 (tau = 4.5 sigma^2) were
 the best of n_keep in {0, 2, 4, 8} x threshold in {2.0, ..., 3.3} on the
 benchmark images: every coefficient kept unthresholded lets its noise through.
 Patches go back to their places and are averaged.
+
+``collaborative_denoise`` filters the paper's patch groups jointly: the same
+adaptive basis transforms each patch of a group of similar patches and a DCT
+runs along the group, first with hard thresholding, then with a Wiener
+shrinkage guided by that first estimate (see ``collaborative``).
 """
 import numpy as np
 
+from .collaborative import collaborative_pass
 from .intensity import from_float, to_float
 from .ksvd import ksvd_rows, overcomplete_dct
 from .omp import batch_omp, check_int, reconstruct
@@ -175,4 +181,42 @@ def adaptive_filter_denoise(img, sigma=None, patch=8, n_atoms=256, n_iter=10, n_
         return cleaned
 
     out = _clean_patches(image, patch, clean_rows) / cover_counts(image.shape, patch)
+    return from_float(out, info)
+
+
+def collaborative_denoise(img, sigma=None, patch=8, n_atoms=256, n_iter=10, threshold=2.7, group_sizes=(16, 32),
+                          window=39, step=3, match_limits=(2500.0, 400.0), gain=1.15, train_stride=1,
+                          max_train_patches=40000, seed=0, max_value=None, bit_depth=None):
+    """Denoise a 2-D image by filtering groups of similar patches in the K-SVD adaptive basis.
+
+    threshold : hard threshold of the first pass, in noise standard deviations.
+    group_sizes : most patches per group in the hard and in the Wiener pass.
+    window, step : side of the search neighbourhood; spacing of the reference patches.
+    match_limits : largest mean squared difference per pixel for a patch to join a group,
+        in each pass, on a 0-255 scale (scaled to the image's range).
+    The defaults of these are BM3D's published settings for sigma <= 40 (Dabov et al., 2007).
+    The other arguments are those of ``ksvd_denoise``.
+    """
+    patch, n_atoms, n_iter, train_stride, max_train_patches = _check_settings(
+        patch, n_atoms, n_iter, train_stride, max_train_patches)
+    window, step = check_int("window", window, 1), check_int("step", step, 1)
+    if step > patch:
+        raise ValueError(f"step must be at most the patch side {patch} so that every pixel is covered, got {step}")
+    sizes = tuple(check_int("group_sizes", g, 1) for g in np.atleast_1d(group_sizes))
+    limits = tuple(np.atleast_1d(np.asarray(match_limits, dtype=float)))
+    if len(sizes) != 2 or len(limits) != 2 or not all(np.isfinite(lim) and lim > 0 for lim in limits):
+        raise ValueError(f"group_sizes and match_limits take two values, one per pass, limits > 0; "
+                         f"got {group_sizes!r} and {match_limits!r}")
+    if not np.isscalar(threshold) or not np.isfinite(threshold) or threshold < 0:
+        raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}")
+    image, info, sigma = _prepare(img, sigma, patch, max_value, bit_depth)
+    if sigma == 0:
+        return from_float(image, info)
+    basis = adaptive_basis(learn_dictionary(image, sigma, patch, n_atoms, n_iter, gain,
+                                            train_stride, max_train_patches, seed))
+    scale = (info.data_range / 255.0) ** 2
+    pilot = collaborative_pass(image, None, basis, sigma, wiener=False, threshold=threshold,
+                               group_size=sizes[0], window=window, step=step, limit=limits[0] * scale)
+    out = collaborative_pass(image, pilot, basis, sigma, wiener=True, group_size=sizes[1], window=window,
+                             step=step, limit=limits[1] * scale)
     return from_float(out, info)
