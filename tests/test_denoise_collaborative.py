@@ -60,7 +60,7 @@ def test_group_transform_matches_numpy_and_inverts(m):
     coefs, tmp, back = np.empty((size, n)), np.empty((size, n)), np.empty((size, n))
     _transform(group, m, basis, dct, coefs, tmp)
     np.testing.assert_allclose(coefs[:m], dct[:m, :m] @ group[:m] @ basis, atol=1e-12)
-    _inverse(coefs, m, basis, dct, back, tmp)
+    _inverse(coefs, m, np.ascontiguousarray(basis.T), dct, back, tmp)
     np.testing.assert_allclose(back[:m], group[:m], atol=1e-12)
 
 

@@ -108,9 +108,9 @@ def _transform(group, m, basis, dct, out, tmp):
 
 
 @njit(cache=True)
-def _inverse(coefs, m, basis, dct, out, tmp):
-    """out[:m] = T_m^T @ coefs[:m] @ B^T, the inverse of ``_transform``."""
-    n = basis.shape[0]
+def _inverse(coefs, m, basis_t, dct, out, tmp):
+    """out[:m] = T_m^T @ coefs[:m] @ B^T, the inverse of ``_transform`` (basis_t is B^T, contiguous)."""
+    n = basis_t.shape[0]
     for i in range(m):
         for j in range(n):
             tmp[i, j] = 0.0
@@ -120,10 +120,11 @@ def _inverse(coefs, m, basis, dct, out, tmp):
                 tmp[i, j] += t * coefs[l, j]
     for i in range(m):
         for j in range(n):
-            s = 0.0
-            for l in range(n):
-                s += tmp[i, l] * basis[j, l]
-            out[i, j] = s
+            out[i, j] = 0.0
+        for l in range(n):
+            c = tmp[i, l]
+            for j in range(n):
+                out[i, j] += c * basis_t[l, j]
 
 
 @njit(cache=True)
@@ -135,7 +136,7 @@ def _gather(image, rows, cols, m, patch, out):
 
 
 @njit(parallel=True, cache=True)
-def _collaborate(noisy, pilot, basis, dcts, ref_rows, ref_cols, sigma, threshold, group_size, half, limit,
+def _collaborate(noisy, pilot, basis, basis_t, dcts, ref_rows, ref_cols, sigma, threshold, group_size, half, limit,
                  wiener, num, den):
     """One pass over every reference patch; thread t accumulates into num[t], den[t]."""
     n = basis.shape[0]
@@ -177,7 +178,7 @@ def _collaborate(noisy, pilot, basis, dcts, ref_rows, ref_cols, sigma, threshold
                             else:
                                 energy += 1.0
                 weight = 1.0 / max(energy, 1e-12 if wiener else 1.0)
-                _inverse(coefs, m, basis, dct, group, tmp)
+                _inverse(coefs, m, basis_t, dct, group, tmp)
                 for i in range(m):
                     r, c = rows[i], cols[i]
                     for dy in range(patch):
@@ -201,7 +202,8 @@ def collaborative_pass(noisy, pilot, basis, sigma, wiener, threshold=2.7, group_
     n_threads = numba.get_num_threads()
     num = np.zeros((n_threads,) + noisy.shape)
     den = np.zeros((n_threads,) + noisy.shape)
-    _collaborate(noisy, pilot, np.ascontiguousarray(basis, dtype=np.float64), dct_matrices(group_size),
+    basis = np.ascontiguousarray(basis, dtype=np.float64)
+    _collaborate(noisy, pilot, basis, np.ascontiguousarray(basis.T), dct_matrices(group_size),
                  reference_grid(noisy.shape[0], patch, step), reference_grid(noisy.shape[1], patch, step),
                  float(sigma), float(threshold), int(group_size), int(window // 2),
                  float(np.inf if limit is None else limit), bool(wiener), num, den)
