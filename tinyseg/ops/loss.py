@@ -1,9 +1,17 @@
-"""Per-pixel softmax cross-entropy."""
+"""Per-pixel softmax cross-entropy.
+
+The CPU path runs the Numba kernels in ``cpu/loss.py``: forward makes one pass over
+the logits and keeps the softmax, backward turns that softmax into the gradient.
+"""
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 from ..autograd import Function
-from ..backend import get_array_module
 from . import gpu
+from .cpu import loss as cpu_loss
 
 
 class CrossEntropy(Function):
@@ -15,7 +23,6 @@ class CrossEntropy(Function):
     """
 
     def forward(self, logits, target, weight=None):
-        xp = get_array_module(logits)
         if logits.ndim < 2 or target.shape != logits.shape[:1] + logits.shape[2:]:
             raise ValueError(f"cross_entropy: logits {logits.shape} need targets of shape "
                              f"{logits.shape[:1] + logits.shape[2:]}, got {target.shape}")
@@ -29,27 +36,26 @@ class CrossEntropy(Function):
             raise ValueError(f"cross_entropy: weight shape {weight.shape}, expected ({n_classes},)")
         if gpu.on_gpu(logits):
             return gpu.loss.cross_entropy_forward(self, logits, target, weight)
-        # log softmax at the target only: shifted[t] - log(sum exp(shifted)), shifted = z - max z
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        exp = xp.exp(shifted)
-        denominator = exp.sum(axis=1, keepdims=True)
-        target_index = target[:, None].astype(xp.int64)
-        picked = xp.take_along_axis(shifted, target_index, axis=1)[:, 0] - xp.log(denominator[:, 0])
-        pixel_weight = xp.ones_like(picked) if weight is None else weight[target]
+        # the kernels see (N, C, P) logits and (N, P) targets, P the number of pixels per image
+        self.logits_shape = logits.shape
+        n, pixels = target.shape[0], math.prod(target.shape[1:])
+        logits = np.ascontiguousarray(logits).reshape(n, n_classes, pixels)
+        target = np.ascontiguousarray(target, dtype=np.int64).reshape(n, pixels)
+        weight = np.ones(n_classes, logits.dtype) if weight is None else np.ascontiguousarray(weight, logits.dtype)
+        softmax = np.empty_like(logits)
+        pixel_loss, pixel_weight = (np.empty(target.shape, logits.dtype) for _ in range(2))
+        cpu_loss.cross_entropy_forward(logits, target, weight, softmax, pixel_loss, pixel_weight)
         total = pixel_weight.sum()
-        exp /= denominator                                          # softmax, kept for backward
-        self.softmax, self.target_index, self.pixel_weight, self.total = exp, target_index, pixel_weight, total
-        return -(pixel_weight * picked).sum() / total
+        self.softmax, self.target, self.weight, self.total = softmax, target, weight, total
+        return -pixel_loss.sum() / total
 
     def backward(self, gy):
         if gpu.on_gpu(gy):
             return gpu.loss.cross_entropy_backward(self, gy)
-        xp = get_array_module(self.softmax)
-        scale = (self.pixel_weight * (gy / self.total))[:, None]
-        grad = self.softmax * scale
-        picked = xp.take_along_axis(grad, self.target_index, axis=1)
-        xp.put_along_axis(grad, self.target_index, picked - scale, axis=1)   # scale * (softmax - onehot)
-        return (grad, None) + ((None,) if len(self.needs_grad) > 2 else ())
+        grad = np.empty_like(self.softmax)
+        scale = np.asarray(gy / self.total, grad.dtype).reshape(1)
+        cpu_loss.cross_entropy_backward(self.softmax, self.target, self.weight, scale, grad)
+        return (grad.reshape(self.logits_shape), None) + ((None,) if len(self.needs_grad) > 2 else ())
 
 
 def cross_entropy(logits, target, weight=None):
