@@ -5,10 +5,11 @@ output (N, C_out, Ho, Wo) with Ho = (H + 2p - kh) // s + 1.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..autograd import Function
-from ..backend import get_array_module
 from . import gpu
-from .im2col import col2im, crop2d, im2col, output_size, pad2d
+from .im2col import col2im, im2col, output_size
 
 
 def check_conv_shapes(x, weight, bias, in_axis, name):
@@ -21,30 +22,16 @@ def check_conv_shapes(x, weight, bias, in_axis, name):
         raise ValueError(f"{name}: bias shape {bias.shape}, expected ({weight.shape[1 - in_axis]},)")
 
 
-def matmul_each(w, b):
-    """w @ b[n] for every n: (P, K) and (N, K, L) -> (N, P, L).
-
-    One GEMM per image. (NumPy's broadcasting matmul would not call BLAS
-    when one operand is shared across the batch; this loop runs over
-    images, never over pixels.)
-    """
-    xp = get_array_module(b)
-    out = xp.empty((b.shape[0], w.shape[0], b.shape[2]), dtype=b.dtype)
-    for n in range(b.shape[0]):
-        xp.matmul(w, b[n], out=out[n])
-    return out
+def swap_batch(a):
+    """(A, B, L) -> (B, A, L), contiguous: between the (N, C, L) layout of feature maps and
+    the (C, N, L) layout in which one GEMM covers the whole batch (no copy when N = 1)."""
+    return np.ascontiguousarray(a.transpose(1, 0, 2))
 
 
-def sum_over_batch(a, b):
-    """sum_n a[n] @ b[n]^T for (N, P, L) and (N, Q, L) arrays -> (P, Q).
-
-    Computed as (sum_n b[n] @ a[n]^T)^T: with the long L axis as the reduction,
-    BLAS is several times faster when the wide operand comes first.
-    """
-    total = get_array_module(a).zeros((b.shape[1], a.shape[1]), dtype=a.dtype)
-    for n in range(a.shape[0]):
-        total += b[n] @ a[n].T
-    return total.T
+def grad_weight(a, b):
+    """a @ b^T for (P, M) and (Q, M) with a long M axis, computed as (b @ a^T)^T: with the
+    long axis as the reduction, BLAS is several times faster when the wide operand comes first."""
+    return (b @ a.T).T
 
 
 class Conv2d(Function):
@@ -62,32 +49,31 @@ class Conv2d(Function):
             raise ValueError(f"conv2d: kernel {kh}x{kw} is larger than the padded input {x.shape[2:]}")
         if gpu.on_gpu(x):
             return gpu.conv.conv2d_forward(self, x, weight, bias, out_h, out_w)
-        x_padded = pad2d(x, p)
-        cols = im2col(x_padded, kh, kw, s, out_h, out_w)          # (N, K, L), K = C_in*kh*kw
-        y = matmul_each(weight.reshape(c_out, -1), cols)          # (N, C_out, L)
+        n, k, length = x.shape[0], x.shape[1] * kh * kw, out_h * out_w
+        cols = im2col(x, kh, kw, s, p, out_h, out_w).reshape(k, n * length)    # (K, N*L), K = C_in*kh*kw
+        # One GEMM for the whole batch, then (C_out, N, L) -> (N, C_out, L)
+        y = swap_batch((weight.reshape(c_out, -1) @ cols).reshape(c_out, n, length))
         if bias is not None:
             y += bias[:, None]
-        self.cols, self.weight, self.padded_shape = cols, weight, x_padded.shape
+        self.cols, self.weight, self.x_shape = cols, weight, x.shape
         self.has_bias = bias is not None
-        return y.reshape(x.shape[0], c_out, out_h, out_w)
+        return y.reshape(n, c_out, out_h, out_w)
 
     def backward(self, gy):
         if gpu.on_gpu(gy):
             return gpu.conv.conv2d_backward(self, gy)
         n, c_out, out_h, out_w = gy.shape
         kh, kw = self.weight.shape[2:]
-        gy = gy.reshape(n, c_out, out_h * out_w)
-        w2 = self.weight.reshape(c_out, -1)
+        gy = swap_batch(gy.reshape(n, c_out, out_h * out_w)).reshape(c_out, -1)  # (C_out, N*L)
         gx = gw = gb = None
         if self.needs_grad[0]:
             # dcols = W^T dY, then every column entry flows back to the pixel it came from
-            gcols = matmul_each(w2.T, gy)
-            gx = crop2d(col2im(gcols, self.padded_shape, kh, kw, self.stride, out_h, out_w), self.padding)
+            gcols = (self.weight.reshape(c_out, -1).T @ gy).reshape(len(self.cols), n, out_h * out_w)
+            gx = col2im(gcols, self.x_shape, kh, kw, self.stride, self.padding, out_h, out_w)
         if self.needs_grad[1]:
-            # dW = sum_n dY[n] cols[n]^T: one GEMM per image, BLAS reads cols[n]^T in place
-            gw = sum_over_batch(gy, self.cols).reshape(self.weight.shape)
+            gw = grad_weight(gy, self.cols).reshape(self.weight.shape)   # dW = dY cols^T
         if self.has_bias and self.needs_grad[2]:
-            gb = gy.sum(axis=(0, 2))  # the bias is added at every position of every image
+            gb = gy.sum(axis=1)  # the bias is added at every position of every image
         return (gx, gw, gb) if self.has_bias else (gx, gw)
 
 
@@ -120,27 +106,26 @@ class ConvTranspose2d(Function):
             raise ValueError(f"conv_transpose2d: padding {p} leaves no output for input {x.shape[2:]}")
         if gpu.on_gpu(x):
             return gpu.conv.conv_transpose2d_forward(self, x, weight, bias)
-        self.x, self.weight, self.full_shape = x, weight, (n, c_out, full_h, full_w)
-        self.has_bias = bias is not None
-        cols = matmul_each(weight.reshape(c_in, -1).T, x.reshape(n, c_in, h * w))  # (N, C_out*kh*kw, H*W)
-        y = crop2d(col2im(cols, self.full_shape, kh, kw, s, h, w), p)
+        x = swap_batch(x.reshape(n, c_in, h * w)).reshape(c_in, -1)          # (C_in, N*H*W)
+        self.x, self.x_shape, self.weight, self.has_bias = x, (n, c_in, h, w), weight, bias is not None
+        cols = (weight.reshape(c_in, -1).T @ x).reshape(c_out * kh * kw, n, h * w)  # (C_out*kh*kw, N, H*W)
+        y = col2im(cols, (n, c_out, full_h - 2 * p, full_w - 2 * p), kh, kw, s, p, h, w)
         if bias is not None:
-            y = y + bias[:, None, None]
-        return get_array_module(y).ascontiguousarray(y)
+            y += bias[:, None, None]
+        return y
 
     def backward(self, gy):
         if gpu.on_gpu(gy):
             return gpu.conv.conv_transpose2d_backward(self, gy)
-        n, c_in, h, w = self.x.shape
-        kh, kw = self.weight.shape[2:]
-        # Pad dY back to the full canvas and read it with the windows the forward wrote through.
-        gcols = im2col(pad2d(gy, self.padding), kh, kw, self.stride, h, w)  # (N, C_out*kh*kw, H*W)
+        n, c_in, h, w = self.x_shape
+        c_out, kh, kw = self.weight.shape[1:]
+        # Read dY with the windows the forward wrote through (the padding border reads as 0).
+        gcols = im2col(gy, kh, kw, self.stride, self.padding, h, w).reshape(c_out * kh * kw, n * h * w)
         gx = gw = gb = None
         if self.needs_grad[0]:
-            gx = matmul_each(self.weight.reshape(c_in, -1), gcols).reshape(self.x.shape)
+            gx = swap_batch((self.weight.reshape(c_in, -1) @ gcols).reshape(c_in, n, h * w)).reshape(self.x_shape)
         if self.needs_grad[1]:
-            # dW = sum_n x[n] gcols[n]^T
-            gw = sum_over_batch(self.x.reshape(n, c_in, h * w), gcols).reshape(self.weight.shape)
+            gw = grad_weight(self.x, gcols).reshape(self.weight.shape)   # dW = x gcols^T
         if self.has_bias and self.needs_grad[2]:
             gb = gy.sum(axis=(0, 2, 3))
         return (gx, gw, gb) if self.has_bias else (gx, gw)

@@ -1,18 +1,26 @@
 """im2col / col2im: turn a convolution into one matrix product.
 
-For an input padded to (N, C, Hp, Wp), a kh x kw kernel and stride s, the
-output has Ho = (Hp - kh) // s + 1 rows and Wo columns. ``im2col`` gathers,
-for every output position, the C*kh*kw input values under the kernel:
+For an input (N, C, H, W) zero-padded by p on every side, a kh x kw kernel
+and stride s, the output has Ho = (H + 2p - kh) // s + 1 rows and Wo columns.
+``im2col`` gathers, for every output position of every image, the C*kh*kw
+input values under the kernel:
 
-    cols[n, (c, i, j), (oh, ow)] = x[n, c, oh*s + i, ow*s + j]
+    cols[(c, i, j), n, (oh, ow)] = x[n, c, oh*s + i - p, ow*s + j - p]   (0 in the padding)
 
-so that a convolution with weights W of shape (C_out, C*kh*kw) is the batched
-GEMM  Y[n] = W @ cols[n]. ``col2im`` is its adjoint: it adds every column
-entry back onto the pixel it was read from (overlapping windows sum).
+With the images side by side in each row, a convolution with weights W of
+shape (C_out, C*kh*kw) is ONE matrix product for the whole batch,
+Y = W @ cols.reshape(C*kh*kw, N*Ho*Wo), as large as BLAS likes it. ``col2im``
+is the adjoint: it adds every column entry back onto the pixel it was read
+from (overlapping windows sum; entries read from the padding are dropped).
+
+The loops are Numba kernels in ``tinyseg/ops/cpu/im2col.py`` (both CPU cores,
+no padded copy of the input); the GPU has its own in ``cuda/conv.cu``.
 """
 from __future__ import annotations
 
-from ..backend import get_array_module
+import numpy as np
+
+from .cpu import im2col as kernels
 
 
 def output_size(size, kernel, stride, padding=0):
@@ -20,51 +28,16 @@ def output_size(size, kernel, stride, padding=0):
     return (size + 2 * padding - kernel) // stride + 1
 
 
-def windows(x, kh, kw, stride, out_h, out_w):
-    """A strided view (N, C, kh, kw, Ho, Wo) of every kernel window of ``x`` (no copy)."""
-    xp = get_array_module(x)
-    sn, sc, sh, sw = x.strides
-    shape = x.shape[:2] + (kh, kw, out_h, out_w)
-    return xp.lib.stride_tricks.as_strided(x, shape, (sn, sc, sh, sw, sh * stride, sw * stride))
-
-
-def im2col(x, kh, kw, stride, out_h, out_w):
-    """(N, C, Hp, Wp) -> (N, C*kh*kw, Ho*Wo), one contiguous copy."""
+def im2col(x, kh, kw, stride, padding, out_h, out_w):
+    """(N, C, H, W) -> cols (C*kh*kw, N, Ho*Wo)."""
     n, c = x.shape[:2]
-    if kh == kw == stride == 1:
-        return x.reshape(n, c, x.shape[2] * x.shape[3])  # explicit size: also valid for N = 0
-    view = windows(get_array_module(x).ascontiguousarray(x), kh, kw, stride, out_h, out_w)
-    return view.reshape(n, c * kh * kw, out_h * out_w)
+    cols = np.empty((c * kh * kw, n, out_h * out_w), dtype=x.dtype)
+    kernels.im2col(np.ascontiguousarray(x), cols, kh, kw, stride, padding, out_h, out_w)
+    return cols
 
 
-def col2im(cols, padded_shape, kh, kw, stride, out_h, out_w):
-    """Adjoint of ``im2col``: (N, C*kh*kw, Ho*Wo) -> (N, C, Hp, Wp), summing overlaps.
-
-    The Python loop runs over whichever is shorter, the kh*kw kernel offsets
-    or the Ho*Wo output positions (a 64x64 upsampling kernel on a 4x5 grid),
-    and each iteration adds a whole strided slab at once.
-    """
-    xp = get_array_module(cols)
-    n, c = padded_shape[:2]
-    cols = cols.reshape(n, c, kh, kw, out_h, out_w)
-    image = xp.zeros(padded_shape, dtype=cols.dtype)
-    if kh * kw <= out_h * out_w:
-        for i in range(kh):
-            for j in range(kw):
-                image[:, :, i:i + stride * out_h:stride, j:j + stride * out_w:stride] += cols[:, :, i, j]
-    else:
-        for oh in range(out_h):
-            for ow in range(out_w):
-                image[:, :, oh * stride:oh * stride + kh, ow * stride:ow * stride + kw] += cols[..., oh, ow]
+def col2im(cols, image_shape, kh, kw, stride, padding, out_h, out_w):
+    """Adjoint of ``im2col``: cols (C*kh*kw, N, Ho*Wo) -> (N, C, H, W), overlaps summed."""
+    image = np.empty(image_shape, dtype=cols.dtype)
+    kernels.col2im(np.ascontiguousarray(cols), image, kh, kw, stride, padding, out_h, out_w)
     return image
-
-
-def pad2d(x, padding):
-    if padding == 0:
-        return x
-    xp = get_array_module(x)
-    return xp.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-
-
-def crop2d(x, padding):
-    return x if padding == 0 else x[:, :, padding:-padding, padding:-padding]

@@ -1,0 +1,122 @@
+"""The CPU im2col / col2im kernels against the definition, and conv edge cases.
+
+The kernels handle the zero padding themselves (no padded copy), so the cases
+below stress the border arithmetic: padding larger than kernel - 1 (whole
+windows of zeros), strides larger than the kernel (pixels no window reads),
+1x1 kernels, non-contiguous inputs and float32.
+"""
+import numpy as np
+import pytest
+
+import tinyseg as ts
+import tinyseg.functional as F
+from tinyseg.ops.im2col import col2im, im2col, output_size
+
+# (N, C, H, W, kh, kw, stride, padding)
+EDGE_CASES = [
+    (1, 1, 5, 6, 3, 3, 1, 1),
+    (2, 3, 7, 5, 3, 3, 2, 1),
+    (1, 2, 4, 4, 2, 3, 1, 3),      # padding > kernel - 1: rows and columns of pure padding
+    (2, 2, 3, 5, 1, 1, 1, 2),      # 1x1 kernel with padding
+    (2, 3, 6, 7, 1, 1, 1, 0),      # 1x1 kernel, plain
+    (1, 2, 9, 8, 2, 2, 5, 0),      # stride > kernel: some pixels are never read
+    (2, 1, 8, 9, 3, 2, 4, 2),      # stride > kernel with padding
+    (1, 1, 1, 1, 3, 3, 1, 1),      # a single pixel in the middle of a padded window
+    (1, 2, 3, 3, 3, 3, 1, 4),      # padding wider than the image
+]
+
+
+def reference_im2col(x, kh, kw, stride, padding, out_h, out_w):
+    """The definition, on an explicitly padded copy: cols[(c, i, j), n, (oh, ow)]."""
+    n, c = x.shape[:2]
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    cols = np.zeros((c, kh, kw, n, out_h, out_w), x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            window = xp[:, :, i:i + stride * (out_h - 1) + 1:stride, j:j + stride * (out_w - 1) + 1:stride]
+            cols[:, i, j] = window.transpose(1, 0, 2, 3)
+    return cols.reshape(c * kh * kw, n, out_h * out_w)
+
+
+@pytest.mark.parametrize("case", EDGE_CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_im2col_and_col2im_match_the_definition(case, dtype):
+    n, c, h, w, kh, kw, s, p = case
+    out_h, out_w = output_size(h, kh, s, p), output_size(w, kw, s, p)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    cols = im2col(x, kh, kw, s, p, out_h, out_w)
+    assert cols.dtype == dtype
+    np.testing.assert_array_equal(cols, reference_im2col(x, kh, kw, s, p, out_h, out_w))
+    # col2im is the adjoint: <im2col(x), g> == <x, col2im(g)>, so col2im of a one-hot column
+    # matrix is the reference's read pattern, and on random g the inner products agree.
+    g = rng.standard_normal(cols.shape).astype(dtype)
+    image = col2im(g, x.shape, kh, kw, s, p, out_h, out_w)
+    assert image.dtype == dtype and image.shape == x.shape
+    x64, g64 = x.astype(np.float64), g.astype(np.float64)
+    np.testing.assert_allclose((cols.astype(np.float64) * g64).sum(), (x64 * image).sum(),
+                               rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_col2im_leaves_unread_pixels_at_zero():
+    # stride 3 > kernel 2: rows and columns 2, 5, ... are read by no window
+    cols = np.ones((2 * 2, 1, 3 * 3), np.float32)
+    image = col2im(cols, (1, 1, 9, 9), 2, 2, 3, 0, 3, 3)
+    expected = np.zeros((9, 9), np.float32)
+    for a in (0, 3, 6):
+        for b in (0, 3, 6):
+            expected[a:a + 2, b:b + 2] = 1
+    np.testing.assert_array_equal(image[0, 0], expected)
+
+
+@pytest.mark.parametrize("case", EDGE_CASES)
+def test_conv2d_edge_cases_gradcheck(case):
+    n, c, h, w, kh, kw, s, p = case
+    rng = np.random.default_rng(1)
+    x = ts.tensor(rng.standard_normal((n, c, h, w)), requires_grad=True)
+    weight = ts.tensor(rng.standard_normal((2, c, kh, kw)), requires_grad=True)
+    bias = ts.tensor(rng.standard_normal(2), requires_grad=True)
+    assert ts.gradcheck(lambda x, w, b: F.conv2d(x, w, b, stride=s, padding=p), [x, weight, bias])
+
+
+@pytest.mark.parametrize("k, s, p", [(3, 2, 1), (2, 3, 0), (1, 1, 0), (3, 1, 2), (4, 2, 1)])
+def test_conv_transpose2d_edge_cases_gradcheck(k, s, p):
+    rng = np.random.default_rng(2)
+    x = ts.tensor(rng.standard_normal((2, 3, 4, 5)), requires_grad=True)
+    weight = ts.tensor(rng.standard_normal((3, 2, k, k)), requires_grad=True)
+    bias = ts.tensor(rng.standard_normal(2), requires_grad=True)
+    assert ts.gradcheck(lambda x, w, b: F.conv_transpose2d(x, w, b, stride=s, padding=p), [x, weight, bias])
+
+
+@pytest.mark.parametrize("op", ["conv2d", "conv_transpose2d"])
+def test_non_contiguous_inputs_give_the_same_results(op):
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((5, 3, 8, 7)).transpose(0, 1, 3, 2)[::2]   # (3, 3, 7, 8), strided
+    weight = rng.standard_normal((3, 3, 3, 3))[:, :, ::-1]                 # negative strides
+    assert not base.flags.c_contiguous and not weight.flags.c_contiguous
+    fn = getattr(F, op)
+    results = []
+    for x_arr, w_arr in ((base, weight), (np.ascontiguousarray(base), np.ascontiguousarray(weight))):
+        x, w = ts.tensor(x_arr, requires_grad=True), ts.tensor(w_arr, requires_grad=True)
+        y = fn(x, w, stride=2, padding=1)
+        y.backward(np.cos(np.arange(y.data.size)).reshape(y.shape))
+        results.append((y.data, x.grad, w.grad))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("op", ["conv2d", "conv_transpose2d"])
+def test_float32_stays_float32_and_matches_float64(op):
+    rng = np.random.default_rng(4)
+    x64, w64 = rng.standard_normal((2, 4, 9, 11)), rng.standard_normal((4, 4, 3, 3))
+    b64 = rng.standard_normal(4)
+    fn = getattr(F, op)
+    out = {}
+    for dtype in (np.float32, np.float64):
+        x, w, b = (ts.tensor(a.astype(dtype), requires_grad=True) for a in (x64, w64, b64))
+        y = fn(x, w, b, stride=2, padding=2)
+        y.backward(np.ones(y.shape, dtype))
+        out[dtype] = (y.data, x.grad, w.grad, b.grad)
+    for a, b in zip(out[np.float32], out[np.float64]):
+        assert a.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

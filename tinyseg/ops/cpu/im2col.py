@@ -1,0 +1,80 @@
+"""im2col and col2im kernels with the zero padding handled inside the loops.
+
+Arrays are C-contiguous. ``x`` / ``image`` is the *unpadded* (N, C, H, W) map;
+``cols`` is (C*kh*kw, N, Ho*Wo), rows in (c, i, j) order and, inside a row,
+the images one after another, so that ``cols.reshape(C*kh*kw, N*Ho*Wo)`` is
+the right-hand side of one GEMM for the whole batch:
+
+    cols[(c, i, j), n, (oh, ow)] = x[n, c, oh*s + i - p, ow*s + j - p]   (0 outside x)
+
+No padded copy of the input is ever made: im2col writes the zeros itself and
+col2im drops the contributions that fall on the padding border.
+"""
+from __future__ import annotations
+
+from numba import njit, prange
+
+
+@njit(cache=True)
+def inside_range(offset, size, stride, padding, out_size):
+    """The range [lo, hi) of output positions o whose input position o*s + offset - p
+    lies in [0, size), i.e. not in the padding."""
+    lo = min(out_size, max(0, (padding - offset + stride - 1) // stride))
+    hi = min(out_size, max(lo, (size - 1 + padding - offset) // stride + 1))
+    return lo, hi
+
+
+@njit(parallel=True, cache=True)
+def im2col(x, cols, kh, kw, stride, padding, out_h, out_w):
+    # Threads: prange over the rows of the column matrix, one per (c, i, j) and image
+    # (C*kh*kw * N rows), so even one image with one channel gives kh*kw independent rows
+    # to share out. Seen as an Ho x Wo block, a row is a strided window of its input
+    # plane, framed by zeros where the window hangs over the padding: one 2-D slice copy
+    # for the inside and four fills for the frame. (Slices rather than element loops:
+    # Numba then normalises indices once per slice, not once per element.)
+    n, c, h, w = x.shape
+    for r in prange(c * kh * kw * n):
+        k, b = r // n, r % n
+        ch, i, j = k // (kh * kw), k // kw % kh, k % kw
+        top, bottom = inside_range(i, h, stride, padding, out_h)
+        left, right = inside_range(j, w, stride, padding, out_w)
+        out = cols[k, b].reshape(out_h, out_w)
+        out[:top] = 0
+        out[bottom:] = 0
+        out[top:bottom, :left] = 0
+        out[top:bottom, right:] = 0
+        if top < bottom and left < right:
+            y, x0 = top * stride + i - padding, left * stride + j - padding   # first pixel read
+            out[top:bottom, left:right] = x[b, ch, y:y + (bottom - top - 1) * stride + 1:stride,
+                                            x0:x0 + (right - left - 1) * stride + 1:stride]
+
+
+@njit(parallel=True, cache=True)
+def col2im(cols, image, kh, kw, stride, padding, out_h, out_w):
+    # The adjoint: image[n, c, y, x] = sum of the column entries that were read from (y, x).
+    # Threads: prange over the image rows of every plane (N * C * H rows). A thread owns its
+    # row and *gathers* into it: the kernel rows i that read image row y are those with
+    # y + p - i = oh*s for an output row oh, and for each of them it adds the kw stretches
+    # of cols (one per kernel column j) onto the row. No two threads write the same pixel,
+    # so there are no races and no atomics, and contributions that land on the padding
+    # border are never added (the crop happens on the fly). Every pixel sums its
+    # contributions in (i, j) order, starting from zero.
+    n, c, h, w = image.shape
+    for r in prange(n * c * h):
+        b, ch, y = r // (c * h), r // h % c, r % h
+        row = image[b, ch, y]
+        row[:] = 0
+        for i in range(kh):
+            t = y + padding - i
+            if t < 0 or t % stride != 0 or t // stride >= out_h:
+                continue
+            base = t // stride * out_w
+            for j in range(kw):
+                lo, hi = inside_range(j, w, stride, padding, out_w)
+                if lo == hi:
+                    continue
+                first = lo * stride + j - padding
+                src = cols[(ch * kh + i) * kw + j, b, base + lo:base + hi]
+                dst = row[first:first + (hi - lo - 1) * stride + 1:stride]
+                for q in range(hi - lo):
+                    dst[q] += src[q]
