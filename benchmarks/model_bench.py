@@ -3,12 +3,14 @@
 Rows: forward (eval, no graph), forward + backward + SGD step (training mode,
 batch ``--batch-size``), and inference on one image at the preset's input
 size. Peak memory per engine is measured in a fresh subprocess (``--probe``)
-so neither engine's allocator state leaks into the other's number: on the host
-the growth of the peak resident set during the step over the RSS before it,
+so neither engine's allocator state leaks into the other's number, after a
+warm-up step on a tiny input: on the host the growth of the peak resident set
+during the step over the RSS before it,
 on the GPU the CuPy pool / torch allocator peak over what the set-up held.
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 import resource
@@ -90,6 +92,13 @@ def _probe(engine, row, preset, batch, device, threads):
     import tinyseg as ts
     torch.set_num_threads(int(threads))
     model, twin, images, labels = build(np, ts, torch, preset, int(batch), device)
+    # Warm up on a 1x1x32x32 input: JIT compilation (Numba loads LLVM, tens of MB) and library
+    # set-up belong to start-up, not to a step, and so small an input leaves the allocators
+    # holding little that the measured step could reuse unseen.
+    tiny = engine_steps(np, ts, torch, model, twin, images[:1, :, :32, :32], labels[:1, :32, :32], device)
+    tiny[row][engine]()
+    del tiny
+    gc.collect()
     steps = engine_steps(np, ts, torch, model, twin, images, labels, device)
     # The twin only exists to be timed; free the other engine's weights before measuring.
     if device == "cuda":

@@ -90,6 +90,7 @@ def main():
 
     import tinyseg as ts
     import tinyseg.functional as F
+    import why_slower
     from torch_reference import TorchReNet
 
     torch.set_num_threads(args.threads)
@@ -185,7 +186,10 @@ def main():
                f"{r['peak_mb']['tinyseg']:.0f} | {r['peak_mb']['torch']:.0f} |" for r in model_rows]
     slowest = max(rows, key=lambda r: r["ratio"]) if rows else None
     if slowest and slowest["ratio"] > 1:
-        md += ["", f"Largest ratio: {slowest['op']} ({slowest['ratio']:.2f}x)."]
+        md += ["", f"Largest ratio: {slowest['op']} ({slowest['ratio']:.2f}x).", "",
+               "## Where tinyseg is slower, and why", ""]
+        md += [f"- **{r['op']}** ({r['ratio']:.2f}x): {why_slower.explain(dev, r['op'])}"
+               for r in sorted(rows, key=lambda r: -r["ratio"]) if r["ratio"] > 1]
     payload["preset"], payload["batch_size"] = args.preset, args.batch_size
     paths = timing.write_results(args.out, f"{dev}-{payload['date']}", payload, "\n".join(md) + "\n")
     print("wrote", *paths)

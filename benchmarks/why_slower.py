@@ -1,0 +1,36 @@
+"""Why a tinyseg row is slower than PyTorch's, for the results file.
+
+benchmarks/run.py writes one line for every row whose ratio is above 1, taken
+from here by the row's op name and device. The text describes the current
+implementation; when an op's code changes, its line here changes with it. A
+row with no entry is reported as unexplained, which is itself a finding.
+"""
+
+CPU = {
+    "conv3x3": "im2col copies every input value nine times (one Numba pass, both threads, padding "
+               "written in place) so that the convolution is a single BLAS GEMM per batch, and the "
+               "input gradient goes back through col2im. oneDNN convolves directly from a blocked "
+               "layout without those copies; the GEMMs themselves run at the GFLOP/s shown.",
+    "conv_transpose": "a GEMM then col2im, whose overlap-add is bound by memory traffic.",
+    "max_pool": "a Numba pass per direction; the backward scatter runs one thread per (image, channel) "
+                "plane so that overlapping windows never race.",
+    "batch_norm": "mean, variance, normalisation and the backward's reductions are separate passes over "
+                  "the map; PyTorch does each direction in one fused, vectorised pass.",
+    "cross_entropy": "one fused Numba pass, but its exp and log are scalar calls that Numba does not "
+                     "vectorise here; PyTorch's log-softmax uses vectorised (SIMD) exp and log.",
+    "renet": "the recurrent product is a small GEMM per time step; its overhead is per call.",
+    "model forward": "the convolutions dominate (see the conv rows); the small preset's channels are "
+                     "thin (8-64), so the im2col/col2im copies weigh more against the GEMMs.",
+    "model forward+backward+SGD": "as the forward row, plus col2im in every convolution's backward.",
+    "inference": "as the forward row.",
+}
+
+GPU = {}
+
+
+def explain(device, op):
+    table = CPU if device == "cpu" else GPU
+    for prefix, text in table.items():
+        if op.startswith(prefix):
+            return text
+    return "no analysis recorded yet for this op on this device; profile it before guessing."
