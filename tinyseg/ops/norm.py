@@ -1,15 +1,17 @@
-"""Batch normalisation over (N, H, W) for each channel of an (N, C, H, W) map."""
+"""Batch normalisation over (N, H, W) for each channel of an (N, C, H, W) map.
+
+The CPU path runs the Numba kernels in ``cpu/norm.py``: forward makes one pass for
+the statistics (training only) and one writing y; backward one pass for the two
+per-channel sums and one writing the input's gradient. x_hat is never stored:
+backward recomputes it from x, the mean and 1 / std.
+"""
 from __future__ import annotations
 
+import numpy as np
+
 from ..autograd import Function
-from ..backend import get_array_module
 from . import gpu
-
-_AXES = (0, 2, 3)
-
-
-def _per_channel(v):
-    return v.reshape(1, -1, 1, 1)
+from .cpu import norm as cpu_norm
 
 
 def update_running_stats(running_mean, running_var, mean, var, count, momentum):
@@ -45,47 +47,59 @@ class BatchNorm2d(Function):
                 raise ValueError(f"batch_norm: {name} has shape {v.shape}, expected ({c},)")
         if gpu.on_gpu(x):
             return gpu.norm.batch_norm_forward(self, x, running_mean, running_var, weight, bias)
-        xp = get_array_module(x)
+        if self.training and x.size // c < 2:
+            raise ValueError(f"batch_norm: training needs more than one value per channel, got {x.shape}")
+        # The kernels see x as (N, C, H*W) in the dtype of y, and per-channel arrays in float64.
+        dtype = np.result_type(x, *(v for v in (weight, bias) if v is not None),
+                               *(() if self.training else (running_mean, running_var)))
+        self.shape = x.shape
+        n, h, w = x.shape[0], x.shape[2], x.shape[3]
+        x = np.ascontiguousarray(x, dtype).reshape(n, c, h * w)
         if self.training:
-            count = x.size // c
-            if count < 2:
-                raise ValueError(f"batch_norm: training needs more than one value per channel, got {x.shape}")
-            mean = x.mean(axis=_AXES)
-            var = x.var(axis=_AXES)
-            update_running_stats(running_mean, running_var, mean, var, count, self.momentum)
-        else:
-            mean, var = running_mean, running_var
-        inv_std = 1.0 / xp.sqrt(var + self.eps)
-        x_hat = (x - _per_channel(mean)) * _per_channel(inv_std)
-        self.x_hat, self.inv_std, self.weight = x_hat, inv_std, weight
-        y = x_hat
-        if weight is not None:
-            y = y * _per_channel(weight)
-        if bias is not None:
-            y = y + _per_channel(bias)
-        return y
+            mean, var = np.empty(c), np.empty(c)
+            cpu_norm.channel_stats(x, mean, var)
+            update_running_stats(running_mean, running_var, mean, var, n * h * w, self.momentum)
+        else:   # copies: the running statistics may change before backward
+            mean, var = running_mean.astype(np.float64), running_var.astype(np.float64)
+        inv_std = 1.0 / np.sqrt(var + self.eps)
+        weight = np.ones(c) if weight is None else weight.astype(np.float64)
+        bias = np.zeros(c) if bias is None else bias.astype(np.float64)
+        y = np.empty(x.shape, dtype)
+        cpu_norm.normalize(x, mean, inv_std, weight, bias, y)
+        self.x, self.mean, self.inv_std, self.weight = x, mean, inv_std, weight
+        return y.reshape(n, c, h, w)
 
     def backward(self, gy):
         if gpu.on_gpu(gy):
             return gpu.norm.batch_norm_backward(self, gy)
-        g_hat = gy * _per_channel(self.weight) if self.weight is not None else gy   # dL/dx_hat
-        inv_std = _per_channel(self.inv_std)
+        x, mean, inv_std, weight = self.x, self.mean, self.inv_std, self.weight
+        n, c, p = x.shape
+        gy = np.ascontiguousarray(gy, x.dtype).reshape(n, c, p)
+        # sum(gy) and sum(gy * x_hat) per channel: d bias, d weight, and in training part of dx
+        sum_gy, sum_gy_xhat = np.zeros(c), np.zeros(c)
+        if self.training or any(self.needs_grad[1:]):
+            cpu_norm.backward_sums(gy, x, mean, inv_std, sum_gy, sum_gy_xhat)
         grads = [None] * len(self.needs_grad)
-        if self.training:
-            # x_hat depends on x through the batch mean and variance too:
-            # dx = inv_std * (g_hat - mean(g_hat) - x_hat * mean(g_hat * x_hat))
-            grads[0] = inv_std * (g_hat - g_hat.mean(axis=_AXES, keepdims=True)
-                                  - self.x_hat * (g_hat * self.x_hat).mean(axis=_AXES, keepdims=True))
-        else:
-            # statistics are constants of x: dx = g_hat * inv_std; with x_hat = (x - m) * inv_std,
+        if self.needs_grad[0]:
+            # training: dx = weight * inv_std * (gy - mean(gy) - x_hat * mean(gy * x_hat)), since
+            # x_hat depends on x through the batch mean and variance too; evaluation: the
+            # statistics are constants of x and dx = weight * inv_std * gy
+            if self.training:
+                mean_gy, mean_gy_xhat = sum_gy / (n * p), sum_gy_xhat / (n * p)
+            else:
+                mean_gy = mean_gy_xhat = np.zeros(c)
+            gx = np.empty(x.shape, x.dtype)
+            cpu_norm.backward_input(gy, x, mean, inv_std, weight * inv_std, mean_gy, mean_gy_xhat, gx)
+            grads[0] = gx.reshape(self.shape)
+        if not self.training:
+            # with x_hat = (x - m) * inv_std and g_hat = gy * weight:
             # dm = -sum(g_hat) * inv_std and dv = -1/2 * sum(g_hat * x_hat) * inv_std^2
-            grads[0] = g_hat * inv_std
-            grads[1] = -(g_hat.sum(axis=_AXES)) * self.inv_std
-            grads[2] = -0.5 * (g_hat * self.x_hat).sum(axis=_AXES) * self.inv_std ** 2
+            grads[1] = (-weight * sum_gy * inv_std).astype(x.dtype)
+            grads[2] = (-0.5 * weight * sum_gy_xhat * inv_std ** 2).astype(x.dtype)
         if len(grads) > 3:
-            grads[3] = (gy * self.x_hat).sum(axis=_AXES)   # d weight
+            grads[3] = sum_gy_xhat.astype(x.dtype)   # d weight
         if len(grads) > 4:
-            grads[4] = gy.sum(axis=_AXES)                  # d bias
+            grads[4] = sum_gy.astype(x.dtype)        # d bias
         return tuple(grads)
 
 
