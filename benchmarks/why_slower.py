@@ -14,8 +14,8 @@ CPU = {
     "conv_transpose": "a GEMM then col2im, whose overlap-add is bound by memory traffic.",
     "max_pool": "a Numba pass per direction; the backward scatter runs one thread per (image, channel) "
                 "plane so that overlapping windows never race.",
-    "batch_norm": "mean, variance, normalisation and the backward's reductions are separate passes over "
-                  "the map; PyTorch does each direction in one fused, vectorised pass.",
+    "batch_norm": "two Numba passes each way (statistics, then normalisation; per-channel sums, then "
+                  "the input gradient); x_hat is recomputed in backward rather than stored.",
     "cross_entropy": "one fused Numba pass, but its exp and log are scalar calls that Numba does not "
                      "vectorise here; PyTorch's log-softmax uses vectorised (SIMD) exp and log.",
     "renet": "the recurrent product is a small GEMM per time step; its overhead is per call.",
