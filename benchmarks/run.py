@@ -190,6 +190,8 @@ def main():
                "## Where tinyseg is slower, and why", ""]
         md += [f"- **{r['op']}** ({r['ratio']:.2f}x): {why_slower.explain(dev, r['op'])}"
                for r in sorted(rows, key=lambda r: -r["ratio"]) if r["ratio"] > 1]
+    if any(r["peak_mb"]["tinyseg"] > r["peak_mb"]["torch"] for r in model_rows):
+        md += ["", f"Peak memory above PyTorch's in the model rows: {why_slower.MEMORY}"]
     payload["preset"], payload["batch_size"] = args.preset, args.batch_size
     paths = timing.write_results(args.out, f"{dev}-{payload['date']}", payload, "\n".join(md) + "\n")
     print("wrote", *paths)
