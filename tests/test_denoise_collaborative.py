@@ -5,8 +5,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from tinyseg.denoise import adaptive_filter_denoise, collaborative_denoise
-from tinyseg.denoise.collaborative import (_inverse, _match, _transform, collaborative_pass, dct_matrices,
-                                           reference_grid)
+from tinyseg.denoise.collaborative import _match, _sandwich, collaborative_pass, dct_matrices, reference_grid
 
 
 def random_basis(n, seed=0):
@@ -58,9 +57,9 @@ def test_group_transform_matches_numpy_and_inverts(m):
     basis, dct = random_basis(n), dct_matrices(size)[m]
     group = rng.standard_normal((size, n))
     coefs, tmp, back = np.empty((size, n)), np.empty((size, n)), np.empty((size, n))
-    _transform(group, m, basis, dct, coefs, tmp)
+    _sandwich(dct, group, basis, m, coefs, tmp)
     np.testing.assert_allclose(coefs[:m], dct[:m, :m] @ group[:m] @ basis, atol=1e-12)
-    _inverse(coefs, m, np.ascontiguousarray(basis.T), dct, back, tmp)
+    _sandwich(np.ascontiguousarray(dct.T), coefs, np.ascontiguousarray(basis.T), m, back, tmp)
     np.testing.assert_allclose(back[:m], group[:m], atol=1e-12)
 
 

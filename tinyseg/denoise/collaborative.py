@@ -88,43 +88,28 @@ def _match(image, top, left, patch, half, limit, rows, cols, dists):
 
 
 @njit(cache=True)
-def _transform(group, m, basis, dct, out, tmp):
-    """out[:m] = T_m @ group[:m] @ B  (patch basis first, then the DCT along the group)."""
-    n = basis.shape[0]
+def _sandwich(left, group, right, m, out, tmp):
+    """out[:m] = left[:m, :m] @ group[:m] @ right.
+
+    The forward 3-D transform is left = T_m, right = B; its inverse left = T_m^T,
+    right = B^T (both passed contiguous). Both products run row by row over the
+    right-hand matrix, so the innermost loop is a contiguous, vectorisable a*x + y.
+    """
+    n = right.shape[0]
     for i in range(m):
         for j in range(n):
             tmp[i, j] = 0.0
         for l in range(n):
             g = group[i, l]
             for j in range(n):
-                tmp[i, j] += g * basis[l, j]
+                tmp[i, j] += g * right[l, j]
     for i in range(m):
         for j in range(n):
             out[i, j] = 0.0
         for l in range(m):
-            t = dct[i, l]
+            t = left[i, l]
             for j in range(n):
                 out[i, j] += t * tmp[l, j]
-
-
-@njit(cache=True)
-def _inverse(coefs, m, basis_t, dct, out, tmp):
-    """out[:m] = T_m^T @ coefs[:m] @ B^T, the inverse of ``_transform`` (basis_t is B^T, contiguous)."""
-    n = basis_t.shape[0]
-    for i in range(m):
-        for j in range(n):
-            tmp[i, j] = 0.0
-        for l in range(m):
-            t = dct[l, i]
-            for j in range(n):
-                tmp[i, j] += t * coefs[l, j]
-    for i in range(m):
-        for j in range(n):
-            out[i, j] = 0.0
-        for l in range(n):
-            c = tmp[i, l]
-            for j in range(n):
-                out[i, j] += c * basis_t[l, j]
 
 
 @njit(cache=True)
@@ -136,8 +121,8 @@ def _gather(image, rows, cols, m, patch, out):
 
 
 @njit(parallel=True, cache=True)
-def _collaborate(noisy, pilot, basis, basis_t, dcts, ref_rows, ref_cols, sigma, threshold, group_size, half, limit,
-                 wiener, num, den):
+def _collaborate(noisy, pilot, basis, basis_t, dcts, dcts_t, ref_rows, ref_cols, sigma, threshold, group_size,
+                 half, limit, wiener, num, den):
     """One pass over every reference patch; thread t accumulates into num[t], den[t]."""
     n = basis.shape[0]
     patch = int(np.sqrt(n) + 0.5)
@@ -157,13 +142,13 @@ def _collaborate(noisy, pilot, basis, basis_t, dcts, ref_rows, ref_cols, sigma, 
             for left in ref_cols:
                 match_on = pilot if wiener else noisy
                 m = _match(match_on, top, left, patch, half, limit, rows, cols, dists)
-                dct = dcts[m]
+                dct, dct_t = dcts[m], dcts_t[m]
                 _gather(noisy, rows, cols, m, patch, group)
-                _transform(group, m, basis, dct, coefs, tmp)
+                _sandwich(dct, group, basis, m, coefs, tmp)
                 energy = 0.0
                 if wiener:
                     _gather(pilot, rows, cols, m, patch, group)
-                    _transform(group, m, basis, dct, guide, tmp)
+                    _sandwich(dct, group, basis, m, guide, tmp)
                     for i in range(m):
                         for j in range(n):
                             q2 = guide[i, j] * guide[i, j]
@@ -178,7 +163,7 @@ def _collaborate(noisy, pilot, basis, basis_t, dcts, ref_rows, ref_cols, sigma, 
                             else:
                                 energy += 1.0
                 weight = 1.0 / max(energy, 1e-12 if wiener else 1.0)
-                _inverse(coefs, m, basis_t, dct, group, tmp)
+                _sandwich(dct_t, coefs, basis_t, m, group, tmp)
                 for i in range(m):
                     r, c = rows[i], cols[i]
                     for dy in range(patch):
@@ -203,7 +188,9 @@ def collaborative_pass(noisy, pilot, basis, sigma, wiener, threshold=2.7, group_
     num = np.zeros((n_threads,) + noisy.shape)
     den = np.zeros((n_threads,) + noisy.shape)
     basis = np.ascontiguousarray(basis, dtype=np.float64)
-    _collaborate(noisy, pilot, basis, np.ascontiguousarray(basis.T), dct_matrices(group_size),
+    dcts = dct_matrices(group_size)
+    _collaborate(noisy, pilot, basis, np.ascontiguousarray(basis.T), dcts,
+                 np.ascontiguousarray(dcts.transpose(0, 2, 1)),
                  reference_grid(noisy.shape[0], patch, step), reference_grid(noisy.shape[1], patch, step),
                  float(sigma), float(threshold), int(group_size), int(window // 2),
                  float(np.inf if limit is None else limit), bool(wiener), num, den)

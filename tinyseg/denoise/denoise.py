@@ -59,6 +59,11 @@ def _check_settings(patch, n_atoms, n_iter, train_stride, max_train_patches):
             None if max_train_patches is None else check_int("max_train_patches", max_train_patches, 1))
 
 
+def _check_threshold(threshold):
+    if not np.isscalar(threshold) or not np.isfinite(threshold) or threshold < 0:
+        raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}")
+
+
 def _noise_sigma(image, sigma):
     if sigma is None:
         return mad_sigma(image)
@@ -163,8 +168,7 @@ def adaptive_filter_denoise(img, sigma=None, patch=8, n_atoms=256, n_iter=10, n_
     n_keep = check_int("n_keep", n_keep, 0)
     if n_keep > patch * patch - 1:
         raise ValueError(f"n_keep must be at most {patch * patch - 1}, the AC coefficients of a patch; got {n_keep}")
-    if not np.isscalar(threshold) or not np.isfinite(threshold) or threshold < 0:
-        raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}")
+    _check_threshold(threshold)
     image, info, sigma = _prepare(img, sigma, patch, max_value, bit_depth)
     if sigma == 0:
         return from_float(image, info)
@@ -207,8 +211,7 @@ def collaborative_denoise(img, sigma=None, patch=8, n_atoms=256, n_iter=10, thre
     if len(sizes) != 2 or len(limits) != 2 or not all(np.isfinite(lim) and lim > 0 for lim in limits):
         raise ValueError(f"group_sizes and match_limits take two values, one per pass, limits > 0; "
                          f"got {group_sizes!r} and {match_limits!r}")
-    if not np.isscalar(threshold) or not np.isfinite(threshold) or threshold < 0:
-        raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}")
+    _check_threshold(threshold)
     image, info, sigma = _prepare(img, sigma, patch, max_value, bit_depth)
     if sigma == 0:
         return from_float(image, info)
