@@ -150,3 +150,16 @@ def test_cross_entropy_weights_are_cast_to_the_logits_dtype():
     loss = F.cross_entropy(z, ts.tensor(rng.integers(0, 3, (2, 4, 4))), ts.tensor(np.array([1.0, 2.0, 3.0])))
     loss.backward()
     assert loss.dtype == z.grad.dtype == np.float32
+
+
+def test_openmp_threads_sleep_unless_the_user_says_otherwise():
+    import os
+    import subprocess
+    import sys
+    code = "import os, tinyseg; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip() == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip() == "ACTIVE"
