@@ -88,28 +88,27 @@ def _match(image, top, left, patch, half, limit, rows, cols, dists):
 
 
 @njit(cache=True)
+def _product(a, b, rows, inner, out):
+    """out[:rows] = a[:rows, :inner] @ b[:inner], row by row over b, so that the
+    innermost loop is a contiguous, vectorisable a*x + y."""
+    for i in range(rows):
+        for j in range(b.shape[1]):
+            out[i, j] = 0.0
+        for l in range(inner):
+            f = a[i, l]
+            for j in range(b.shape[1]):
+                out[i, j] += f * b[l, j]
+
+
+@njit(cache=True)
 def _sandwich(left, group, right, m, out, tmp):
     """out[:m] = left[:m, :m] @ group[:m] @ right.
 
     The forward 3-D transform is left = T_m, right = B; its inverse left = T_m^T,
-    right = B^T (both passed contiguous). Both products run row by row over the
-    right-hand matrix, so the innermost loop is a contiguous, vectorisable a*x + y.
+    right = B^T (both passed contiguous).
     """
-    n = right.shape[0]
-    for i in range(m):
-        for j in range(n):
-            tmp[i, j] = 0.0
-        for l in range(n):
-            g = group[i, l]
-            for j in range(n):
-                tmp[i, j] += g * right[l, j]
-    for i in range(m):
-        for j in range(n):
-            out[i, j] = 0.0
-        for l in range(m):
-            t = left[i, l]
-            for j in range(n):
-                out[i, j] += t * tmp[l, j]
+    _product(group, right, m, right.shape[0], tmp)
+    _product(left, tmp, m, m, out)
 
 
 @njit(cache=True)
