@@ -30,10 +30,9 @@ CPU = {
 GPU = {}
 
 # Why the whole-model rows' peak memory is higher, when it is.
-MEMORY = ("every Function keeps its inputs for backward, so a convolution's output stays alive as "
-          "ReLU's input next to ReLU's output, and ReLU keeps a mask besides; PyTorch keeps one of "
-          "the two. Each convolution's forward also builds its im2col columns (9x its input) for "
-          "the length of one GEMM.")
+MEMORY = ("each convolution's forward builds its im2col columns (9x its input) for the length of one "
+          "GEMM, and backward builds them again; ReLU keeps a byte mask and batch norm its input, "
+          "where PyTorch's fused kernels keep less.")
 
 
 def explain(device, op):

@@ -188,3 +188,39 @@ def test_gradcheck_reports_the_worst_element():
         ts.gradcheck(lambda x: WrongSquare()(x), [x])
     with pytest.raises(TypeError, match="float64"):
         ts.gradcheck(lambda x: x * 2, [ts.tensor([1.0], requires_grad=True)])
+
+
+def test_graph_does_not_keep_intermediate_arrays_alive():
+    """An intermediate result the user dropped is freed at once when no backward formula
+    needs it: ReLU saves a mask, so the product feeding it must not outlive the forward pass."""
+    import gc
+    import weakref
+    x = t64(np.random.default_rng(0).standard_normal(1000))
+    product = x * 2.0
+    watch = weakref.ref(product.data)
+    y = ts.functional.relu(product).sum()
+    del product
+    gc.collect()
+    assert watch() is None
+    y.backward()
+    np.testing.assert_allclose(x.grad, 2.0 * (x.data > 0))
+
+
+def test_multi_output_function_gets_one_gradient_per_output():
+    """A Function with two outputs: each output's gradient reaches backward in its slot,
+    and an output nobody used arrives as zeros of its shape."""
+    class Split(ts.autograd.Function):
+        def forward(self, a):
+            return a[:2] * 1.0, a[2:] * 1.0
+
+        def backward(self, g_head, g_tail):
+            return np.concatenate([g_head, g_tail])
+
+    a = t64([1.0, 2.0, 3.0, 4.0, 5.0])
+    head, tail = Split()(a)
+    (head * 2.0).sum().backward()
+    np.testing.assert_allclose(a.grad, [2.0, 2.0, 0.0, 0.0, 0.0])
+    a.grad = None
+    head, tail = Split()(a)
+    (head * 2.0 + tail[:2] * 3.0).sum().backward()
+    np.testing.assert_allclose(a.grad, [2.0, 2.0, 3.0, 3.0, 0.0])

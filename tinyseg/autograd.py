@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 
 from .backend import get_array_module
 
@@ -81,10 +82,18 @@ class Function:
         record = grad_enabled() and any(self.needs_grad)
         results = tuple(Tensor(y, requires_grad=record) for y in outputs)
         if record:
-            self.inputs = tensors
-            self.outputs = results
-            for y in results:
-                y.creator = self
+            # The graph keeps what the backward walk needs and nothing more. A leaf
+            # input is kept (its .grad gets filled); a computed input only as an edge
+            # (the function that made it, which of its outputs it is), so its array is
+            # freed once nobody else holds it: a Function saves in ``forward`` exactly
+            # the arrays its derivative needs (ReLU a mask, not its input). Outputs are
+            # known by shape and dtype, plus a weak reference to unlink them afterwards.
+            self.inputs = tuple(t if t.creator is None else (t.creator, t.output_index) for t in tensors)
+            self.output_meta = tuple((y.shape, y.dtype) for y in outputs)
+            self.output_refs = tuple(weakref.ref(y) for y in results)
+            self.xp = get_array_module(outputs[0])
+            for index, y in enumerate(results):
+                y.creator, y.output_index = self, index
         return results[0] if single else results
 
     def forward(self, *arrays):
@@ -107,11 +116,17 @@ def _topological_order(root):
             continue
         visited.add(id(fn))
         stack.append((fn, True))
-        for t in fn.inputs:
-            if t.creator is not None and id(t.creator) not in visited:
-                stack.append((t.creator, False))
+        for edge in fn.inputs:
+            if isinstance(edge, tuple) and id(edge[0]) not in visited:
+                stack.append((edge[0], False))
     order.reverse()  # post-order lists producers first; we need consumers first
     return order
+
+
+def _check_gradient(fn, grad, shape):
+    if grad.shape != shape:
+        raise RuntimeError(f"{type(fn).__name__}.backward returned a gradient of shape "
+                           f"{grad.shape} for an input of shape {shape}")
 
 
 def backward(root, grad=None, retain_graph=False):
@@ -131,29 +146,31 @@ def backward(root, grad=None, retain_graph=False):
         root._accumulate(grad)
         return
 
-    grads = {id(root): grad}  # gradients of non-leaf tensors, by identity
+    # gradients of computed tensors, by (id of the function that made it, output index)
+    grads = {(id(root.creator), root.output_index): grad}
     for fn in _topological_order(root):
-        grad_outputs = [grads.pop(id(y), None) for y in fn.outputs]
+        grad_outputs = [grads.pop((id(fn), i), None) for i in range(len(fn.output_meta))]
         if all(g is None for g in grad_outputs):
             continue
-        grad_outputs = [xp.zeros_like(y.data) if g is None else g
-                        for g, y in zip(grad_outputs, fn.outputs)]
+        grad_outputs = [fn.xp.zeros(shape, dtype) if g is None else g
+                        for g, (shape, dtype) in zip(grad_outputs, fn.output_meta)]
         grad_inputs = fn.backward(*grad_outputs)
         if not isinstance(grad_inputs, tuple):
             grad_inputs = (grad_inputs,)
-        for t, g in zip(fn.inputs, grad_inputs):
-            if g is None or not t.requires_grad:
+        for edge, g in zip(fn.inputs, grad_inputs):
+            if g is None:
                 continue
-            if g.shape != t.shape:
-                raise RuntimeError(f"{type(fn).__name__}.backward returned a gradient of shape "
-                                   f"{g.shape} for an input of shape {t.shape}")
-            if t.creator is None:
-                t._accumulate(g)
-            elif id(t) in grads:
-                grads[id(t)] = grads[id(t)] + g  # used twice: gradients add up
-            else:
-                grads[id(t)] = g
+            if isinstance(edge, tuple):          # a computed tensor: its gradient travels on
+                producer, index = edge
+                _check_gradient(fn, g, producer.output_meta[index][0])
+                key = (id(producer), index)
+                grads[key] = grads[key] + g if key in grads else g   # used twice: gradients add up
+            elif edge.requires_grad:             # a leaf: the gradient lands in .grad
+                _check_gradient(fn, g, edge.shape)
+                edge._accumulate(g)
         if not retain_graph:  # free saved arrays and graph edges
-            for y in fn.outputs:
-                y.creator = None
+            for ref in fn.output_refs:
+                y = ref()
+                if y is not None:
+                    y.creator = None
             fn.__dict__.clear()

@@ -24,6 +24,7 @@ class Tensor:
         self.grad = None
         self.requires_grad = bool(requires_grad)
         self.creator = None
+        self.output_index = 0     # which output of ``creator`` this is
 
     # -- basic properties -------------------------------------------------
     shape = property(lambda self: self.data.shape)

@@ -3,8 +3,8 @@
 Shapes: x (N, C_in, H, W), weight (C_out, C_in, kh, kw), bias (C_out,),
 output (N, C_out, Ho, Wo) with Ho = (H + 2p - kh) // s + 1.
 
-Memory: between forward and backward a convolution keeps only its input, which
-the graph holds anyway, as PyTorch does. The column matrix (kh*kw times the
+Memory: between forward and backward a convolution keeps only its input, as
+PyTorch does. The column matrix (kh*kw times the
 input: 9x for a 3x3 kernel) is rebuilt by im2col in backward for the weight
 gradient, and the same buffer then takes dcols. The extra im2col pass costs about
 5-8% of a training step on two CPU cores; it cuts the small preset's step from
@@ -117,7 +117,7 @@ class ConvTranspose2d(Function):
             raise ValueError(f"conv_transpose2d: padding {p} leaves no output for input {x.shape[2:]}")
         if gpu.on_gpu(x):
             return gpu.conv.conv_transpose2d_forward(self, x, weight, bias)
-        # Keep x itself (the graph holds it anyway), not its (C_in, N*H*W) copy.
+        # Keep x itself, not its (C_in, N*H*W) copy.
         self.x, self.weight, self.has_bias = x, weight, bias is not None
         x = swap_batch(x.reshape(n, c_in, h * w)).reshape(c_in, -1)          # (C_in, N*H*W)
         cols = (weight.reshape(c_in, -1).T @ x).reshape(c_out * kh * kw, n, h * w)  # (C_out*kh*kw, N, H*W)
