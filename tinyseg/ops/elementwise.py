@@ -145,13 +145,13 @@ class ReLU(Function):
     def forward(self, x):
         if gpu.on_gpu(x):
             return gpu.elementwise.relu_forward(self, x)
-        self.mask = x > 0
-        return x * self.mask
+        self.y = x * (x > 0)     # the output doubles as the mask: y > 0 exactly where x > 0
+        return self.y
 
     def backward(self, gy):  # gradient passes where the input was positive
         if gpu.on_gpu(gy):
             return gpu.elementwise.relu_backward(self, gy)
-        return gy * self.mask
+        return gy * (self.y > 0)
 
 
 def neg(x): return Neg()(x)
