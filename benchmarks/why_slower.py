@@ -31,8 +31,8 @@ GPU = {}
 
 # Why the whole-model rows' peak memory is higher, when it is.
 MEMORY = ("each convolution's forward builds its im2col columns (9x its input) for the length of one "
-          "GEMM, and backward builds them again; ReLU keeps a byte mask and batch norm its input, "
-          "where PyTorch's fused kernels keep less.")
+          "GEMM, and backward builds them again (PyTorch's oneDNN convolution needs no columns); "
+          "batch norm keeps its input for backward.")
 
 
 def explain(device, op):
