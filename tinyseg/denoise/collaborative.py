@@ -120,12 +120,12 @@ def _gather(image, rows, cols, m, patch, out):
 
 
 @njit(parallel=True, cache=True)
-def _collaborate(noisy, pilot, basis, basis_t, dcts, dcts_t, ref_rows, ref_cols, sigma, threshold, group_size,
-                 half, limit, wiener, num, den):
+def _collaborate(noisy, pilot, basis, basis_t, dcts, dcts_t, ref_rows, ref_cols, patch, sigma, threshold,
+                 group_size, half, limit, wiener, num, den):
     """One pass over every reference patch; thread t accumulates into num[t], den[t]."""
     n = basis.shape[0]
-    patch = int(np.sqrt(n) + 0.5)
     n_threads = num.shape[0]
+    match_on = pilot if wiener else noisy    # the Wiener pass groups patches by the first estimate
     noise = sigma * sigma
     cut = threshold * sigma
     for t in prange(n_threads):
@@ -139,7 +139,6 @@ def _collaborate(noisy, pilot, basis, basis_t, dcts, dcts_t, ref_rows, ref_cols,
         for ri in range(t, ref_rows.shape[0], n_threads):
             top = ref_rows[ri]
             for left in ref_cols:
-                match_on = pilot if wiener else noisy
                 m = _match(match_on, top, left, patch, half, limit, rows, cols, dists)
                 dct, dct_t = dcts[m], dcts_t[m]
                 _gather(noisy, rows, cols, m, patch, group)
@@ -190,7 +189,7 @@ def collaborative_pass(noisy, pilot, basis, sigma, wiener, threshold=2.7, group_
     dcts = dct_matrices(group_size)
     _collaborate(noisy, pilot, basis, np.ascontiguousarray(basis.T), dcts,
                  np.ascontiguousarray(dcts.transpose(0, 2, 1)),
-                 reference_grid(noisy.shape[0], patch, step), reference_grid(noisy.shape[1], patch, step),
+                 reference_grid(noisy.shape[0], patch, step), reference_grid(noisy.shape[1], patch, step), patch,
                  float(sigma), float(threshold), int(group_size), int(window // 2),
                  float(np.inf if limit is None else limit), bool(wiener), num, den)
     return num.sum(axis=0) / den.sum(axis=0)
