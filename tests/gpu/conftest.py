@@ -10,9 +10,16 @@ Poisoning: every buffer a kernel is to fill starts as NaN (integers: -1), so a k
 that skips an element fails the comparison.
 """
 import os
+import sys
 
 import numpy as np
 import pytest
+
+if os.environ.get("TINYSEG_CUDA_EMULATOR") == "1":
+    # no GPU: run these tests against the CPU emulation of CuPy and cuda/ (tests/cuda_emulator)
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import cuda_emulator
+    cuda_emulator.install()
 
 os.environ["CUPY_TF32"] = "0"
 os.environ["NVIDIA_TF32_OVERRIDE"] = "0"   # cuBLAS/cuDNN: never substitute TF32

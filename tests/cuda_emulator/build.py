@@ -1,0 +1,173 @@
+"""Compile a CUDA source from cuda/ with g++ against runtime.h and call its kernels from
+Python, with the argument checks a GPU would not make.
+
+Steps for one source text:
+1. ``g++ -E`` expands its macros, so every ``extern "C" __global__`` kernel, also those
+   stamped out by a macro, can be read off with its parameter list.
+2. ``extern __shared__ T name[];`` (dynamic shared memory, which has no host spelling)
+   becomes a pointer into the emulator's shared buffer.
+3. One wrapper per kernel, ``emu_launch_<name>(launch, params...)``, binds the arguments
+   and hands the call to ``emu_launch``. The library is built once per source text and
+   cached under the system's temporary folder.
+
+A launch checks what CUDA takes on trust: every pointer argument is an emulated device
+array of exactly the element type the kernel declares, every scalar a NumPy scalar of
+exactly the declared C type (CuPy passes a Python int as a 64-bit integer, which an
+``int`` parameter would misread), and the argument count matches.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+
+import numpy
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CXX = shutil.which("g++")
+
+KERNEL = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)')
+DYNAMIC_SHARED = re.compile(r"extern\s+__shared__\s+(\w+)\s+(\w+)\s*\[\s*\]\s*;")
+
+# C scalar type -> (ctypes type, NumPy dtype a launch must pass)
+SCALARS = {
+    "int": (ctypes.c_int, numpy.int32),
+    "unsigned": (ctypes.c_uint, numpy.uint32),
+    "unsigned int": (ctypes.c_uint, numpy.uint32),
+    "long long": (ctypes.c_longlong, numpy.int64),
+    "float": (ctypes.c_float, numpy.float32),
+    "double": (ctypes.c_double, numpy.float64),
+}
+POINTEES = {"float": numpy.float32, "double": numpy.float64, "int": numpy.int32,
+            "long long": numpy.int64, "unsigned char": numpy.uint8, "bool": numpy.bool_}
+
+
+class EmuLaunch(ctypes.Structure):
+    _fields_ = [("grid", ctypes.c_uint * 3), ("block", ctypes.c_uint * 3),
+                ("shared_bytes", ctypes.c_ulonglong), ("barriers", ctypes.c_int)]
+
+
+class CompileError(RuntimeError):
+    pass
+
+
+class Parameter:
+    def __init__(self, text):
+        words = text.replace("*", " * ").split()
+        self.name = words[-1]
+        type_words = [w for w in words[:-1] if w not in ("const", "__restrict__", "__restrict")]
+        self.pointer = "*" in type_words
+        self.base = " ".join(w for w in type_words if w != "*")
+        table = POINTEES if self.pointer else SCALARS
+        if self.base not in table:
+            raise CompileError(f"the emulator does not know the parameter type of {text.strip()!r}")
+        self.ctype = ctypes.c_void_p if self.pointer else SCALARS[self.base][0]
+        self.dtype = numpy.dtype(POINTEES[self.base] if self.pointer else SCALARS[self.base][1])
+
+    def convert(self, value, kernel, device_array):
+        where = f"{kernel}: parameter {self.name}"
+        if self.pointer:
+            if not isinstance(value, device_array):
+                raise TypeError(f"{where} takes a device array, got {type(value).__name__}")
+            if value.dtype != self.dtype:
+                raise TypeError(f"{where} is {self.base}*, got an array of {value.dtype}")
+            return value.ctypes.data
+        if not isinstance(value, numpy.generic) or value.dtype != self.dtype:
+            got = value.dtype if isinstance(value, numpy.generic) else type(value).__name__
+            raise TypeError(f"{where} is {self.base}: pass numpy.{self.dtype} (got {got})")
+        return value.item()
+
+
+class Kernel:
+    """One kernel of a compiled source, called as CuPy's RawModule functions are:
+    ``kernel(grid, block, args, shared_mem=0)``."""
+
+    def __init__(self, library, name, parameters, barriers, device_array):
+        self.name, self.parameters, self.barriers = name, parameters, barriers
+        self._device_array = device_array
+        self._function = getattr(library, f"emu_launch_{name}")
+        self._function.argtypes = [ctypes.POINTER(EmuLaunch)] + [p.ctype for p in parameters]
+        self._function.restype = ctypes.c_int
+        self._last_error = library.emu_last_error
+        self._last_error.restype = ctypes.c_char_p
+
+    def __call__(self, grid, block, args, shared_mem=0):
+        if len(args) != len(self.parameters):
+            raise TypeError(f"{self.name} takes {len(self.parameters)} arguments, got {len(args)}")
+        grid, block = _dim3(grid, "grid"), _dim3(block, "block")
+        if block[0] * block[1] * block[2] > 1024:
+            raise ValueError(f"{self.name}: {block} is more than 1024 threads per block")
+        values = [p.convert(a, self.name, self._device_array) for p, a in zip(self.parameters, args)]
+        launch = EmuLaunch((ctypes.c_uint * 3)(*grid), (ctypes.c_uint * 3)(*block), int(shared_mem),
+                           int(self.barriers))
+        if self._function(ctypes.byref(launch), *values) != 0:
+            raise RuntimeError(f"{self.name}: {self._last_error().decode()}")
+
+
+def _dim3(value, what):
+    value = tuple(int(v) for v in (value if isinstance(value, (tuple, list)) else (value,)))
+    if not 1 <= len(value) <= 3 or min(value) < 1:
+        raise ValueError(f"launch {what} must be 1 to 3 positive sizes, got {value}")
+    return value + (1,) * (3 - len(value))
+
+
+def _run(command, what):
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise CompileError(f"{what} failed:\n{result.stderr}")
+    return result.stdout
+
+
+def _wrapper(name, params):
+    """``emu_launch_<name>``: the kernel's parameters, bound into a call that emu_launch runs
+    once per thread."""
+    declared = ", ".join(f"{'const ' if p.pointer else ''}{p.base}{'*' if p.pointer else ''} {p.name}"
+                         for p in params)
+    passed = ", ".join(f"({p.base}*){p.name}" if p.pointer else p.name for p in params)
+    return (f'extern "C" int emu_launch_{name}(const EmuLaunch* launch, {declared})\n'
+            f"{{ return emu_launch(launch, [&] {{ {name}({passed}); }}); }}\n")
+
+
+def compile_source(code, options=()):
+    """Build ``code`` (a .cu file's text); returns {kernel name: (library, parameters, barriers)}."""
+    if CXX is None:
+        raise CompileError("the CUDA emulator needs g++ on PATH")
+    runtime_path = os.path.join(HERE, "runtime.h")
+    with open(runtime_path, encoding="utf-8") as f:
+        runtime = f.read()
+    with open(__file__, encoding="utf-8") as f:          # the wrappers are generated here
+        generator = f.read()
+    key = hashlib.sha256("\0".join((code, runtime, generator) + tuple(options)).encode()).hexdigest()[:24]
+    folder = os.path.join(tempfile.gettempdir(), f"tinyseg-cuda-emulator-{os.getuid()}")
+    os.makedirs(folder, exist_ok=True)
+    library_path = os.path.join(folder, f"{key}.so")
+    # per-process names for the intermediate files: parallel builds never share a half-written file
+    source_path, cpp_path, partial = (os.path.join(folder, f"{key}.{os.getpid()}{ext}")
+                                      for ext in (".cu", ".cpp", ".so.partial"))
+    try:
+        with open(source_path, "w", encoding="utf-8") as f:
+            f.write(code)
+        expanded = _run([CXX, "-E", "-P", "-x", "c++", source_path], "g++ -E")
+        kernels = {name: [Parameter(p) for p in params.split(",") if p.strip()]
+                   for name, params in KERNEL.findall(expanded)}
+        if not kernels:
+            raise CompileError('no extern "C" __global__ kernels found')
+        if not os.path.exists(library_path):
+            body = DYNAMIC_SHARED.sub(r"\1* \2 = reinterpret_cast<\1*>(emu_dynamic_shared());", code)
+            with open(cpp_path, "w", encoding="utf-8") as f:
+                f.write(f'#include "{runtime_path}"\n#line 1 "kernel.cu"\n{body}\n')
+                f.writelines(_wrapper(name, params) for name, params in kernels.items())
+            _run([CXX, "-O2", "-std=c++17", "-shared", "-fPIC", "-Wno-unknown-pragmas", "-o", partial, cpp_path],
+                 "g++")
+            os.replace(partial, library_path)      # atomic: no process loads half a library
+    finally:
+        for path in (source_path, cpp_path, partial):
+            if os.path.exists(path):
+                os.remove(path)
+    barriers = "__syncthreads" in code
+    library = ctypes.CDLL(library_path)
+    return {name: (library, params, barriers) for name, params in kernels.items()}

@@ -1,0 +1,149 @@
+"""The CPU emulation of CUDA (tests/cuda_emulator) and, through it, the GPU test suite.
+
+Machines without a GPU (CI among them) still run every GPU code path: tests/gpu runs in a
+subprocess with TINYSEG_CUDA_EMULATOR=1, where tinyseg's CuPy is the emulator's stand-in
+and the kernels in cuda/ are compiled by g++. The first tests here show that the emulator
+itself catches what it claims to: unsynchronised shared memory, barrier divergence,
+argument types a GPU would misread, and host arrays mixed into device code.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tinyseg as ts
+import cuda_emulator
+from cuda_emulator import fake_cupy as cp
+
+pytestmark = pytest.mark.skipif(not cuda_emulator.available(), reason="the CUDA emulator needs g++")
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+SOURCE = r"""
+#define THREADS 64
+// Block-wide sum through shared memory: blockIdx.x picks a row of x (rows, THREADS * 4).
+extern "C" __global__ void row_sums(const float* x, float* out, int width, int sync)
+{
+    __shared__ float partial[THREADS];
+    float sum = 0;
+    for (int k = threadIdx.x; k < width; k += THREADS) sum += x[blockIdx.x * width + k];
+    partial[threadIdx.x] = sum;
+    if (sync) __syncthreads();
+    for (int half = THREADS / 2; half > 0; half /= 2) {
+        if (threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half];
+        if (sync) __syncthreads();
+    }
+    if (threadIdx.x == 0) out[blockIdx.x] = partial[0];
+}
+
+// Thread 0 alone waits at a barrier: divergence.
+extern "C" __global__ void diverging(float* out)
+{
+    if (threadIdx.x == 0) __syncthreads();
+    out[threadIdx.x] = 1.0f;
+}
+
+// Copies dynamic shared memory without writing it first.
+extern "C" __global__ void read_unwritten_shared(double* out)
+{
+    extern __shared__ double words[];
+    out[threadIdx.x] = words[threadIdx.x];
+}
+
+// One thread per element of a (rows, cols) grid in 2-D blocks.
+extern "C" __global__ void index_grid(long long* out, int rows, int cols)
+{
+    const int r = blockIdx.y * blockDim.y + threadIdx.y;
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (r < rows && c < cols) out[(long long)r * cols + c] = (long long)r * 1000 + c;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def module():
+    m = cp.RawModule(code=SOURCE)
+    m.compile()
+    return m
+
+
+def test_block_reduction_with_barriers_is_exact(module):
+    x = np.random.default_rng(0).standard_normal((5, 256)).astype(np.float32)
+    out = cp.full(5, np.nan, dtype=np.float32)
+    module.get_function("row_sums")((5,), (64,), (cp.asarray(x), out, np.int32(256), np.int32(1)))
+    np.testing.assert_allclose(cp.asnumpy(out), x.sum(axis=1), rtol=1e-5)
+
+
+def test_a_reduction_without_barriers_reads_stale_shared_memory(module):
+    # Threads run one after another, so without __syncthreads thread 0 folds partial
+    # sums that later threads have not written yet: the result must come out wrong.
+    x = np.ones((1, 256), dtype=np.float32)
+    out = cp.full(1, np.nan, dtype=np.float32)
+    module.get_function("row_sums")((1,), (64,), (cp.asarray(x), out, np.int32(256), np.int32(0)))
+    assert float(out[0]) != 256.0
+
+
+def test_barrier_divergence_is_reported(module):
+    with pytest.raises(RuntimeError, match="barrier divergence"):
+        module.get_function("diverging")((1,), (32,), (cp.zeros(32, dtype=np.float32),))
+
+
+def test_dynamic_shared_memory_starts_as_nan(module):
+    out = cp.zeros(8, dtype=np.float64)
+    module.get_function("read_unwritten_shared")((1,), (8,), (out,), shared_mem=8 * 8)
+    assert np.isnan(cp.asnumpy(out)).all()
+
+
+def test_two_dimensional_grids_cover_every_element(module):
+    out = cp.full((7, 9), -1, dtype=np.int64)
+    module.get_function("index_grid")((3, 2), (4, 4), (out, np.int32(7), np.int32(9)))
+    rows, cols = np.indices((7, 9))
+    np.testing.assert_array_equal(cp.asnumpy(out), rows * 1000 + cols)
+
+
+@pytest.mark.parametrize("args, message", [
+    ((np.zeros(4, np.float32), None, np.int32(4), np.int32(1)), "takes a device array"),
+    ((cp.zeros(4, np.float64), None, np.int32(4), np.int32(1)), r"is float\*, got an array of float64"),
+    ((cp.zeros(4, np.float32), None, 4, np.int32(1)), "pass numpy.int32"),
+    ((cp.zeros(4, np.float32), None, np.int64(4), np.int32(1)), "pass numpy.int32"),
+    ((cp.zeros(4, np.float32), None, np.int32(4)), "takes 4 arguments"),
+])
+def test_arguments_a_gpu_would_misread_are_refused(module, args, message):
+    args = tuple(cp.zeros(1, np.float32) if a is None else a for a in args)
+    with pytest.raises(TypeError, match=message):
+        module.get_function("row_sums")((1,), (64,), args)
+
+
+def test_host_arrays_do_not_mix_with_device_arrays():
+    device = cp.ones(3, dtype=np.float32)
+    with pytest.raises(TypeError, match="host"):
+        device + np.ones(3, dtype=np.float32)
+    with pytest.raises(TypeError, match="host"):
+        cp.stack([device, np.ones(3, dtype=np.float32)])
+    assert isinstance(device * 2 + np.float32(1), cp.ndarray)       # scalars are fine
+    assert isinstance(device.sum(), cp.ndarray)                      # reductions stay on the device
+
+
+def test_asarray_copies_host_data():
+    host = np.zeros(3)
+    device = cp.asarray(host)
+    device[0] = 1
+    assert host[0] == 0
+
+
+def test_compile_errors_name_the_problem():
+    with pytest.raises(cp.cuda.compiler.CompileException, match="error"):
+        cp.RawModule(code='extern "C" __global__ void broken(float* x) { x[0] = undefined_name; }').compile()
+
+
+@pytest.mark.skipif(ts.cuda_available(), reason="a real CUDA device runs tests/gpu itself")
+def test_gpu_suite_passes_on_the_emulator():
+    env = dict(os.environ, TINYSEG_CUDA_EMULATOR="1", TINYSEG_GPU_POISON="1")
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+                             os.path.join("tests", "gpu")], cwd=REPO, env=env, capture_output=True, text=True)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    summary = output.strip().splitlines()[-1]
+    assert " passed" in summary and "skipped" not in summary, summary
