@@ -88,3 +88,42 @@ def test_hrenet_small_step_matches_cpu(dtype):
     x = rng.standard_normal((2, 1, 32, 64)).astype(dtype)
     target = rng.integers(0, 3, (2, 32, 64))
     assert_same_step(lambda: models.HReNet(preset="small", seed=0).astype(dtype), x, target, MODEL_RTOL[dtype])
+
+
+TINY_MODEL = dict(widths=(2, 3, 3, 4), convs_per_block=(1, 1, 1, 1), conv7_width=4, conv7_kernel=3,
+                  hidden_size=3)
+
+
+def test_training_on_the_gpu_follows_the_cpu_and_resumes(tmp_path):
+    """The training loop end to end on "cuda": the same losses as on the CPU, checkpoints
+    that load on the CPU, and a resumed run that ends where an uninterrupted one does."""
+    from tinyseg.checkpoint import read_checkpoint
+    from tinyseg.train import TrainConfig, train
+
+    def config(out, device, **changes):
+        return TrainConfig(**{**dict(n_synthetic=10, size=(32, 48), epochs=3, batch_size=3, lr=5e-3,
+                                     augment=True, model_options=TINY_MODEL, progress=False,
+                                     out=str(tmp_path / out), device=device), **changes})
+
+    def history(out):
+        return [h["train_loss"] for h in read_checkpoint(tmp_path / out / "last.npz").metadata["history"]]
+
+    gpu = train(config("gpu", "cuda"))
+    cpu = train(config("cpu", "cpu"))
+    assert gpu["device"] == "cuda" and cpu["device"] == "cpu"
+    np.testing.assert_allclose(history("gpu"), history("cpu"), rtol=1e-3)
+    for name in ("lungs", "heart"):
+        assert abs(gpu["dice"][name] - cpu["dice"][name]) < 0.02, name
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_one(epoch, record):
+        raise Interrupt
+    with pytest.raises(Interrupt):
+        train(config("resumed", "cuda"), on_epoch_end=stop_after_one)
+    train(TrainConfig(out=str(tmp_path / "resumed"), resume=True, progress=False, device="cuda"))
+    straight = read_checkpoint(tmp_path / "gpu" / "last.npz").model_state
+    resumed = read_checkpoint(tmp_path / "resumed" / "last.npz").model_state
+    for name in straight:
+        assert_close(resumed[name], straight[name], 1e-6, name)
