@@ -4,7 +4,8 @@ Machines without a GPU (CI among them) still run every GPU code path: tests/gpu 
 subprocess with TINYSEG_CUDA_EMULATOR=1, where tinyseg's CuPy is the emulator's stand-in
 and the kernels in cuda/ are compiled by g++. The first tests here show that the emulator
 itself catches what it claims to: unsynchronised shared memory, barrier divergence,
-argument types a GPU would misread, and host arrays mixed into device code.
+argument types a GPU would misread, host arrays mixed into device code, and (built with
+AddressSanitizer, as the suite runs where g++ has it) reads past the end of an array.
 """
 import os
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 
 import tinyseg as ts
 import cuda_emulator
-from cuda_emulator import fake_cupy as cp
+from cuda_emulator import build, fake_cupy as cp
 
 pytestmark = pytest.mark.skipif(not cuda_emulator.available(), reason="the CUDA emulator needs g++")
 
@@ -138,12 +139,40 @@ def test_compile_errors_name_the_problem():
         cp.RawModule(code='extern "C" __global__ void broken(float* x) { x[0] = undefined_name; }').compile()
 
 
+OUT_OF_BOUNDS = """
+import sys
+sys.path.insert(0, "tests")
+import numpy as np
+import cuda_emulator
+cp = cuda_emulator.install()
+shift = cp.RawModule(code='extern "C" __global__ void shift(const float* x, float* y) '
+                          '{ y[threadIdx.x] = x[threadIdx.x + 1]; }')
+shift.get_function("shift")((1,), (64,), (cp.zeros(64, np.float32), cp.zeros(64, np.float32)))
+print("no report")
+"""
+
+
+def run_python(args, env):
+    return subprocess.run([sys.executable, *args], cwd=REPO, env=dict(os.environ, **env), capture_output=True,
+                          text=True)
+
+
+@pytest.mark.skipif(build.asan_environment() is None, reason="g++ has no AddressSanitizer runtime")
+def test_address_sanitizer_reports_a_read_past_the_end():
+    result = run_python(["-c", OUT_OF_BOUNDS], build.asan_environment())
+    assert result.returncode != 0 and "heap-buffer-overflow" in result.stderr, result.stdout + result.stderr[-3000:]
+    assert "in shift" in result.stderr                     # the report names the kernel
+
+
 @pytest.mark.skipif(ts.cuda_available(), reason="a real CUDA device runs tests/gpu itself")
 def test_gpu_suite_passes_on_the_emulator():
-    env = dict(os.environ, TINYSEG_CUDA_EMULATOR="1", TINYSEG_GPU_POISON="1")
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
-                             os.path.join("tests", "gpu")], cwd=REPO, env=env, capture_output=True, text=True)
+    """tests/gpu with every kernel emulated, under AddressSanitizer where g++ has it. The
+    suite's output is not captured by pytest at the file level (--capture=sys), so a
+    sanitizer report, which ends the process, reaches the failure message."""
+    env = {"TINYSEG_CUDA_EMULATOR": "1", "TINYSEG_GPU_POISON": "1", **(build.asan_environment() or {})}
+    result = run_python(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--capture=sys", "-rs",
+                         os.path.join("tests", "gpu")], env)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
-    summary = output.strip().splitlines()[-1]
+    summary = result.stdout.strip().splitlines()[-1]
     assert " passed" in summary and "skipped" not in summary, summary

@@ -30,6 +30,13 @@ import numpy
 HERE = os.path.dirname(os.path.abspath(__file__))
 CXX = shutil.which("g++")
 
+# With TINYSEG_EMULATOR_ASAN=1 the kernels are built with AddressSanitizer, which reports
+# any read or write outside the arrays a kernel was given (NumPy's buffers come from
+# malloc). The process must then run with libasan preloaded (``asan_environment``).
+FLAGS = ("-O2", "-std=c++17", "-shared", "-fPIC", "-Wno-unknown-pragmas")
+if os.environ.get("TINYSEG_EMULATOR_ASAN") == "1":
+    FLAGS += ("-fsanitize=address", "-fno-omit-frame-pointer", "-g")
+
 KERNEL = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)')
 DYNAMIC_SHARED = re.compile(r"extern\s+__shared__\s+(\w+)\s+(\w+)\s*\[\s*\]\s*;")
 
@@ -44,6 +51,17 @@ SCALARS = {
 }
 POINTEES = {"float": numpy.float32, "double": numpy.float64, "int": numpy.int32,
             "long long": numpy.int64, "unsigned char": numpy.uint8, "bool": numpy.bool_}
+
+
+def asan_environment():
+    """Environment variables that run a Python process with the kernels under AddressSanitizer,
+    or None where g++ has no libasan."""
+    if CXX is None:
+        return None
+    library = subprocess.run([CXX, "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
+    if not os.path.isabs(library) or not os.path.exists(library):
+        return None
+    return {"TINYSEG_EMULATOR_ASAN": "1", "LD_PRELOAD": library, "ASAN_OPTIONS": "detect_leaks=0"}
 
 
 class EmuLaunch(ctypes.Structure):
@@ -132,8 +150,9 @@ def _wrapper(name, params):
             f"{{ return emu_launch(launch, [&] {{ {name}({passed}); }}); }}\n")
 
 
-def compile_source(code, options=()):
-    """Build ``code`` (a .cu file's text); returns {kernel name: (library, parameters, barriers)}."""
+def compile_source(code, options=(), filename="kernel.cu"):
+    """Build ``code`` (a .cu file's text); returns {kernel name: (library, parameters, barriers)}.
+    ``filename`` is the name compiler errors and sanitizer reports give the source."""
     if CXX is None:
         raise CompileError("the CUDA emulator needs g++ on PATH")
     runtime_path = os.path.join(HERE, "runtime.h")
@@ -141,7 +160,7 @@ def compile_source(code, options=()):
         runtime = f.read()
     with open(__file__, encoding="utf-8") as f:          # the wrappers are generated here
         generator = f.read()
-    key = hashlib.sha256("\0".join((code, runtime, generator) + tuple(options)).encode()).hexdigest()[:24]
+    key = hashlib.sha256("\0".join((code, filename, runtime, generator, *FLAGS, *options)).encode()).hexdigest()[:24]
     folder = os.path.join(tempfile.gettempdir(), f"tinyseg-cuda-emulator-{os.getuid()}")
     os.makedirs(folder, exist_ok=True)
     library_path = os.path.join(folder, f"{key}.so")
@@ -159,10 +178,9 @@ def compile_source(code, options=()):
         if not os.path.exists(library_path):
             body = DYNAMIC_SHARED.sub(r"\1* \2 = reinterpret_cast<\1*>(emu_dynamic_shared());", code)
             with open(cpp_path, "w", encoding="utf-8") as f:
-                f.write(f'#include "{runtime_path}"\n#line 1 "kernel.cu"\n{body}\n')
+                f.write(f'#include "{runtime_path}"\n#line 1 "{filename}"\n{body}\n')
                 f.writelines(_wrapper(name, params) for name, params in kernels.items())
-            _run([CXX, "-O2", "-std=c++17", "-shared", "-fPIC", "-Wno-unknown-pragmas", "-o", partial, cpp_path],
-                 "g++")
+            _run([CXX, *FLAGS, "-o", partial, cpp_path], "g++")
             os.replace(partial, library_path)      # atomic: no process loads half a library
     finally:
         for path in (source_path, cpp_path, partial):

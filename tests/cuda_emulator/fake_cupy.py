@@ -7,11 +7,13 @@ unlike plain NumPy, an operation that mixes a device array with a host array (ot
 a scalar or a 0-d array) raises TypeError, and ``asarray`` of a host array copies it.
 
 What it cannot show: speed, races between threads of a block (threads run one at a
-time), float32 rounding of the GPU's own math library and of cuBLAS, and reads past
-the end of an array.
+time), and float32 rounding of the GPU's own math library and of cuBLAS. Reads and
+writes past the end of an array show up when the kernels are built with AddressSanitizer
+(``build.asan_environment``).
 """
 from __future__ import annotations
 
+import os
 import types
 
 import numpy
@@ -125,7 +127,7 @@ class RawModule:
     def compile(self):
         if self._kernels is None:
             try:
-                self._kernels = compile_source(self.code, self.options)
+                self._kernels = compile_source(self.code, self.options, _source_name(self.code))
             except RuntimeError as err:
                 raise cuda.compiler.CompileException(str(err)) from err
 
@@ -136,6 +138,16 @@ class RawModule:
             raise AttributeError(f"no kernel named {name!r}")
         library, parameters, barriers = self._kernels[name]
         return Kernel(library, name, parameters, barriers, ndarray)
+
+
+def _source_name(code):
+    """The cuda/ file whose text ``code`` is (tinyseg hands RawModule the text alone)."""
+    from tinyseg.backend import CUDA_SOURCE_DIR
+    for name in sorted(os.listdir(CUDA_SOURCE_DIR)):
+        with open(os.path.join(CUDA_SOURCE_DIR, name), encoding="utf-8") as f:
+            if f.read() == code:
+                return os.path.join("cuda", name)
+    return "kernel.cu"
 
 
 class _CompileException(Exception):
