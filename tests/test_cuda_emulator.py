@@ -110,6 +110,7 @@ def test_two_dimensional_grids_cover_every_element(module):
     ((cp.zeros(4, np.float32), None, 4, np.int32(1)), "pass numpy.int32"),
     ((cp.zeros(4, np.float32), None, np.int64(4), np.int32(1)), "pass numpy.int32"),
     ((cp.zeros(4, np.float32), None, np.int32(4)), "takes 4 arguments"),
+    ((cp.zeros(8, np.float32)[::2], None, np.int32(4), np.int32(1)), "non-contiguous"),
 ])
 def test_arguments_a_gpu_would_misread_are_refused(module, args, message):
     args = tuple(cp.zeros(1, np.float32) if a is None else a for a in args)

@@ -13,7 +13,7 @@ Steps for one source text:
 A launch checks what CUDA takes on trust: every pointer argument is an emulated device
 array of exactly the element type the kernel declares, every scalar a NumPy scalar of
 exactly the declared C type (CuPy passes a Python int as a 64-bit integer, which an
-``int`` parameter would misread), and the argument count matches.
+``int`` parameter would misread), arrays are C-contiguous, and the argument count matches.
 """
 from __future__ import annotations
 
@@ -93,6 +93,8 @@ class Parameter:
                 raise TypeError(f"{where} takes a device array, got {type(value).__name__}")
             if value.dtype != self.dtype:
                 raise TypeError(f"{where} is {self.base}*, got an array of {value.dtype}")
+            if not value.flags.c_contiguous:   # a kernel indexes its arrays as dense
+                raise TypeError(f"{where} got a non-contiguous array (strides {value.strides})")
             return value.ctypes.data
         if not isinstance(value, numpy.generic) or value.dtype != self.dtype:
             got = value.dtype if isinstance(value, numpy.generic) else type(value).__name__

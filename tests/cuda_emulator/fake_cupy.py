@@ -18,7 +18,7 @@ import types
 
 import numpy
 
-from .build import compile_source
+from .build import Kernel, compile_source
 
 
 class ndarray(numpy.ndarray):
@@ -112,14 +112,6 @@ def __getattr__(name):   # everything else: NumPy's (dispatch to ndarray above k
     return getattr(numpy, name)
 
 
-class _Kernel:
-    def __init__(self, function):
-        self._function = function
-
-    def __call__(self, grid, block, args, shared_mem=0):
-        self._function(grid, block, args, shared_mem=shared_mem)
-
-
 class RawModule:
     def __init__(self, code, options=()):
         self.code, self.options, self._kernels = code, tuple(options), None
@@ -132,7 +124,6 @@ class RawModule:
                 raise cuda.compiler.CompileException(str(err)) from err
 
     def get_function(self, name):
-        from .build import Kernel
         self.compile()
         if name not in self._kernels:
             raise AttributeError(f"no kernel named {name!r}")
