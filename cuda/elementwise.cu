@@ -10,15 +10,18 @@ template <> __device__ __forceinline__ float log_(float v) { return logf(v); }
 template <> __device__ __forceinline__ double log_(double v) { return log(v); }
 
 template <typename T>
-__device__ void add_channel_bias_impl(T* y, const T* bias, long long total, int channels,
-                                      long long plane)
+__device__ void bias_relu_impl(T* y, const T* bias, long long total, int channels,
+                               long long plane, int has_bias, int relu)
 {
-    // In place on y (N, C, plane): y += bias[c]. A convolution's GEMM writes its output
-    // without the bias; this one pass adds it. (The ReLU that usually follows stays a
-    // separate op: it is a separate node of the graph and keeps its own output.)
+    // In place on y (N, C, plane): y = y + bias[c], then max(y, 0) when relu. A
+    // convolution's GEMM writes its output without the bias; this one pass adds it and,
+    // for a convolution with a fused ReLU (conv2d(..., relu=True)), applies the ReLU too.
+    // NaN stays NaN. Without a bias (has_bias == 0) `bias` is not read.
     const long long index = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (index >= total) return;
-    y[index] += bias[(index / plane) % channels];
+    T v = y[index];
+    if (has_bias) v += bias[(index / plane) % channels];
+    y[index] = relu && v <= T(0) ? T(0) : v;
 }
 
 template <typename T>
@@ -86,10 +89,10 @@ __device__ void cross_entropy_backward_impl(const T* logits, const long long* ta
 }
 
 #define ELEMENTWISE_KERNELS(T, SUFFIX)                                                           \
-    extern "C" __global__ void add_channel_bias_##SUFFIX(T* y, const T* bias, long long total,   \
-        int channels, long long plane)                                                           \
+    extern "C" __global__ void bias_relu_##SUFFIX(T* y, const T* bias, long long total,          \
+        int channels, long long plane, int has_bias, int relu)                                   \
     {                                                                                            \
-        add_channel_bias_impl<T>(y, bias, total, channels, plane);                               \
+        bias_relu_impl<T>(y, bias, total, channels, plane, has_bias, relu);                      \
     }                                                                                            \
     extern "C" __global__ void relu_forward_##SUFFIX(const T* x, T* y, long long total)          \
     {                                                                                            \

@@ -137,3 +137,25 @@ def test_backward_keeps_no_arrays_of_its_own(op):
         assert any(np.shares_memory(a, t.data) for t in (x, weight, bias)), a.shape
     y.backward(np.ones(y.shape))     # and backward still works from that state alone
     assert x.grad.shape == x.shape and weight.grad.shape == weight.shape
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_relu_keeps_nan_and_masks_the_gradient(dtype):
+    """conv2d(relu=True) equals relu(conv2d), lets NaN through (so a diverged run still shows a
+    NaN loss) and passes the gradient only where the output is positive."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 6, 7)).astype(dtype)
+    x[1, 0, 2, 3] = np.nan
+    weight, bias = rng.standard_normal((4, 3, 3, 3)).astype(dtype), rng.standard_normal(4).astype(dtype)
+    w, b = ts.tensor(weight, requires_grad=True), ts.tensor(bias, requires_grad=True)
+    fused = F.conv2d(ts.tensor(x), w, b, padding=1, relu=True)
+    plain = F.conv2d(ts.tensor(x), ts.tensor(weight), ts.tensor(bias), padding=1).numpy()
+    y = fused.numpy()
+    assert y.dtype == dtype
+    assert np.isnan(y[1, :, 1:4, 2:5]).all() and not np.isnan(y[0]).any()
+    finite = ~np.isnan(plain)
+    np.testing.assert_array_equal(y[finite], np.maximum(plain[finite], 0))
+    gy = rng.standard_normal(y.shape).astype(dtype)[..., ::-1]         # non-contiguous gradient
+    fused.backward(gy)
+    expected = (gy * (np.nan_to_num(y) > 0)).sum(axis=(0, 2, 3))      # dBias: gy where y > 0
+    np.testing.assert_allclose(b.grad, expected, rtol=1e-5 if dtype == np.float32 else 1e-12)

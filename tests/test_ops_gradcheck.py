@@ -23,7 +23,7 @@ def conv_cases(draw):
     w = draw(st.integers(max(1, k - 2 * padding), 8))
     return dict(n=draw(st.integers(1, 2)), c_in=draw(st.integers(1, 3)), c_out=draw(st.integers(1, 3)),
                 h=h, w=w, k=k, stride=stride, padding=padding, bias=draw(st.booleans()),
-                seed=draw(st.integers(0, 2 ** 31)))
+                relu=draw(st.booleans()), seed=draw(st.integers(0, 2 ** 31)))
 
 
 @SETTINGS
@@ -33,8 +33,12 @@ def test_conv2d(case):
     x = t64(rng, case["n"], case["c_in"], case["h"], case["w"])
     w = t64(rng, case["c_out"], case["c_in"], case["k"], case["k"])
     inputs = [x, w] + ([t64(rng, case["c_out"])] if case["bias"] else [])
-    fn = lambda x, w, b=None: F.conv2d(x, w, b, stride=case["stride"], padding=case["padding"])  # noqa: E731
+    fn = lambda x, w, b=None: F.conv2d(x, w, b, stride=case["stride"], padding=case["padding"],  # noqa: E731
+                                       relu=case["relu"])
     y = fn(*inputs)
+    if case["relu"]:   # the fused ReLU is the ReLU of the plain convolution
+        plain = F.relu(F.conv2d(*inputs[:2], *inputs[2:], stride=case["stride"], padding=case["padding"]))
+        np.testing.assert_array_equal(y.numpy(), plain.numpy())
     assert y.shape == (case["n"], case["c_out"],
                        (case["h"] + 2 * case["padding"] - case["k"]) // case["stride"] + 1,
                        (case["w"] + 2 * case["padding"] - case["k"]) // case["stride"] + 1)

@@ -66,15 +66,17 @@ def test_conv2d(data, seed):
     padding = data.draw(st.integers(0, max(kh, kw) - 1))
     h = data.draw(st.integers(max(1, kh - 2 * padding), 8))
     w = data.draw(st.integers(max(1, kw - 2 * padding), 8))
-    bias = data.draw(st.booleans())
+    bias, relu = data.draw(st.booleans()), data.draw(st.booleans())
     rng = np.random.default_rng(seed)
     arrays = {"x": rng.standard_normal((n, c_in, h, w)), "weight": rng.standard_normal((c_out, c_in, kh, kw))}
     if bias:
         arrays["bias"] = rng.standard_normal(c_out)
     a = {k: ours(v) for k, v in arrays.items()}
     b = {k: theirs(v) for k, v in arrays.items()}
-    y = F.conv2d(a["x"], a["weight"], a.get("bias"), stride=stride, padding=padding)
+    y = F.conv2d(a["x"], a["weight"], a.get("bias"), stride=stride, padding=padding, relu=relu)
     y_ref = TF.conv2d(b["x"], b["weight"], b.get("bias"), stride=stride, padding=padding)
+    if relu:
+        y_ref = TF.relu(y_ref)
     assert_close(y, y_ref, "conv2d forward")
     backward_both(y, y_ref, rng)
     assert_grads({k: (a[k], b[k]) for k in arrays})

@@ -42,7 +42,7 @@ def conv_cases(draw):
     w = draw(st.integers(max(1, k - 2 * padding), 11))
     return dict(n=draw(st.integers(1, 3)), c_in=draw(st.integers(1, 4)), c_out=draw(st.integers(1, 4)),
                 h=h, w=w, k=k, stride=stride, padding=padding, bias=draw(st.booleans()),
-                dtype=draw(dtypes), seed=draw(seeds))
+                relu=draw(st.booleans()), dtype=draw(dtypes), seed=draw(seeds))
 
 
 @EXAMPLES
@@ -54,7 +54,8 @@ def test_conv2d(case):
               randn(rng, dt, case["c_out"], case["c_in"], case["k"], case["k"])]
     if case["bias"]:
         arrays.append(randn(rng, dt, case["c_out"]))
-    check(lambda x, w, b=None: F.conv2d(x, w, b, stride=case["stride"], padding=case["padding"]), arrays)
+    check(lambda x, w, b=None: F.conv2d(x, w, b, stride=case["stride"], padding=case["padding"],
+                                        relu=case["relu"]), arrays)
 
 
 @EXAMPLES

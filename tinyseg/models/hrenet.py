@@ -169,7 +169,7 @@ class HReNet(nn.Module):
         """Blocks 1-4 with their pools: (N, C, H, W) -> pool4 (N, 512, H/16, W/16)."""
         for names in self.block_layers:
             for name in names:
-                x = F.relu(getattr(self, name)(x))
+                x = getattr(self, name)(x, relu=True)      # convolution + ReLU, fused
             x = F.max_pool2d(x, 2)
         return x
 
@@ -180,7 +180,7 @@ class HReNet(nn.Module):
         if min(height, width) < 16:
             raise ValueError(f"HReNet needs images of at least 16x16 (four 2x2 pools), got {height}x{width}")
         pool4 = self.conv_blocks(x)
-        conv7 = F.relu(self.conv7(F.relu(self.conv6(pool4))))
+        conv7 = self.conv7(self.conv6(pool4, relu=True), relu=True)
         features = F.concat([self.bn_pool4(pool4), self.bn_conv7(conv7)], axis=1)
         grid_h, grid_w = math.ceil(height / STRIDE), math.ceil(width / STRIDE)
         pad_h, pad_w = 2 * grid_h - features.shape[2], 2 * grid_w - features.shape[3]

@@ -24,8 +24,9 @@ class Conv2d(Module):
                                       init.default_rng(rng))
         self.bias = _empty(out_channels) if bias else None
 
-    def forward(self, x):
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+    def forward(self, x, relu=False):
+        """``relu=True``: relu(conv(x)) as one fused op (see ``tinyseg.ops.conv.Conv2d``)."""
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, relu=relu)
 
     def extra_repr(self):
         c_out, c_in, k, _ = self.weight.shape

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..autograd import Function
 from . import gpu
+from .cpu import layout
 from .im2col import col2im, im2col, output_size
 
 
@@ -42,10 +43,15 @@ def grad_weight(a, b):
 
 
 class Conv2d(Function):
-    def __init__(self, stride=1, padding=0):
+    """``relu=True`` fuses the ReLU that follows most convolutions: relu(conv2d(x) + b) is
+    written in the same pass that moves the GEMM result into the (N, C, H, W) layout and
+    adds the bias, and backward masks the output gradient in the pass that moves it back.
+    The op then keeps its output (the ReLU's mask) besides its input."""
+
+    def __init__(self, stride=1, padding=0, relu=False):
         if stride < 1 or padding < 0:
             raise ValueError(f"conv2d: stride must be >= 1 and padding >= 0, got {stride}, {padding}")
-        self.stride, self.padding = stride, padding
+        self.stride, self.padding, self.relu = stride, padding, relu
 
     def forward(self, x, weight, bias=None):
         check_conv_shapes(x, weight, bias, in_axis=1, name="conv2d")
@@ -58,12 +64,13 @@ class Conv2d(Function):
             return gpu.conv.conv2d_forward(self, x, weight, bias, out_h, out_w)
         n, k, length = x.shape[0], x.shape[1] * kh * kw, out_h * out_w
         cols = im2col(x, kh, kw, s, p, out_h, out_w).reshape(k, n * length)    # (K, N*L), K = C_in*kh*kw
-        # One GEMM for the whole batch, then (C_out, N, L) -> (N, C_out, L)
-        y = swap_batch((weight.reshape(c_out, -1) @ cols).reshape(c_out, n, length))
-        if bias is not None:
-            y += bias[:, None]
+        # One GEMM for the whole batch, then (C_out, N, L) -> (N, C_out, L) with bias and ReLU
+        z = (weight.reshape(c_out, -1) @ cols).reshape(c_out, n, length)
+        del cols
+        y = layout.to_batch_major(z, bias, self.relu).reshape(n, c_out, out_h, out_w)
         self.x, self.weight, self.has_bias = x, weight, bias is not None   # cols are not kept
-        return y.reshape(n, c_out, out_h, out_w)
+        self.y = y if self.relu else None
+        return y
 
     def backward(self, gy):
         if gpu.on_gpu(gy):
@@ -71,7 +78,10 @@ class Conv2d(Function):
         n, c_out, out_h, out_w = gy.shape
         kh, kw = self.weight.shape[2:]
         k = self.weight[0].size                                                   # C_in*kh*kw
-        gy = swap_batch(gy.reshape(n, c_out, out_h * out_w)).reshape(c_out, -1)  # (C_out, N*L)
+        mask = None if self.y is None else self.y.reshape(n, c_out, -1)
+        # dZ in the GEMM layout (C_out, N*L), through the ReLU when fused; its row sums are dBias
+        gy, channel_sums = layout.to_channel_major(gy.reshape(n, c_out, out_h * out_w), mask)
+        gy = gy.reshape(c_out, -1)
         gx = gw = gb = None
         buffer = None   # one column-sized buffer for all of backward: cols for dW, then dcols for dx
         if self.needs_grad[1]:
@@ -84,13 +94,13 @@ class Conv2d(Function):
             gcols = np.matmul(self.weight.reshape(c_out, -1).T, gy, out=buffer).reshape(k, n, out_h * out_w)
             gx = col2im(gcols, self.x.shape, kh, kw, self.stride, self.padding, out_h, out_w)
         if self.has_bias and self.needs_grad[2]:
-            gb = gy.sum(axis=1)  # the bias is added at every position of every image
+            gb = channel_sums   # the bias is added at every position of every image
         return (gx, gw, gb) if self.has_bias else (gx, gw)
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0):
+def conv2d(x, weight, bias=None, stride=1, padding=0, relu=False):
     inputs = (x, weight) if bias is None else (x, weight, bias)
-    return Conv2d(stride, padding)(*inputs)
+    return Conv2d(stride, padding, relu)(*inputs)
 
 
 class ConvTranspose2d(Function):

@@ -11,7 +11,7 @@ from numpy import int32, int64
 
 from ...backend import get_array_module
 from . import contiguous, empty, kernel, launch_per_element
-from .elementwise import add_channel_bias
+from .elementwise import bias_relu, relu_backward
 
 
 def _pointwise(kh, kw, stride, padding):
@@ -59,9 +59,9 @@ def conv2d_forward(op, x, weight, bias, out_h, out_w):
     c_out, _, kh, kw = weight.shape
     cols = im2col(x, kh, kw, op.stride, op.padding, out_h, out_w)     # (N, K, L), K = C_in*kh*kw
     y = xp.matmul(weight.reshape(c_out, -1), cols)                      # (N, C_out, L): batched GEMM
-    if bias is not None:
-        add_channel_bias(y, bias)
+    bias_relu(y, bias, op.relu)                                          # one pass for both
     op.x, op.weight, op.has_bias = x, weight, bias is not None       # cols are rebuilt in backward
+    op.y = y if op.relu else None                                     # the ReLU's mask
     return y.reshape(n, c_out, out_h, out_w)
 
 
@@ -70,6 +70,8 @@ def conv2d_backward(op, gy):
     n, c_out, out_h, out_w = gy.shape
     kh, kw = op.weight.shape[2:]
     gy = contiguous(gy).reshape(n, c_out, out_h * out_w)
+    if op.y is not None:                                              # through the fused ReLU
+        gy = relu_backward(op, gy)
     gx = gw = gb = None
     if op.needs_grad[1]:
         cols = im2col(op.x, kh, kw, op.stride, op.padding, out_h, out_w)   # as in forward
@@ -94,9 +96,7 @@ def conv_transpose2d_forward(op, x, weight, bias):
     out_shape = (n, c_out, (h - 1) * s + kh - 2 * p, (w - 1) * s + kw - 2 * p)
     x = contiguous(x)
     cols = xp.matmul(weight.reshape(c_in, -1).T, x.reshape(n, c_in, h * w))  # (N, C_out*kh*kw, H*W)
-    y = col2im(cols, out_shape, kh, kw, s, p, h, w)
-    if bias is not None:
-        add_channel_bias(y, bias)
+    y = bias_relu(col2im(cols, out_shape, kh, kw, s, p, h, w), bias)
     op.x, op.weight, op.has_bias = x, weight, bias is not None
     return y
 

@@ -1,4 +1,4 @@
-"""Per-channel bias and ReLU on the GPU (cuda/elementwise.cu).
+"""Per-channel bias (with a fused ReLU) and ReLU on the GPU (cuda/elementwise.cu).
 
 Launches: one thread per element, grid ceil(size / 256) x block 256.
 """
@@ -9,12 +9,16 @@ from numpy import int32, int64
 from . import contiguous, empty, kernel, launch_per_element
 
 
-def add_channel_bias(y, bias):
-    """In place: y (N, C, ...) contiguous, y[:, c] += bias[c]."""
+def bias_relu(y, bias, relu=False):
+    """In place: y (N, C, ...) contiguous, y[:, c] += bias[c] (bias may be None), then
+    y = max(y, 0) when ``relu``. Nothing to do without a bias or a ReLU."""
+    if bias is None and not relu:
+        return y
     n, c = y.shape[:2]
     plane = y.size // (n * c) if n * c else 0
-    launch_per_element(kernel("elementwise.cu", "add_channel_bias", y.dtype), y.size,
-                       y, contiguous(bias, y.dtype), int64(y.size), int32(c), int64(plane))
+    bias_array = y if bias is None else contiguous(bias, y.dtype)   # y: a placeholder, not read
+    launch_per_element(kernel("elementwise.cu", "bias_relu", y.dtype), y.size, y, bias_array,
+                       int64(y.size), int32(c), int64(plane), int32(bias is not None), int32(relu))
     return y
 
 
