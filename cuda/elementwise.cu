@@ -8,6 +8,12 @@ template <> __device__ __forceinline__ double exp_(double v) { return exp(v); }
 template <typename T> __device__ __forceinline__ T log_(T v);
 template <> __device__ __forceinline__ float log_(float v) { return logf(v); }
 template <> __device__ __forceinline__ double log_(double v) { return log(v); }
+template <typename T> __device__ __forceinline__ T log1p_(T v);
+template <> __device__ __forceinline__ float log1p_(float v) { return log1pf(v); }
+template <> __device__ __forceinline__ double log1p_(double v) { return log1p(v); }
+template <typename T> __device__ __forceinline__ T expm1_(T v);
+template <> __device__ __forceinline__ float expm1_(float v) { return expm1f(v); }
+template <> __device__ __forceinline__ double expm1_(double v) { return expm1(v); }
 
 template <typename T>
 __device__ void bias_relu_impl(T* y, const T* bias, long long total, int channels,
@@ -45,33 +51,35 @@ __device__ void relu_backward_impl(const T* gy, const T* y, T* gx, long long tot
 template <typename T>
 __device__ void cross_entropy_forward_impl(const T* logits, const long long* target,
                                            const T* class_weight, T* pixel_loss,
-                                           T* pixel_weight, T* logsumexp, long long pixels,
+                                           T* pixel_weight, T* log_sums, long long pixels,
                                            int classes, long long plane, int weighted)
 {
     // One thread per pixel (n, p) of logits (N, classes, plane); pixels = N * plane.
     // The thread reads its pixel's scores at stride `plane` (coalesced across threads):
     //     m = max_c z_c,  lse = m + log sum_c exp(z_c - m),
     //     loss = w[t] * (lse - z_t) = w[t] * (log sum_c exp(z_c - m) - (z_t - m)),
-    // w = 1 without class weights. The per-pixel lse is kept for backward.
+    // w = 1 without class weights. The per-pixel log sum (lse - m) is kept for backward;
+    // lse itself would round the small log sum away against a large m.
     const long long index = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (index >= pixels) return;
     const long long n = index / plane, p = index % plane;
     const T* z = logits + n * classes * plane + p;
-    T m = z[0];
-    for (int c = 1; c < classes; ++c) m = z[c * plane] > m ? z[c * plane] : m;
-    T sum = 0;
-    for (int c = 0; c < classes; ++c) sum += exp_(z[c * plane] - m);
-    const T log_sum = log_(sum);
+    int top = 0;                                          // the first class holding the max
+    for (int c = 1; c < classes; ++c) top = z[c * plane] > z[top * plane] ? c : top;
+    const T m = z[top * plane];
+    T others = 0;                     // sum of exp(z_c - m) over c != top; the top adds exactly 1
+    for (int c = 0; c < classes; ++c) others += c == top ? T(0) : exp_(z[c * plane] - m);
+    const T log_sum = log1p_(others);   // log(1 + others) without rounding 1 + others first
     const long long t = target[index];
     const T w = weighted ? class_weight[t] : T(1);
     pixel_loss[index] = w * (log_sum - (z[t * plane] - m));
     pixel_weight[index] = w;
-    logsumexp[index] = m + log_sum;
+    log_sums[index] = log_sum;
 }
 
 template <typename T>
 __device__ void cross_entropy_backward_impl(const T* logits, const long long* target,
-                                            const T* pixel_weight, const T* logsumexp,
+                                            const T* pixel_weight, const T* log_sums,
                                             const T* scale, T* grad, long long total,
                                             int classes, long long plane)
 {
@@ -83,9 +91,15 @@ __device__ void cross_entropy_backward_impl(const T* logits, const long long* ta
     const long long p = index % plane;
     const long long c = (index / plane) % classes;
     const long long pixel = (index / plane / classes) * plane + p;
-    const T softmax = exp_(logits[index] - logsumexp[pixel]);
-    const T onehot = target[pixel] == c ? T(1) : T(0);
-    grad[index] = (softmax - onehot) * pixel_weight[pixel] * scale[0];
+    // With m recomputed from the pixel's logits, z_c - lse = (z_c - m) - log_sum is exact
+    // to rounding, and for the target class softmax - 1 = expm1(z_t - lse): when the
+    // model is confident (softmax near 1) the subtraction would cancel most digits.
+    const T* z = logits + (index / plane / classes) * classes * plane + p;
+    T m = z[0];
+    for (int k = 1; k < classes; ++k) m = z[k * plane] > m ? z[k * plane] : m;
+    const T shifted = (logits[index] - m) - log_sums[pixel];
+    const T d = target[pixel] == c ? expm1_(shifted) : exp_(shifted);   // softmax - onehot
+    grad[index] = d * pixel_weight[pixel] * scale[0];
 }
 
 #define ELEMENTWISE_KERNELS(T, SUFFIX)                                                           \
@@ -105,16 +119,16 @@ __device__ void cross_entropy_backward_impl(const T* logits, const long long* ta
     }                                                                                            \
     extern "C" __global__ void cross_entropy_forward_##SUFFIX(const T* logits,                   \
         const long long* target, const T* class_weight, T* pixel_loss, T* pixel_weight,          \
-        T* logsumexp, long long pixels, int classes, long long plane, int weighted)              \
+        T* log_sums, long long pixels, int classes, long long plane, int weighted)               \
     {                                                                                            \
         cross_entropy_forward_impl<T>(logits, target, class_weight, pixel_loss, pixel_weight,    \
-                                      logsumexp, pixels, classes, plane, weighted);              \
+                                      log_sums, pixels, classes, plane, weighted);               \
     }                                                                                            \
     extern "C" __global__ void cross_entropy_backward_##SUFFIX(const T* logits,                  \
-        const long long* target, const T* pixel_weight, const T* logsumexp, const T* scale,      \
+        const long long* target, const T* pixel_weight, const T* log_sums, const T* scale,       \
         T* grad, long long total, int classes, long long plane)                                  \
     {                                                                                            \
-        cross_entropy_backward_impl<T>(logits, target, pixel_weight, logsumexp, scale, grad,     \
+        cross_entropy_backward_impl<T>(logits, target, pixel_weight, log_sums, scale, grad,      \
                                        total, classes, plane);                                   \
     }
 

@@ -212,3 +212,9 @@ def test_renet(n, c, hp, wp, d, packed, dt, seed):
         return F.renet(x, {name: weights[4 * k:4 * k + 4] for k, name in enumerate(names)})
     with sequences_per_block(packed):
         check(fn, arrays)
+
+
+def test_cross_entropy_gradient_of_a_confident_pixel():
+    # softmax of the target class 1 - 1.2e-5: its gradient softmax - 1 must not cancel away
+    logits = np.array([0.0, 11.35, -3.0, 11.35 + 2.0], dtype=np.float32).reshape(2, 2, 1, 1)
+    check(lambda z, t: F.cross_entropy(z, t), [logits, np.array([[[1]], [[1]]])], [True, False])

@@ -36,7 +36,7 @@ def cross_entropy_forward(logits, target, weight, softmax, pixel_loss, pixel_wei
             z = logits[k, c, start:stop]
             for p in range(stop - start):
                 top[p] = max(top[p], z[p])
-        total = np.zeros_like(top)
+        total = np.zeros(top.shape, np.float64)   # float64: log(1 + tiny) keeps the tiny part
         for c in range(classes):
             z, e = logits[k, c, start:stop], softmax[k, c, start:stop]
             for p in range(stop - start):
@@ -67,6 +67,11 @@ def cross_entropy_backward(softmax, target, weight, scale, grad):
         for p in range(start, min(plane, start + BLOCK)):
             t = target[k, p]
             pixel_scale = weight[t] * scale[0]
+            others = 0.0
             for c in range(classes):
                 grad[k, c, p] = softmax[k, c, p] * pixel_scale
-            grad[k, t, p] -= pixel_scale
+                if c != t:
+                    others += softmax[k, c, p]
+            # softmax[t] - 1 = -(sum of the other classes): no cancellation when softmax[t]
+            # is near 1, where subtracting 1 would keep only a few correct digits
+            grad[k, t, p] = -others * pixel_scale

@@ -22,12 +22,12 @@ def cross_entropy_forward(op, logits, target, weight):
     target = xp.ascontiguousarray(xp.asarray(target), dtype=xp.int64)
     weighted = weight is not None
     class_weight = xp.ascontiguousarray(xp.asarray(weight), dtype=logits.dtype) if weighted else logits
-    pixel_loss, pixel_weight, logsumexp = (empty(logits, (pixels,)) for _ in range(3))
+    pixel_loss, pixel_weight, log_sums = (empty(logits, (pixels,)) for _ in range(3))
     launch_per_element(kernel("elementwise.cu", "cross_entropy_forward", logits.dtype), pixels, logits, target,
-                       class_weight, pixel_loss, pixel_weight, logsumexp, int64(pixels), int32(classes),
+                       class_weight, pixel_loss, pixel_weight, log_sums, int64(pixels), int32(classes),
                        int64(plane), int32(weighted))
     total = pixel_weight.sum()
-    op.logits, op.target, op.pixel_weight, op.logsumexp, op.total = logits, target, pixel_weight, logsumexp, total
+    op.logits, op.target, op.pixel_weight, op.log_sums, op.total = logits, target, pixel_weight, log_sums, total
     return pixel_loss.sum() / total
 
 
@@ -38,6 +38,6 @@ def cross_entropy_backward(op, gy):
     scale = contiguous(gy / op.total, logits.dtype).reshape(1)
     grad = empty(logits, logits.shape)
     launch_per_element(kernel("elementwise.cu", "cross_entropy_backward", logits.dtype), grad.size, logits,
-                       op.target, op.pixel_weight, op.logsumexp, scale, grad, int64(grad.size), int32(classes),
+                       op.target, op.pixel_weight, op.log_sums, scale, grad, int64(grad.size), int32(classes),
                        int64(plane))
     return (grad, None) + ((None,) if len(op.needs_grad) > 2 else ())
