@@ -2,18 +2,15 @@
 // Every kernel runs one thread per element (or per pixel) in memory order, on a grid
 // of ceil(total / blockDim.x) 1-D blocks.
 
-template <typename T> __device__ __forceinline__ T exp_(T v);
-template <> __device__ __forceinline__ float exp_(float v) { return expf(v); }
-template <> __device__ __forceinline__ double exp_(double v) { return exp(v); }
-template <typename T> __device__ __forceinline__ T log_(T v);
-template <> __device__ __forceinline__ float log_(float v) { return logf(v); }
-template <> __device__ __forceinline__ double log_(double v) { return log(v); }
-template <typename T> __device__ __forceinline__ T log1p_(T v);
-template <> __device__ __forceinline__ float log1p_(float v) { return log1pf(v); }
-template <> __device__ __forceinline__ double log1p_(double v) { return log1p(v); }
-template <typename T> __device__ __forceinline__ T expm1_(T v);
-template <> __device__ __forceinline__ float expm1_(float v) { return expm1f(v); }
-template <> __device__ __forceinline__ double expm1_(double v) { return expm1(v); }
+// name_(v): CUDA's float function namef for float arguments, name for double ones.
+#define FLOAT_AND_DOUBLE(name)                                                                    \
+    template <typename T> __device__ __forceinline__ T name##_(T v);                              \
+    template <> __device__ __forceinline__ float name##_(float v) { return name##f(v); }         \
+    template <> __device__ __forceinline__ double name##_(double v) { return name(v); }
+
+FLOAT_AND_DOUBLE(exp)
+FLOAT_AND_DOUBLE(log1p)
+FLOAT_AND_DOUBLE(expm1)
 
 template <typename T>
 __device__ void bias_relu_impl(T* y, const T* bias, long long total, int channels,

@@ -18,6 +18,7 @@ exactly the declared C type (CuPy passes a Python int as a 64-bit integer, which
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import re
@@ -53,6 +54,7 @@ POINTEES = {"float": numpy.float32, "double": numpy.float64, "int": numpy.int32,
             "long long": numpy.int64, "unsigned char": numpy.uint8, "bool": numpy.bool_}
 
 
+@functools.lru_cache(maxsize=None)
 def asan_environment():
     """Environment variables that run a Python process with the kernels under AddressSanitizer,
     or None where g++ has no libasan."""

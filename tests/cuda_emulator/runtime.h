@@ -63,6 +63,14 @@ static unsigned current = 0;
 static const std::function<void()>* body = nullptr;
 static const size_t STACK_BYTES = 64 * 1024;
 
+// threadIdx of the block's t-th thread (x fastest, as CUDA numbers them).
+inline void set_thread_index(unsigned t)
+{
+    threadIdx.x = t % blockDim.x;
+    threadIdx.y = (t / blockDim.x) % blockDim.y;
+    threadIdx.z = t / (blockDim.x * blockDim.y);
+}
+
 inline void thread_main()
 {
     (*body)();
@@ -97,9 +105,7 @@ inline bool run_block_with_barriers(unsigned threads)
             if (state[t] == 2) { ++returned; continue; }
             state[t] = 0;
             current = t;
-            threadIdx.x = t % blockDim.x;
-            threadIdx.y = (t / blockDim.x) % blockDim.y;
-            threadIdx.z = t / (blockDim.x * blockDim.y);
+            set_thread_index(t);
             swapcontext(&scheduler, &contexts[t]);
             if (state[t] == 1) ++waiting; else ++returned;
         }
@@ -140,9 +146,7 @@ inline int emu_launch(const EmuLaunch* launch, const std::function<void()>& kern
                     if (!emu::run_block_with_barriers(threads)) return 1;
                 } else {
                     for (unsigned t = 0; t < threads; ++t) {
-                        threadIdx.x = t % blockDim.x;
-                        threadIdx.y = (t / blockDim.x) % blockDim.y;
-                        threadIdx.z = t / (blockDim.x * blockDim.y);
+                        emu::set_thread_index(t);
                         kernel_call();
                     }
                 }
