@@ -5,7 +5,7 @@
 Rows (forward + backward unless marked): every distinct convolution of the "paper"
 preset (VGG-16 blocks 1-4, conv6 7x7, conv7 1x1, the classifier), the four max-pools,
 batch norm on pool4 and conv7 (training mode), the ReNet layer group (tinyseg's fused
-LSTM kernels against two bidirectional cuDNN ``nn.LSTM``s, ``torch_reference.TorchReNet``),
+LSTM kernels against two bidirectional cuDNN ``nn.LSTM``s, ``torch_twin.TorchReNet``),
 the 64x64 stride-32 transposed-convolution upsampler, cross-entropy over the image, and
 whole-model inference (forward only) when ``tinyseg.models.HReNet`` exists.
 
@@ -138,7 +138,7 @@ def main():
 
     import tinyseg as ts
     import tinyseg.functional as F
-    from torch_reference import TorchReNet
+    from torch_twin import TorchReNet
 
     if not ts.cuda_available() or not torch.cuda.is_available():
         sys.exit("benchmarks/kernels.py needs a CUDA device, CuPy and a CUDA build of PyTorch")
@@ -251,7 +251,7 @@ def model_row(np, ts, torch, n, wanted, record, sync, args):
             model(x_ts)
     runs = {"tinyseg": run_ts}
     try:
-        from torch_hrenet import TorchHReNet
+        from torch_twin import TorchHReNet
         twin = TorchHReNet.from_tinyseg(model, device="cuda").eval()
         x_th = torch.as_tensor(x, device="cuda")
 
@@ -260,7 +260,7 @@ def model_row(np, ts, torch, n, wanted, record, sync, args):
                 twin(x_th)
         runs["torch"] = run_th
     except ImportError:
-        print("benchmarks/torch_hrenet.py not found: the model row has no torch column")
+        print("benchmarks/torch_twin.py not found: the model row has no torch column")
     times = timing.compare(runs, args.repeats, args.warmup, sync)
     record("HReNet paper inference", f"{n}x1x{HEIGHT}x{WIDTH}", None, None, times, what="forward")
 

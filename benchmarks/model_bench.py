@@ -23,7 +23,7 @@ import timing  # noqa: E402
 
 def build(np, ts, torch, preset, batch, device, seed=0):
     from tinyseg.models.hrenet import PRESETS
-    from torch_hrenet import TorchHReNet
+    from torch_twin import TorchHReNet
 
     model = ts.models.HReNet(preset=preset, seed=seed, init="he").to(device)
     twin = TorchHReNet.from_tinyseg(model, device=device)

@@ -91,7 +91,7 @@ def main():
     import tinyseg as ts
     import tinyseg.functional as F
     import why_slower
-    from torch_reference import TorchReNet
+    from torch_twin import TorchReNet
 
     torch.set_num_threads(args.threads)
     torch.backends.cuda.matmul.allow_tf32 = False

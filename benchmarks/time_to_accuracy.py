@@ -40,7 +40,7 @@ def main():
     import tinyseg.functional as F
     from tinyseg.data import load_dataset
     from tinyseg.metrics import dice
-    from torch_hrenet import TorchHReNet
+    from torch_twin import TorchHReNet
 
     torch.set_num_threads(args.threads)
     dev, tdev = args.device, torch.device(args.device)

@@ -16,6 +16,7 @@ import torch.nn.functional as TF  # noqa: E402
 
 import tinyseg as ts  # noqa: E402
 import tinyseg.functional as F  # noqa: E402
+from benchmarks.torch_twin import TorchReNet, renet_key  # noqa: E402
 
 EXAMPLES = settings(max_examples=20, deadline=None)
 seeds = st.integers(0, 2**32 - 1)
@@ -291,37 +292,6 @@ def test_lstm_reverse_direction(shape, seed):
 DIRECTIONS = ("h_fwd", "h_bwd", "v_fwd", "v_bwd")
 
 
-class TorchReNet(torch.nn.Module):
-    """Reference ReNet written from DESIGN.md with torch.nn.LSTM.
-
-    Patches come from ``unfold`` (flattened in (C, ph, pw) order, patch rows
-    in row-major order), the horizontal sweep is a bidirectional LSTM over
-    each row of patches, the vertical one over each column of its output.
-    """
-
-    def __init__(self, in_channels, hidden, patch):
-        super().__init__()
-        self.patch = patch
-        self.h = torch.nn.LSTM(in_channels * patch[0] * patch[1], hidden, bidirectional=True)
-        self.v = torch.nn.LSTM(2 * hidden, hidden, bidirectional=True)
-
-    def forward(self, x):
-        n, _, height, width = x.shape
-        hp, wp = height // self.patch[0], width // self.patch[1]
-        patches = TF.unfold(x, self.patch, stride=self.patch).view(n, -1, hp, wp)    # (N, D, Hp, Wp)
-        rows = patches.permute(3, 0, 2, 1).reshape(wp, n * hp, -1)                    # steps along W
-        horizontal = self.h(rows)[0].view(wp, n, hp, -1)                              # [fwd, bwd]
-        columns = horizontal.permute(2, 1, 0, 3).reshape(hp, n * wp, -1)              # steps along H
-        vertical = self.v(columns)[0].view(hp, n, wp, -1)
-        return vertical.permute(1, 3, 0, 2)                                           # (N, 2d, Hp, Wp)
-
-    def lstm_param(self, direction, index):
-        """The torch parameter that holds ``direction``'s index-th weight (w_ih, w_hh, b_ih, b_hh)."""
-        module = self.h if direction.startswith("h") else self.v
-        suffix = "_reverse" if direction.endswith("bwd") else ""
-        return getattr(module, TORCH_LSTM_NAMES[index] + suffix)
-
-
 @settings(max_examples=15, deadline=None)
 @given(n=st.integers(1, 2), c=st.integers(1, 3), grid=st.tuples(st.integers(1, 3), st.integers(1, 3)),
        patch=st.tuples(st.integers(1, 3), st.integers(1, 3)), hidden=st.integers(1, 3), seed=seeds)
@@ -440,12 +410,6 @@ def test_lstm_module_state_dict(reverse):
     backward_both(y, y_ref, rng)
     assert_grads({"x": (x, x_ref), **{name: (p, getattr(reference, name + "_l0_reverse"))
                                       for name, p in module.named_parameters()}})
-
-
-def renet_key(key):
-    """tinyseg ReNet key 'h_bwd.weight_ih' -> TorchReNet key 'h.weight_ih_l0_reverse'."""
-    direction, name = key.split(".")
-    return f"{direction[0]}.{name}_l0" + ("_reverse" if direction.endswith("bwd") else "")
 
 
 @pytest.mark.parametrize("patch", [(2, 2), (1, 2), (3, 1)])

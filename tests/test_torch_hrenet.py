@@ -1,15 +1,11 @@
-"""The PyTorch twin of H-ReNet (benchmarks/torch_hrenet.py) computes what tinyseg computes."""
-import os
-import sys
-
+"""The PyTorch twin of H-ReNet (benchmarks/torch_twin.py) computes what tinyseg computes."""
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
 
 import tinyseg as ts  # noqa: E402
-from torch_hrenet import TorchHReNet, tinyseg_twin_gradients  # noqa: E402
+from benchmarks.torch_twin import TorchHReNet, tinyseg_twin_gradients  # noqa: E402
 
 TINY = dict(preset="small", widths=(2, 3, 3, 4), convs_per_block=(1, 1, 2, 1), conv7_width=4,
             conv7_kernel=3, hidden_size=3)

@@ -1,41 +1,79 @@
-"""H-ReNet in PyTorch, with the same parameter names as ``tinyseg.models.HReNet``.
+"""The PyTorch twins of tinyseg's ReNet and H-ReNet, used by the benchmarks and the parity tests.
 
-``TorchHReNet.from_tinyseg(model)`` builds the twin of a tinyseg model and
-loads its state dict key by key (the LSTM weights map onto the two
-bidirectional ``nn.LSTM``s of ``TorchReNet``). ``check_same(...)`` compares
-outputs and every parameter gradient of the two engines.
+Parameter names follow tinyseg's, so a tinyseg state dict loads key by key:
+``renet_key`` maps a tinyseg ReNet key ("h_bwd.weight_ih") onto the bidirectional
+``nn.LSTM`` that holds it ("horizontal.weight_ih_l0_reverse"), ``torch_key`` does the
+same for a whole H-ReNet ("renet.h_bwd.weight_ih" -> "renet.horizontal.weight_ih_l0_reverse").
 """
 from __future__ import annotations
 
 import math
-import os
-import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as tf
 from torch import nn
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_reference import TorchReNet  # noqa: E402
+STRIDE = 32                                        # H-ReNet's output stride
+DIRECTIONS = ("h_fwd", "h_bwd", "v_fwd", "v_bwd")  # tinyseg's ReNet parameter groups
+LSTM_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
-STRIDE = 32
-_RENET_KEYS = {"h_fwd": ("horizontal", ""), "h_bwd": ("horizontal", "_reverse"),
-               "v_fwd": ("vertical", ""), "v_bwd": ("vertical", "_reverse")}
-_LSTM_NAMES = {"weight_ih": "weight_ih_l0", "weight_hh": "weight_hh_l0",
-               "bias_ih": "bias_ih_l0", "bias_hh": "bias_hh_l0"}
+
+def renet_key(key):
+    """tinyseg ReNet key 'h_bwd.weight_ih' -> TorchReNet key 'horizontal.weight_ih_l0_reverse'."""
+    direction, name = key.split(".")
+    sweep = "horizontal" if direction.startswith("h") else "vertical"
+    return f"{sweep}.{name}_l0" + ("_reverse" if direction.endswith("bwd") else "")
 
 
 def torch_key(name):
-    """The PyTorch twin's name for a tinyseg parameter or buffer name."""
+    """The PyTorch H-ReNet twin's name for a tinyseg HReNet parameter or buffer name."""
     if not name.startswith("renet."):
         return name
-    _, direction, pname = name.split(".")
-    lstm, suffix = _RENET_KEYS[direction]
-    return f"renet.{lstm}.{_LSTM_NAMES[pname]}{suffix}"
+    return "renet." + renet_key(name[len("renet."):])
+
+
+class TorchReNet(nn.Module):
+    """ReNet as DESIGN.md defines it, from two bidirectional ``nn.LSTM``s.
+
+    Patches come from ``unfold`` (each flattened in (C, ph, pw) order); the horizontal
+    LSTM runs over each row of patches, the vertical one over each column of its output.
+    The forward direction of each LSTM is tinyseg's "*_fwd", the reverse one "*_bwd".
+    """
+
+    def __init__(self, in_channels, hidden_size, patch=(2, 2)):
+        super().__init__()
+        self.patch = tuple(patch)
+        self.horizontal = nn.LSTM(in_channels * self.patch[0] * self.patch[1], hidden_size,
+                                  bidirectional=True)
+        self.vertical = nn.LSTM(2 * hidden_size, hidden_size, bidirectional=True)
+
+    def lstm_param(self, direction, index):
+        """The parameter holding ``direction``'s index-th array of (w_ih, w_hh, b_ih, b_hh)."""
+        return self.get_parameter(renet_key(f"{direction}.{LSTM_NAMES[index]}"))
+
+    @torch.no_grad()
+    def load_tinyseg(self, params):
+        """Copy {"h_fwd", "h_bwd", "v_fwd", "v_bwd"} -> (w_ih, w_hh, b_ih, b_hh) arrays."""
+        for direction in DIRECTIONS:
+            for index, array in enumerate(params[direction]):
+                self.lstm_param(direction, index).copy_(torch.as_tensor(np.asarray(array)))
+        return self
+
+    def forward(self, x):
+        n, _, height, width = x.shape
+        hp, wp = height // self.patch[0], width // self.patch[1]
+        patches = tf.unfold(x, self.patch, stride=self.patch).view(n, -1, hp, wp)   # (N, D, Hp, Wp)
+        rows = patches.permute(3, 0, 2, 1).reshape(wp, n * hp, -1)                   # steps along W
+        horizontal = self.horizontal(rows)[0].view(wp, n, hp, -1)                    # [fwd, bwd]
+        columns = horizontal.permute(2, 1, 0, 3).reshape(hp, n * wp, -1)             # steps along H
+        vertical = self.vertical(columns)[0].view(hp, n, wp, -1)
+        return vertical.permute(1, 3, 0, 2)                                          # (N, 2d, Hp, Wp)
 
 
 class TorchHReNet(nn.Module):
+    """H-ReNet with the parameter names of ``tinyseg.models.HReNet`` (built from its config)."""
+
     def __init__(self, config, n_classes=3, in_channels=1):
         super().__init__()
         self.block_layers = []
@@ -93,7 +131,7 @@ class TorchHReNet(nn.Module):
 
 
 def tinyseg_twin_gradients(model, twin, images, labels):
-    """Run one forward+backward of cross-entropy in both engines; return their outputs and grads."""
+    """One forward+backward of cross-entropy in both engines: their outputs and gradients."""
     import tinyseg as ts
     import tinyseg.functional as F
 
