@@ -39,7 +39,7 @@ def main():
     import tinyseg as ts
     import tinyseg.functional as F
     from tinyseg.data import load_dataset
-    from tinyseg.metrics import dice
+    from tinyseg.app.metrics import dice
     from torch_twin import TorchHReNet
 
     torch.set_num_threads(args.threads)

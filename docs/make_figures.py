@@ -718,7 +718,7 @@ def _tour_run():
     """Train the small preset on synthetic radiographs into runs/tour (reused when complete)."""
     import json
 
-    from tinyseg.train import TrainConfig, train
+    from tinyseg.app import TrainConfig, train
 
     out = os.path.join(os.path.dirname(HERE), "runs", "tour")
     stamp = os.path.join(out, "tour_run.json")
@@ -761,12 +761,11 @@ def training_curves():
 def training_overlays():
     """Test radiographs of the tour run: ground truth and prediction laid over the image."""
     from tinyseg.data import load_dataset
-    from tinyseg.inference import Segmenter
-    from tinyseg.metrics import dice
-    from tinyseg.visualize import overlay
+    from tinyseg.app import Segmenter, dice
+    from tinyseg.app.pictures import overlay
 
     out = _tour_run()
-    from tinyseg.train import TrainConfig, resolve_defaults
+    from tinyseg.app import TrainConfig, resolve_defaults
     config = resolve_defaults(TrainConfig(out=out, **TOUR_RUN))
     dataset = load_dataset(None, size=config.size, seed=config.seed, n_synthetic=config.n_synthetic,
                            val_fraction=config.val_fraction)

@@ -15,9 +15,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from PIL import Image  # noqa: E402
 
-from tinyseg.inference import Segmenter, read_radiograph  # noqa: E402
-from tinyseg.train import pick_device  # noqa: E402
-from tinyseg.visualize import label_image, overlay  # noqa: E402
+from tinyseg.app import Segmenter, read_radiograph  # noqa: E402
+from tinyseg.app.pictures import label_image, overlay  # noqa: E402
+from tinyseg.backend import pick_device  # noqa: E402
 
 
 def main(argv=None):

@@ -4,14 +4,15 @@
     python examples/train_jsrt.py --data JSRT/All247images --scr SCR --device cuda
     python examples/train_jsrt.py --resume               # continue runs/jsrt after an interruption
 
-Every option and default is described by ``--help`` and in ``tinyseg/train.py``.
+Every option and default is described by ``--help``, in ``tinyseg/app/config.py``
+and in docs/07-training.md.
 """
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tinyseg.train import main  # noqa: E402
+from tinyseg.app import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

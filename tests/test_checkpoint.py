@@ -7,7 +7,7 @@ import pytest
 
 import tinyseg as ts
 import tinyseg.functional as F
-from tinyseg.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from tinyseg.app.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 
 TINY = dict(preset="small", widths=(2, 2, 2, 2), convs_per_block=(1, 1, 1, 1), conv7_width=2,
             conv7_kernel=3, hidden_size=2)

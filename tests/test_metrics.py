@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from tinyseg.metrics import dice, jaccard, pixel_accuracy
+from tinyseg.app.metrics import dice, jaccard, pixel_accuracy
 
 TARGET = np.array([[0, 0, 1, 1],
                    [0, 2, 2, 1],

@@ -10,11 +10,10 @@ import pytest
 from PIL import Image
 
 import tinyseg as ts
-from tinyseg.cache import cached_apply
-from tinyseg.checkpoint import read_checkpoint
-from tinyseg.progress import ProgressBar
-from tinyseg.train import (TrainConfig, TrainingDiverged, learning_rate, main, resolve_defaults,
-                           train)
+from tinyseg.app import (TrainConfig, TrainingDiverged, learning_rate, main, read_checkpoint,
+                        resolve_defaults, train)
+from tinyseg.app.progress import ProgressBar
+from tinyseg.denoise.cache import cached_apply
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_MODEL = dict(widths=(2, 3, 3, 4), convs_per_block=(1, 1, 1, 1), conv7_width=4, conv7_kernel=3,
@@ -100,7 +99,7 @@ def test_resume_refuses_other_settings_and_missing_checkpoint(tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
-    import tinyseg.train as training
+    import tinyseg.app.loop as training
     built, build = [], training.build_model
 
     def build_and_keep(config, n_classes):
@@ -149,7 +148,7 @@ def test_denoise_cache_computes_once(tmp_path):
 
 def test_unknown_denoiser_is_a_clear_error(monkeypatch):
     import tinyseg.denoise as denoise
-    from tinyseg.train import denoiser
+    from tinyseg.denoise.cache import denoiser
     monkeypatch.delattr(denoise, "ksvd_denoise")
     with pytest.raises(RuntimeError, match="ksvd_denoise"):
         denoiser("ksvd")
@@ -166,9 +165,8 @@ def test_progress_bar_reports_rate():
 
 
 def test_segmenter_matches_training_predictions(tmp_path):
-    from tinyseg.inference import Segmenter
+    from tinyseg.app import Segmenter, predict
     from tinyseg.data import load_dataset
-    from tinyseg.report import predict
     train(tiny_config(tmp_path, epochs=1, augment=False))
     segmenter = Segmenter.from_checkpoint(tmp_path / "last.npz")
     data = load_dataset(None, size=(32, 48), n_synthetic=10, seed=0)

@@ -8,10 +8,16 @@ from . import functional
 __version__ = "0.1.0"
 
 
-def __getattr__(name):  # heavier subpackages load on first use: ts.nn, ts.optim, ts.models, ...
+# Heavier subpackages load on first use: ts.nn, ts.optim, ts.models, ... The application's
+# metrics are also ts.metrics, as in the API contract.
+_LAZY = {"nn": ".nn", "optim": ".optim", "models": ".models", "data": ".data", "denoise": ".denoise",
+         "app": ".app", "metrics": ".app.metrics"}
+
+
+def __getattr__(name):
     import importlib
-    if name in ("nn", "optim", "models", "metrics", "data", "denoise", "train"):
-        return importlib.import_module(f".{name}", __name__)
+    if name in _LAZY:
+        return importlib.import_module(_LAZY[name], __name__)
     raise AttributeError(f"module 'tinyseg' has no attribute {name!r}")
 
 

@@ -17,7 +17,17 @@ except Exception:  # ImportError, or a CUDA runtime that fails to load
     _cupy = None
 
 DEVICES = ("cpu", "cuda")
-CUDA_SOURCE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "cuda")
+
+
+def _cuda_source_dir() -> str:
+    """The kernels' folder: the copy an installed package ships (``tinyseg/cuda``), else the
+    repository's ``cuda/`` next to the package (a checkout or an editable install)."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    shipped = os.path.join(package, "cuda")
+    return shipped if os.path.isdir(shipped) else os.path.join(os.path.dirname(package), "cuda")
+
+
+CUDA_SOURCE_DIR = _cuda_source_dir()
 
 
 def cuda_available() -> bool:
@@ -37,6 +47,13 @@ def check_device(device: str) -> str:
     if device == "cuda" and not cuda_available():
         raise RuntimeError("device 'cuda' requested but CuPy or a CUDA device is not available")
     return device
+
+
+def pick_device(device: str = "auto") -> str:
+    """``"auto"`` -> ``"cuda"`` when usable, else ``"cpu"``; any other name is checked."""
+    if device == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    return check_device(device)
 
 
 def get_array_module(array):

@@ -97,8 +97,7 @@ TINY_MODEL = dict(widths=(2, 3, 3, 4), convs_per_block=(1, 1, 1, 1), conv7_width
 def test_training_on_the_gpu_follows_the_cpu_and_resumes(tmp_path):
     """The training loop end to end on "cuda": the same losses as on the CPU, checkpoints
     that load on the CPU, and a resumed run that ends where an uninterrupted one does."""
-    from tinyseg.checkpoint import read_checkpoint
-    from tinyseg.train import TrainConfig, train
+    from tinyseg.app import TrainConfig, read_checkpoint, train
 
     def config(out, device, **changes):
         return TrainConfig(**{**dict(n_synthetic=10, size=(32, 48), epochs=3, batch_size=3, lr=5e-3,

@@ -1,7 +1,6 @@
-"""Reading grey-level images and binary masks with Pillow; safe writing."""
+"""Reading grey-level images, binary masks and label maps with Pillow."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -80,16 +79,3 @@ def read_label_map(path, n_classes: int = 3) -> np.ndarray:
         raise DatasetError(
             f"label map {path} has values outside 0..{n_classes - 1}: {shown}", path)
     return values.astype(np.int64)
-
-
-def write_atomically(path, write) -> Path:
-    """Call ``write(temporary_path)`` and move the result onto ``path``, so an
-    error never leaves a half-written file behind."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.partial")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write
 from .errors import DatasetError, MissingFileError
-from .imagefile import read_grayscale, write_atomically
+from .imagefile import read_grayscale
 from .scr import structure_of_folder
 
 JSRT_SHAPE = (2048, 2048)
@@ -69,7 +70,7 @@ def write_jsrt_raw(path, raw) -> Path:
     if raw.min(initial=0) < 0 or raw.max(initial=0) > JSRT_MAX:
         raise ValueError(f"JSRT values must lie in 0..{JSRT_MAX}")
     big_endian = raw.astype(">u2")
-    return write_atomically(path, big_endian.tofile)
+    return atomic_write(path, big_endian.tofile)
 
 
 def read_jsrt_image(path) -> Radiograph:

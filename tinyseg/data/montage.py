@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .imagefile import write_atomically
+from .atomic import atomic_write
 
 # Colours of the overlay: lungs green, heart red (as in the H-ReNet figures).
 LABEL_COLOURS = np.array([[0, 0, 0], [40, 200, 60], [230, 40, 40]], dtype=np.float32)
@@ -57,4 +57,4 @@ def save_montage(path, images, labels=None, columns: int = 4, alpha: float = 0.3
             top += height + gap
             canvas[top:top + height, left:left + width] = overlays[index]
     picture = Image.fromarray(canvas)
-    return write_atomically(path, lambda temporary: picture.save(temporary, format="PNG"))
+    return atomic_write(path, lambda f: picture.save(f, format="PNG"))

@@ -12,15 +12,16 @@ import os
 
 import numpy as np
 
-from .autograd import no_grad
+from ..autograd import no_grad
+from ..models import HReNet
+from ..tensor import tensor
 from .checkpoint import CheckpointError, read_checkpoint
-from .models import HReNet
-from .tensor import tensor
+from .config import default_cache_dir
 
 
 def read_radiograph(path):
     """A grey image in [0, 1]: JSRT ``.IMG`` files and PNG / JPEG / TIFF via the data package."""
-    from .data import read_grayscale, read_jsrt_image
+    from ..data import read_grayscale, read_jsrt_image
     if str(path).lower().endswith(".img"):
         return read_jsrt_image(path).pixels
     return read_grayscale(path)[0]
@@ -49,29 +50,28 @@ class Segmenter:
         metadata, extra = checkpoint.metadata, checkpoint.extra
         if "size" not in metadata:
             raise CheckpointError(f"checkpoint {path!r} lacks the training image size; "
-                                  "was it written by tinyseg.train?")
+                                  "was it written by tinyseg.app.train?")
         model = model_from_metadata(path, metadata)
         checkpoint.load_into(model)
-        # the training default: <out>/../denoise_cache, and a checkpoint lives in <out>
-        cache_dir = cache_dir or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(path))),
-                                              "denoise_cache")
+        # the training default, for a checkpoint in <out>
+        cache_dir = cache_dir or default_cache_dir(os.path.dirname(os.path.abspath(path)))
         return cls(model.to(device), metadata["size"], extra.get("mean_image"),
                    metadata.get("input_scale", 1.0), metadata.get("denoise", "none"), cache_dir, device)
 
     def preprocess(self, image):
         """(H, W) image in [0, 1] -> the network's (size) input, as in training."""
-        from .data import resize_image
+        from ..data import resize_image
         x = resize_image(image, self.size) if image.shape != self.size else image.astype(np.float32)
         if self.denoise != "none":
-            from .train import denoise_images
-            x = denoise_images(x[None], self.denoise, self.cache_dir, progress=False)[0]
+            from ..denoise.cache import denoise_images
+            x = denoise_images(x[None], self.denoise, self.cache_dir)[0]
         if self.mean_image is not None:
             x = x - self.mean_image
         return (x * self.input_scale).astype(np.float32)
 
     def segment(self, image):
         """Label map (H, W) of a grey (H, W) image in [0, 1]."""
-        from .data import resize_labels
+        from ..data import resize_labels
         image = np.asarray(image, dtype=np.float32)
         with no_grad():
             logits = self.model(tensor(self.preprocess(image)[None, None], device=self.device))

@@ -1,4 +1,4 @@
-"""A disk cache for per-image preprocessing that is slow and deterministic (denoising).
+"""Denoising whole image sets once: results are cached on disk by content.
 
 ``cached_apply(fn, image, params, cache_dir)`` returns ``fn(image, **params)``,
 computing it once: the result is stored as ``<cache_dir>/<key>.npy`` where the
@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from .checkpoint import atomic_write
+from ..data.atomic import atomic_write
 
 
 def cache_key(fn, image, params) -> str:
@@ -38,3 +38,24 @@ def cached_apply(fn, image, params, cache_dir):
     result = np.asarray(fn(image, **params))
     atomic_write(path, lambda f: np.save(f, result, allow_pickle=False))
     return result
+
+
+def denoiser(method):
+    """The function ``tinyseg.denoise.<method>_denoise``; a clear error when there is none."""
+    from .. import denoise
+    name = f"{method}_denoise"
+    if not hasattr(denoise, name):
+        raise RuntimeError(f"--denoise {method}: tinyseg.denoise has no {name}()")
+    return getattr(denoise, name)
+
+
+def denoise_images(raw_images, method, cache_dir, on_image=None):
+    """Denoise each (H, W) image in [0, 1] once with ``method``, caching every result in
+    ``cache_dir``; ``on_image(done)`` is called after each image (e.g. to draw progress)."""
+    fn = denoiser(method)
+    out = np.empty_like(raw_images)
+    for i, image in enumerate(raw_images):
+        out[i] = cached_apply(fn, np.clip(image, 0.0, 1.0), {}, cache_dir)
+        if on_image is not None:
+            on_image(i + 1)
+    return out

@@ -6,12 +6,12 @@ import os
 
 import numpy as np
 
-from . import functional as F
-from .autograd import no_grad
-from .checkpoint import atomic_write
+from .. import functional as F
+from ..autograd import no_grad
+from ..data.atomic import atomic_write
+from ..tensor import tensor
 from .metrics import dice, jaccard, pixel_accuracy
-from .tensor import tensor
-from .visualize import CLASS_COLORS, comparison_panel, plot_curves
+from .pictures import CLASS_COLORS, comparison_panel, plot_curves
 
 
 ORANGE = (255, 127, 14)

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ..data.atomic import atomic_write
 
 FORMAT = "tinyseg-checkpoint-v1"
 MODEL_PREFIX, OPTIM_PREFIX, EXTRA_PREFIX, METADATA_KEY = "model/", "optim/", "extra/", "metadata"
@@ -69,24 +70,6 @@ def describe_model(model):
     if hasattr(model, "describe"):
         return model.describe()
     return {"model": type(model).__name__}
-
-
-def atomic_write(path, write):
-    """Call ``write(file_object)`` on a temporary file next to ``path``, then move it into place."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_checkpoint(path, model, optimizer=None, metadata=None, extra=None):

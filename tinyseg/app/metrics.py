@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import as_numpy
+from ..backend import as_numpy
 
 
 def _check(pred, target, n_classes):

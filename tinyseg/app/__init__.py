@@ -1,0 +1,30 @@
+"""The segmentation application on top of the engine: training H-ReNet, scoring it,
+checkpoints, inference on new radiographs, progress bars and pictures.
+
+    from tinyseg.app import TrainConfig, train, Segmenter
+    metrics = train(TrainConfig(epochs=2, out="runs/try"))       # synthetic phantoms
+    labels = Segmenter.from_checkpoint("runs/try/best.npz").segment(image)
+
+``python -m tinyseg.app --help`` (or ``examples/train_jsrt.py``) is the command line.
+
+    config.py      TrainConfig, the defaults for synthetic and real data, resume merging
+    loop.py        train(): data, model, optimiser, epochs, divergence checks, checkpoints
+    cli.py         argument parsing and main()
+    evaluate.py    scoring a split; metrics.json, history.json, curves and overlays
+    metrics.py     Dice, Jaccard, pixel accuracy
+    checkpoint.py  .npz checkpoints with JSON metadata
+    inference.py   Segmenter: a checkpoint's model and preprocessing for new images
+    progress.py    a progress bar on stderr
+    pictures.py    overlays, comparison panels and line charts as PNG
+"""
+from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from .cli import main
+from .config import TrainConfig, resolve_defaults
+from .evaluate import evaluate, predict
+from .inference import Segmenter, read_radiograph
+from .loop import TrainingDiverged, learning_rate, train
+from .metrics import dice, jaccard, pixel_accuracy
+
+__all__ = ["CheckpointError", "Segmenter", "TrainConfig", "TrainingDiverged", "dice", "evaluate",
+           "jaccard", "learning_rate", "load_checkpoint", "main", "pixel_accuracy", "predict",
+           "read_checkpoint", "read_radiograph", "resolve_defaults", "save_checkpoint", "train"]

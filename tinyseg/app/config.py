@@ -1,0 +1,103 @@
+"""What defines a training run: ``TrainConfig``, the defaults for synthetic and real data,
+and the merging of a resumed run's stored settings.
+
+Why the defaults are what they are (and the measurements behind them) is told in
+docs/07-training.md; in short: Adam with He init, because the paper's momentum SGD at
+lr 1e-4 needs hundreds of GPU epochs, and augmentation on real data, where it is the
+regulariser that matters.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+from ..models import PRESETS
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a run. ``None`` means "not given": a resumed run takes the
+    interrupted run's value, otherwise the default for synthetic or real data applies
+    (``resolve_defaults``)."""
+
+    data: str | None = None            # JSRT folder or folder dataset; None: synthetic
+    scr: str | None = None             # SCR masks root for JSRT
+    preset: str | None = None
+    size: tuple | None = None          # (H, W) images are resized to; default: the preset's size
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    momentum: float | None = None      # SGD only
+    optimizer: str | None = None       # "sgd" | "adam"
+    schedule: str | None = None        # "cosine" | "constant"
+    weight_decay: float | None = None
+    init: str | None = None            # "he" | "paper"
+    augment: bool | None = None
+    denoise: str | None = None         # "none" or one of DENOISERS
+    seed: int | None = None
+    n_synthetic: int | None = None     # size of the synthetic set
+    val_fraction: float | None = None  # share of the training part held out for validation
+    model_options: dict | None = None  # HReNet overrides (widths, hidden_size, ...)
+    device: str = "auto"               # "auto" | "cpu" | "cuda"
+    out: str = os.path.join("runs", "jsrt")
+    resume: bool = False
+    cache_dir: str | None = None       # denoising cache; default <out>/../denoise_cache
+    progress: bool = True
+
+
+DENOISERS = ("ksvd", "adaptive_filter", "collaborative")   # tinyseg.denoise.<name>_denoise
+COMMON_DEFAULTS = dict(momentum=0.9, denoise="none", seed=0, n_synthetic=240, val_fraction=0.1,
+                       model_options={})
+SYNTHETIC_DEFAULTS = dict(preset="small", epochs=40, batch_size=8, lr=4e-3, optimizer="adam",
+                          schedule="cosine", weight_decay=0.0, init="he", augment=False)
+REAL_DATA_DEFAULTS = dict(preset="paper", epochs=150, batch_size=4, lr=1e-3, optimizer="adam",
+                          schedule="cosine", weight_decay=1e-4, init="he", augment=True)
+# Fields that define the computation; a resumed run must not change them.
+RUN_DEFINING = ("data", "scr", "preset", "size", "batch_size", "lr", "momentum", "optimizer",
+                "schedule", "weight_decay", "init", "augment", "denoise", "seed", "n_synthetic",
+                "val_fraction", "model_options")
+
+
+def resolve_defaults(config: TrainConfig) -> TrainConfig:
+    """Fill every ``None`` with the default for synthetic or real data and check the values."""
+    defaults = {**COMMON_DEFAULTS, **(SYNTHETIC_DEFAULTS if config.data is None else REAL_DATA_DEFAULTS)}
+    config = dataclasses.replace(config, **{k: v for k, v in defaults.items() if getattr(config, k) is None})
+    config.model_options = dict(config.model_options)
+    if config.size is None:
+        config.size = PRESETS[config.preset]["input_size"]
+    config.size = tuple(int(v) for v in config.size)
+    if config.cache_dir is None:
+        config.cache_dir = default_cache_dir(config.out)
+    for name, allowed in (("optimizer", ("sgd", "adam")), ("schedule", ("cosine", "constant")),
+                          ("device", ("auto", "cpu", "cuda")), ("denoise", ("none",) + DENOISERS),
+                          ("preset", tuple(PRESETS))):
+        if getattr(config, name) not in allowed:
+            raise ValueError(f"{name} must be one of {allowed}, got {getattr(config, name)!r}")
+    if config.epochs < 1 or config.batch_size < 1 or config.lr <= 0:
+        raise ValueError("epochs and batch size must be positive and the learning rate > 0")
+    return config
+
+
+def default_cache_dir(out):
+    """The denoising cache next to the run folder, ``<out>/../denoise_cache``, shared by runs."""
+    return os.path.join(os.path.dirname(os.path.abspath(out)), "denoise_cache")
+
+
+def config_record(config):
+    """The run-defining settings (and epochs) as JSON values, as stored in checkpoints."""
+    record = dataclasses.asdict(config)
+    return json.loads(json.dumps({k: record[k] for k in RUN_DEFINING + ("epochs",)}))
+
+
+def adopt_stored_settings(config, stored):
+    """For ``--resume``: settings not given take the interrupted run's values; a setting given
+    with a different value is an error (only ``epochs`` may change, e.g. to train longer)."""
+    given = config_record(config)
+    changed = [f"{k}: interrupted run {stored.get(k)!r}, now {given[k]!r}" for k in RUN_DEFINING
+               if given[k] is not None and k in stored and stored[k] != given[k]]
+    if changed:
+        raise ValueError("--resume must keep the settings of the interrupted run; these differ: "
+                         + "; ".join(changed))
+    taken = {k: stored[k] for k in RUN_DEFINING + ("epochs",) if given[k] is None and k in stored}
+    return dataclasses.replace(config, **taken)

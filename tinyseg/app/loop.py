@@ -1,0 +1,221 @@
+"""The training loop: one run from data to checkpoints and result files.
+
+Every epoch the training split is reshuffled (as in the paper), the model is
+scored on the held-out split (validation when there is one, else test), and
+``last.npz`` / ``best.npz`` are written atomically. At the end the final model
+is scored on the test split and ``--out`` receives:
+
+    metrics.json      Dice / Jaccard per foreground class, pixel accuracy, run facts
+    history.json      per-epoch training loss, held-out loss and Dice, learning rate
+    curves.png        loss and Dice curves
+    overlays/*.png    image | ground truth | prediction for every test image
+    last.npz, best.npz
+
+Inputs are the data package's mean-subtracted images, further divided by
+one scalar (the training images' standard deviation) so that their scale
+does not depend on the bit depth or the dataset. Both the mean image and
+the scale are stored in the checkpoints for inference.
+
+Resuming (``--resume``) restores weights, batch-norm statistics, optimizer
+state, the epoch counter, the history and the random generator that draws
+each epoch's shuffling and augmentation seed, so an interrupted run
+continues exactly as if it had not stopped.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import numpy as np
+
+from .. import functional as F
+from ..backend import get_array_module, pick_device
+from ..models import HReNet
+from ..optim import SGD, Adam
+from ..tensor import tensor
+from .checkpoint import read_checkpoint, save_checkpoint
+from .config import TrainConfig, adopt_stored_settings, config_record, resolve_defaults
+from .evaluate import evaluate, foreground, write_results
+from .progress import ProgressBar
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss or the weights became NaN or infinite."""
+
+
+def learning_rate(config, epoch):
+    """Learning rate of ``epoch`` (0-based): constant, or cosine from lr down to lr/100."""
+    if config.schedule == "constant":
+        return config.lr
+    floor = config.lr / 100
+    return floor + 0.5 * (config.lr - floor) * (1 + math.cos(math.pi * epoch / config.epochs))
+
+
+# -- data --------------------------------------------------------------------------------
+
+def load_training_data(config):
+    """The dataset of ``config``, denoised when asked, with its input scale."""
+    from ..data import load_dataset
+    dataset = load_dataset(config.data, scr=config.scr, size=config.size, seed=config.seed,
+                           n_synthetic=config.n_synthetic, val_fraction=config.val_fraction,
+                           progress=config.progress and config.data is not None)
+    if config.denoise != "none":
+        denoise_dataset(dataset, config)
+    return dataset, input_scale_of(dataset)
+
+
+def input_scale_of(dataset):
+    """One over the training images' standard deviation (1 for constant images)."""
+    return 1.0 / (float(dataset.images[dataset.train].std()) or 1.0)
+
+
+def denoise_dataset(dataset, config):
+    """Replace the images by denoised ones (the raw images, before mean subtraction)."""
+    from ..denoise.cache import denoise_images
+    raw = dataset.images + (dataset.mean_image if dataset.mean_image is not None else 0)
+    bar = ProgressBar(len(raw), f"denoising ({config.denoise})", enabled=config.progress)
+    clean = denoise_images(raw, config.denoise, config.cache_dir, on_image=lambda done: bar.update(done, done))
+    bar.close()
+    if dataset.mean_image is not None:
+        dataset.mean_image = clean[dataset.train].mean(axis=0, dtype=np.float64).astype(np.float32)
+        clean -= dataset.mean_image
+    dataset.images = clean
+
+
+# -- model ---------------------------------------------------------------------------------
+
+def build_model(config, n_classes):
+    return HReNet(n_classes=n_classes, preset=config.preset, init=config.init, seed=config.seed,
+                  **config.model_options)
+
+
+def build_optimizer(config, model):
+    if config.optimizer == "sgd":
+        return SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                   weight_decay=config.weight_decay)
+    return Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _last_good(last_path, history):
+    if history and os.path.isfile(last_path):
+        return (f"The last good checkpoint, {last_path}, is from epoch {history[-1]['epoch']}. "
+                "Try a lower --lr.")
+    return "No checkpoint was written yet. Try a lower --lr."
+
+
+def _all_finite(model):
+    return all(bool(get_array_module(p.data).isfinite(p.data).all()) for p in model.parameters())
+
+
+# -- the loop -----------------------------------------------------------------------------
+
+def train(config: TrainConfig, dataset=None, on_epoch_end=None):
+    """Run training as configured; returns the final test metrics (also written to metrics.json).
+
+    ``dataset`` (a ``tinyseg.data.SegmentationDataset``) skips loading;
+    ``on_epoch_end(epoch, record)`` is called after each epoch's checkpoint.
+    """
+    started = time.perf_counter()
+    last_path, best_path = os.path.join(config.out, "last.npz"), os.path.join(config.out, "best.npz")
+    checkpoint = None
+    if config.resume:
+        if not os.path.isfile(last_path):
+            raise FileNotFoundError(f"--resume: no checkpoint {last_path} to continue from")
+        checkpoint = read_checkpoint(last_path)
+        config = adopt_stored_settings(config, checkpoint.metadata.get("config", {}))
+    config = resolve_defaults(config)
+    device = pick_device(config.device)
+    os.makedirs(config.out, exist_ok=True)
+
+    if dataset is None:
+        dataset, input_scale = load_training_data(config)
+    else:
+        input_scale = input_scale_of(dataset)
+    class_names = tuple(dataset.class_names)
+    heldout = "val" if len(dataset.val) else "test"
+    model = build_model(config, dataset.n_classes).to(device)
+    optimizer = build_optimizer(config, model)
+    rng = np.random.default_rng(config.seed)
+    history, best_score, start_epoch = [], -1.0, 0
+
+    if checkpoint is not None:
+        meta = checkpoint.load_into(model, optimizer)
+        rng.bit_generator.state = meta["rng_state"]
+        history, best_score, start_epoch = meta["history"], meta["best_score"], meta["epoch"]
+
+    def checkpoint_metadata(epoch):
+        return {"epoch": epoch, "config": config_record(config), "rng_state": rng.bit_generator.state,
+                "history": history, "best_score": best_score, "input_scale": input_scale,
+                "size": list(config.size), "class_names": list(class_names), "denoise": config.denoise}
+
+    extra = {"mean_image": dataset.mean_image} if dataset.mean_image is not None else {}
+    augment = None
+    if config.augment:
+        from ..data import Augmentation
+        augment = Augmentation()
+    eval_x, eval_y = dataset.split(heldout)
+
+    for epoch in range(start_epoch, config.epochs):
+        optimizer.lr = learning_rate(config, epoch)
+        epoch_seed = int(rng.integers(2 ** 63))     # shuffling and augmentation of this epoch
+        bar = ProgressBar(math.ceil(len(dataset.train) / config.batch_size),
+                          f"epoch {epoch + 1}/{config.epochs}", enabled=config.progress)
+        try:
+            train_loss = train_one_epoch(model, optimizer, dataset, config, input_scale, device,
+                                         epoch_seed, augment, bar)
+        except TrainingDiverged as err:
+            bar.close()
+            raise TrainingDiverged(f"epoch {epoch + 1}: {err}; training stopped. "
+                                   + _last_good(last_path, history)) from None
+        scores = evaluate(model, eval_x, eval_y, input_scale, device, dataset.n_classes)
+        record = {"epoch": epoch + 1, "lr": optimizer.lr, "train_loss": train_loss,
+                  "heldout": heldout, "heldout_loss": scores["loss"],
+                  "dice": foreground(scores["dice"], class_names),
+                  "pixel_accuracy": scores["pixel_accuracy"], "seconds": bar_elapsed(bar)}
+        history.append(record)
+        score = float(np.mean(scores["dice"][1:]))
+        improved = score > best_score
+        best_score = max(best_score, score)
+        bar.close(**{f"{heldout}_{k}": v for k, v in record["dice"].items()})
+        save_checkpoint(last_path, model, optimizer, checkpoint_metadata(epoch + 1), extra)
+        if improved:   # for inference: no optimizer state, which would triple the file
+            save_checkpoint(best_path, model, None, checkpoint_metadata(epoch + 1), extra)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, record)
+
+    facts = {"seconds": round(time.perf_counter() - started, 1),
+             "train_seconds": round(sum(h["seconds"] for h in history), 1), "preset": config.preset,
+             "size": list(config.size), "data": config.data or "synthetic", "device": device}
+    return write_results(config.out, facts, model, dataset, input_scale, device, history)
+
+
+def train_one_epoch(model, optimizer, dataset, config, input_scale, device, seed, augment, bar):
+    """One pass over the shuffled training split; returns the mean loss.
+
+    Raises TrainingDiverged (naming the batch) as soon as the loss is not
+    finite, and after the last step if any weight is NaN or infinite, so
+    broken weights are never checkpointed.
+    """
+    model.train()
+    losses, seen = [], 0
+    for step, (x, y) in enumerate(dataset.batches("train", config.batch_size, seed=seed,
+                                                  augment=augment)):
+        logits = model(tensor(x * input_scale, device=device))
+        loss = F.cross_entropy(logits, tensor(y, device=device))
+        value = loss.item()
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"loss became {value} at batch {step + 1}")
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(value)
+        seen += len(y)
+        bar.update(step + 1, seen, loss=float(np.mean(losses)))
+    if not _all_finite(model):
+        raise TrainingDiverged("weights became NaN or infinite by the end of the epoch")
+    return float(np.mean(losses))
+
+
+def bar_elapsed(bar):
+    return round(time.perf_counter() - bar.start, 3)
