@@ -762,7 +762,7 @@ def training_overlays():
     """Test radiographs of the tour run: ground truth and prediction laid over the image."""
     from tinyseg.data import load_dataset
     from tinyseg.app import Segmenter, dice
-    from tinyseg.app.pictures import overlay
+    from tinyseg.data import overlay_labels as overlay
 
     out = _tour_run()
     from tinyseg.app import TrainConfig, resolve_defaults

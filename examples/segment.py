@@ -16,8 +16,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from PIL import Image  # noqa: E402
 
 from tinyseg.app import Segmenter, read_radiograph  # noqa: E402
-from tinyseg.app.pictures import label_image, overlay  # noqa: E402
+from tinyseg.app.pictures import label_image  # noqa: E402
 from tinyseg.backend import pick_device  # noqa: E402
+from tinyseg.data import CLASS_NAMES, overlay_labels  # noqa: E402
 
 
 def main(argv=None):
@@ -34,10 +35,10 @@ def main(argv=None):
         image = read_radiograph(path)
         labels = segmenter.segment(image)
         stem = os.path.join(args.out, os.path.splitext(os.path.basename(path))[0])
-        Image.fromarray(overlay(image, labels)).save(f"{stem}_overlay.png")
+        Image.fromarray(overlay_labels(image, labels)).save(f"{stem}_overlay.png")
         label_image(labels).save(f"{stem}_labels.png")
         fractions = ", ".join(f"{name} {(labels == k).mean():.1%}"
-                              for k, name in ((1, "lungs"), (2, "heart")))
+                              for k, name in enumerate(CLASS_NAMES) if k > 0)
         print(f"{path}: {fractions} -> {stem}_overlay.png, {stem}_labels.png")
     return 0
 

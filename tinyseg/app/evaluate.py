@@ -11,7 +11,8 @@ from ..autograd import no_grad
 from ..data.atomic import atomic_write
 from ..tensor import tensor
 from .metrics import dice, jaccard, pixel_accuracy
-from .pictures import CLASS_COLORS, comparison_panel, plot_curves
+from ..data.classes import CLASS_COLORS
+from .pictures import comparison_panel, plot_curves
 
 
 ORANGE = (255, 127, 14)

@@ -1,7 +1,6 @@
-"""PNG output drawn with Pillow alone: segmentation overlays and training curves.
+"""PNG output drawn with Pillow alone: segmentation panels and training curves.
 
-``overlay`` colours a radiograph like the paper's Fig. 3 (green lungs, red
-heart); ``comparison_panel`` puts image | ground truth | prediction side by
+``comparison_panel`` puts image | ground truth | prediction side by
 side; ``plot_curves`` draws line charts with axes, ticks and a legend.
 """
 from __future__ import annotations
@@ -11,27 +10,9 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-# Class index -> RGB; background is left uncoloured.
-CLASS_COLORS = {1: (0, 200, 0), 2: (230, 0, 0)}
+from ..data.montage import gray_rgb, overlay_labels
+
 SERIES_COLORS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189)]
-
-
-def to_gray_uint8(image):
-    """Stretch a float image to 0..255 using its own 1st and 99th percentiles."""
-    image = np.asarray(image, dtype=np.float64)
-    lo, hi = np.percentile(image, [1, 99]) if image.size else (0.0, 1.0)
-    scaled = (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
-    return (np.clip(scaled, 0, 1) * 255).astype(np.uint8)
-
-
-def overlay(image, labels, alpha=0.45):
-    """(H, W) image + (H, W) labels -> (H, W, 3) uint8, each class tinted with its colour."""
-    gray = to_gray_uint8(image).astype(np.float64)
-    rgb = np.repeat(gray[..., None], 3, axis=2)
-    for cls, color in CLASS_COLORS.items():
-        mask = np.asarray(labels) == cls
-        rgb[mask] = (1 - alpha) * rgb[mask] + alpha * np.asarray(color, dtype=np.float64)
-    return rgb.round().astype(np.uint8)
 
 
 def label_image(labels):
@@ -44,8 +25,7 @@ def label_image(labels):
 
 def comparison_panel(image, truth, prediction, titles=("image", "ground truth", "prediction")):
     """image | ground truth | prediction as one RGB PIL image with a caption row."""
-    panels = [np.repeat(to_gray_uint8(image)[..., None], 3, axis=2),
-              overlay(image, truth), overlay(image, prediction)]
+    panels = [gray_rgb(image), overlay_labels(image, truth), overlay_labels(image, prediction)]
     height, width = panels[0].shape[:2]
     gap, caption = 4, 14
     canvas = Image.new("RGB", (3 * width + 2 * gap, height + caption), (255, 255, 255))

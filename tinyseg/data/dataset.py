@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .classes import CLASS_NAMES
 from .errors import DatasetError, MissingFileError
 from .folder import SPLITS_FILE, find_folder_pairs, is_folder_dataset, read_splits_csv
 from .imagefile import read_grayscale, read_label_map
@@ -24,7 +25,6 @@ from .splits import (DEFAULT_VAL_FRACTION, PAPER_TEST_FRACTION, Splits, random_s
                      splits_from_labels, two_fold_split)
 from .synthetic import make_synthetic_dataset
 
-CLASS_NAMES = ("background", "lungs", "heart")
 PROTOCOLS = ("random", "two_fold", "csv")
 
 

@@ -1,4 +1,4 @@
-"""PNG montages of radiographs with their label maps laid over them."""
+"""Radiographs with their label maps laid over them: one overlay, and PNG montages of many."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,25 +7,30 @@ import numpy as np
 from PIL import Image
 
 from .atomic import atomic_write
-
-# Colours of the overlay: lungs green, heart red (as in the H-ReNet figures).
-LABEL_COLOURS = np.array([[0, 0, 0], [40, 200, 60], [230, 40, 40]], dtype=np.float32)
+from .classes import CLASS_COLORS
 
 
-def overlay_labels(image: np.ndarray, labels: np.ndarray, alpha: float = 0.35) -> np.ndarray:
-    """Blend a label map onto a grey image; returns uint8 RGB (H, W, 3).
+def to_gray_uint8(image):
+    """Stretch a float image to 0..255 using its own 1st and 99th percentiles, so that
+    mean-subtracted inputs and a few outlier pixels display well."""
+    image = np.asarray(image, dtype=np.float64)
+    lo, hi = np.percentile(image, [1, 99]) if image.size else (0.0, 1.0)
+    scaled = (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
+    return (np.clip(scaled, 0, 1) * 255).astype(np.uint8)
 
-    ``image`` is min-max scaled for display, so mean-subtracted inputs work.
-    """
-    image = np.asarray(image, dtype=np.float32)
-    low, high = float(image.min()), float(image.max())
-    grey = (image - low) / (high - low) if high > low else np.zeros_like(image)
-    rgb = np.repeat(grey[..., None] * 255.0, 3, axis=-1)
-    labels = np.asarray(labels)
-    tinted = labels > 0
-    colours = LABEL_COLOURS[np.clip(labels, 0, len(LABEL_COLOURS) - 1)]
-    rgb[tinted] = (1 - alpha) * rgb[tinted] + alpha * colours[tinted]
-    return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+
+def gray_rgb(image):
+    """(H, W) image -> (H, W, 3) uint8 grey picture (``to_gray_uint8`` in every channel)."""
+    return np.repeat(to_gray_uint8(image)[..., None], 3, axis=2)
+
+
+def overlay_labels(image, labels, alpha=0.45):
+    """(H, W) image + (H, W) labels -> (H, W, 3) uint8, each class tinted with its colour."""
+    rgb = gray_rgb(image).astype(np.float64)
+    for cls, color in CLASS_COLORS.items():
+        mask = np.asarray(labels) == cls
+        rgb[mask] = (1 - alpha) * rgb[mask] + alpha * np.asarray(color, dtype=np.float64)
+    return rgb.round().astype(np.uint8)
 
 
 def save_montage(path, images, labels=None, columns: int = 4, alpha: float = 0.35,
@@ -39,7 +44,7 @@ def save_montage(path, images, labels=None, columns: int = 4, alpha: float = 0.3
     if zoom > 1:
         images = images.repeat(zoom, axis=1).repeat(zoom, axis=2)
         labels = None if labels is None else np.asarray(labels).repeat(zoom, axis=1).repeat(zoom, axis=2)
-    tiles = [overlay_labels(image, np.zeros(image.shape, np.int64)) for image in images]
+    tiles = [gray_rgb(image) for image in images]
     n_rows_per_image = 1
     if labels is not None:
         overlays = [overlay_labels(image, label, alpha) for image, label in zip(images, labels)]

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .classes import BACKGROUND, HEART, LUNGS
 from .errors import DatasetError, MissingFileError
 from .imagefile import read_binary_mask
 from .preprocess import resize_labels
 
 STRUCTURES = ("heart", "left lung", "right lung")
 MASK_SUFFIXES = (".gif", ".png")
-BACKGROUND, LUNGS, HEART = 0, 1, 2
 
 
 def structure_of_folder(folder_name: str):

@@ -18,11 +18,11 @@ import numpy as np
 from scipy import ndimage
 
 from .anatomy import Anatomy, sample_anatomy
+from .classes import BACKGROUND, HEART, LUNGS
 from .phantom import draw_phantom
 
 __all__ = ["synthesize_radiograph", "make_synthetic_dataset", "Anatomy"]
 
-BACKGROUND, LUNG, HEART = 0, 1, 2
 LEVELS_12_BIT = 4095
 
 
@@ -38,7 +38,7 @@ def synthesize_radiograph(rng: np.random.Generator, size=(128, 160)):
     attenuation, lungs, heart = draw_phantom(anatomy, height, width)
     image = _expose_film(attenuation, anatomy, rng)
     labels = np.full((height, width), BACKGROUND, dtype=np.int64)
-    labels[lungs] = LUNG
+    labels[lungs] = LUNGS
     labels[heart] = HEART
     return image, labels
 
