@@ -29,10 +29,10 @@ We set sqrt(2 tau) = threshold * sigma, i.e. tau = (threshold * sigma)^2 / 2:
 the l0 penalty equals the energy of a coefficient of ``threshold`` noise
 standard deviations, so a response survives only if it is that unlikely to
 be pure noise.  The patch mean (DC) is always kept, and so are the first
-``n_keep`` AC coefficients.  The paper does not fix the split; the default
-n_keep = 0 (only DC is "leading") and threshold = 3 (tau = 4.5 sigma^2) were
-the best of n_keep in {0, 2, 4, 8} x threshold in {2.0, ..., 3.3} on the
-benchmark images: every coefficient kept unthresholded lets its noise through.
+``n_keep`` AC coefficients.  The paper does not fix the split; the defaults,
+n_keep = 0 (only DC is "leading") and threshold = 3 (tau = 4.5 sigma^2), keep
+few coefficients unthresholded because each lets its noise through (how they
+were chosen: docs/06-ksvd.md).
 Patches go back to their places and are averaged.
 
 ``collaborative_denoise`` filters the paper's patch groups jointly: the same

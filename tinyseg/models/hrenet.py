@@ -50,14 +50,10 @@ Choices where the paper is silent or ambiguous
   (inconsistent with the text's [-0.4; 0.4]); we follow the text and make both
   configurable (``conv_std``, ``renet_bound``). ``init="he"``: He-normal
   convolutions and PyTorch's LSTM default U(-1/sqrt(d), 1/sqrt(d)).
-  Does the paper's init train? With Adam, yes: on the synthetic set ("small"
-  preset, lr 2e-3) it reaches held-out Dice 0.86 lungs / 0.87 heart after 3
-  epochs, He init 0.90 / 0.87. With the paper's optimiser (momentum SGD, lr
-  1e-4) the loss barely moves in 2 epochs (1.077 -> 1.070; the paper trained
-  440 epochs), and even at lr 1e-2 there is no heart after 3 epochs. The
-  obstacle is the optimiser, not the init; training from scratch defaults to
-  He init with Adam (``tinyseg.train``), and "paper" stays the constructor's
-  default so that the model is the paper's unless asked otherwise.
+  The paper's init trains with Adam; its slow start comes from the optimiser
+  (docs/07-training.md). Training from scratch defaults to He init with Adam
+  (``tinyseg.app``), and "paper" stays the constructor's default so that the
+  model is the paper's unless asked otherwise.
 
 Parameter names follow VGG and PyTorch (``conv1_1.weight``, ``bn_pool4.running_mean``,
 ``renet.h_fwd.weight_ih``, ...), so a PyTorch module with the same attribute
@@ -75,11 +71,10 @@ from ..nn import init as initializers
 
 PRESETS = {
     # VGG-16 widths; the paper resizes JSRT films to 400 x 500. 167 M parameters, 103 M of
-    # them in conv6; one 400x500 forward + backward takes 10-15 s on two CPU cores.
+    # them in conv6: a GPU model.
     "paper": dict(widths=(64, 128, 256, 512), convs_per_block=(2, 2, 3, 3), conv7_width=4096,
                   conv7_kernel=7, hidden_size=256, input_size=(400, 500)),
-    # Same topology, narrow, two convolutions per block: an epoch of 200 images at 128x160
-    # (forward, backward, Adam) takes about 5 s on two CPU cores.
+    # Same topology, narrow, two convolutions per block: trains on a CPU in minutes.
     "small": dict(widths=(8, 16, 32, 64), convs_per_block=(2, 2, 2, 2), conv7_width=64,
                   conv7_kernel=7, hidden_size=32, input_size=(128, 160)),
 }
