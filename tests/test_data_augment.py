@@ -1,7 +1,7 @@
 """Augmentation: identity at zero strength, label integrity, seeding."""
 import numpy as np
 
-from tinyseg.data import Augmentation, augment_batch, make_synthetic_dataset, random_affine, random_intensity
+from tinyseg.data import Augmentation, iterate_batches, make_synthetic_dataset, random_affine, random_intensity
 
 
 def sample():
@@ -38,11 +38,12 @@ def test_intensity_changes_leave_shape_and_are_seeded():
 
 def test_batch_augmentation_is_seeded():
     images, labels = sample()
-    batch = images[:, None]
-    x1, y1 = augment_batch(batch, labels, np.random.default_rng(4), Augmentation())
-    x2, y2 = augment_batch(batch, labels, np.random.default_rng(4), Augmentation())
-    assert x1.shape == batch.shape and y1.shape == labels.shape
+
+    def batch(seed):
+        return next(iterate_batches(images, labels, range(len(images)), len(images), shuffle=False,
+                                    seed=seed, augment=Augmentation()))
+    (x1, y1), (x2, y2), (x3, _) = batch(4), batch(4), batch(5)
+    assert x1.shape == (len(images), 1) + images.shape[1:] and y1.shape == labels.shape
     np.testing.assert_array_equal(x1, x2)
     np.testing.assert_array_equal(y1, y2)
-    x3, _ = augment_batch(batch, labels, np.random.default_rng(5), Augmentation())
     assert not np.allclose(x1, x3)

@@ -11,14 +11,14 @@ radiographs, preprocessing, splits, augmentation and batching.
 montage of images with their label overlays.  Depends only on NumPy, SciPy
 and Pillow.
 """
-from .augment import Augmentation, augment_batch, augment_pair, random_affine, random_intensity
+from .augment import Augmentation, augment_pair, random_affine, random_intensity
 from .batches import iterate_batches
 from .classes import BACKGROUND, CLASS_COLORS, CLASS_NAMES, HEART, LUNGS
 from .dataset import SegmentationDataset, load_dataset
 from .errors import DatasetError, MissingFileError
 from .folder import find_folder_pairs, is_folder_dataset, read_splits_csv
 from .imagefile import read_binary_mask, read_grayscale, read_label_map
-from .jsrt import (JSRT_NAMES, Radiograph, find_jsrt_images, read_jsrt_image, read_jsrt_raw,
+from .jsrt import (Radiograph, find_jsrt_images, read_jsrt_image, read_jsrt_raw,
                    write_jsrt_raw)
 from .montage import overlay_labels, save_montage, to_gray_uint8
 from .preprocess import dark_fraction, is_overexposed, mean_image, resize_image, resize_labels
@@ -27,14 +27,14 @@ from .splits import Splits, random_split, split_sizes, two_fold_split
 from .synthetic import make_synthetic_dataset, synthesize_radiograph
 
 __all__ = [
-    "Augmentation", "augment_batch", "augment_pair", "random_affine", "random_intensity",
+    "Augmentation", "augment_pair", "random_affine", "random_intensity",
     "iterate_batches",
     "BACKGROUND", "CLASS_COLORS", "CLASS_NAMES", "HEART", "LUNGS",
     "SegmentationDataset", "load_dataset",
     "DatasetError", "MissingFileError",
     "find_folder_pairs", "is_folder_dataset", "read_splits_csv",
     "read_binary_mask", "read_grayscale", "read_label_map",
-    "JSRT_NAMES", "Radiograph", "find_jsrt_images", "read_jsrt_image", "read_jsrt_raw",
+    "Radiograph", "find_jsrt_images", "read_jsrt_image", "read_jsrt_raw",
     "write_jsrt_raw",
     "overlay_labels", "save_montage", "to_gray_uint8",
     "dark_fraction", "is_overexposed", "mean_image", "resize_image", "resize_labels",

@@ -74,14 +74,3 @@ def augment_pair(image, labels, rng: np.random.Generator, settings: Augmentation
     image = random_intensity(image, rng, settings.contrast_range, settings.max_brightness,
                              settings.noise_std)
     return image, labels
-
-
-def augment_batch(images, labels, rng: np.random.Generator, settings: Augmentation = Augmentation()):
-    """Augment every (H, W) image of a batch (N, H, W) or (N, 1, H, W)."""
-    images, labels = np.asarray(images), np.asarray(labels)
-    squeeze = images.ndim == 4
-    flat = images[:, 0] if squeeze else images
-    out_images, out_labels = np.empty_like(flat), np.empty_like(labels)
-    for index in range(len(flat)):
-        out_images[index], out_labels[index] = augment_pair(flat[index], labels[index], rng, settings)
-    return (out_images[:, None] if squeeze else out_images), out_labels

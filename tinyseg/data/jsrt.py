@@ -25,8 +25,6 @@ JSRT_SHAPE = (2048, 2048)
 JSRT_MAX = 4095
 JSRT_BIT_DEPTH = 12
 JSRT_FILE_BYTES = JSRT_SHAPE[0] * JSRT_SHAPE[1] * 2
-JSRT_NAMES = tuple(
-    [f"JPCLN{i:03d}" for i in range(1, 155)] + [f"JPCNN{i:03d}" for i in range(1, 94)])
 JSRT_NAME_PATTERN = re.compile(r"^JPC(LN|NN)\d{3}$", re.IGNORECASE)
 RAW_SUFFIX = ".img"
 CONVERTED_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
