@@ -91,6 +91,13 @@ class Anatomy:
                 setattr(self, name, float(value))
 
 
+# The film, each setting drawn uniformly from its range, last and in this order (the order
+# fixes the random stream): exposure, gamma, contrast, base density, heel effect, grain, mottle.
+FILM_RANGES = {"exposure": (1.2, 2.2), "gamma": (0.85, 1.6), "contrast": (0.8, 0.95),
+               "film_floor": (0.03, 0.1), "heel": (-0.08, 0.08), "grain_sigma": (0.6, 1.1),
+               "grain_amount": (0.01, 0.025), "mottle_amount": (0.01, 0.04)}
+
+
 def sample_anatomy(rng: np.random.Generator) -> Anatomy:
     """Draw one plausible patient, pose and exposure."""
     u = rng.uniform
@@ -163,12 +170,5 @@ def sample_anatomy(rng: np.random.Generator) -> Anatomy:
         vessels=vessels,
         hilum=np.stack([pair(0.09, 0.12), pair(0.38, 0.46)], axis=1),
         bubble=bubble,
-        exposure=u(1.2, 2.2),
-        gamma=u(0.85, 1.6),
-        contrast=u(0.8, 0.95),
-        film_floor=u(0.03, 0.1),
-        heel=u(-0.08, 0.08),
-        grain_sigma=u(0.6, 1.1),
-        grain_amount=u(0.01, 0.025),
-        mottle_amount=u(0.01, 0.04),
+        **{name: u(low, high) for name, (low, high) in FILM_RANGES.items()},
     )
