@@ -13,6 +13,7 @@ import os
 import numpy as np
 
 from ..autograd import no_grad
+from ..data import read_grayscale, read_jsrt_image, resize_image, resize_labels
 from ..models import HReNet
 from ..tensor import tensor
 from .checkpoint import CheckpointError, read_checkpoint
@@ -21,7 +22,6 @@ from .config import default_cache_dir
 
 def read_radiograph(path):
     """A grey image in [0, 1]: JSRT ``.IMG`` files and PNG / JPEG / TIFF via the data package."""
-    from ..data import read_grayscale, read_jsrt_image
     if str(path).lower().endswith(".img"):
         return read_jsrt_image(path).pixels
     return read_grayscale(path)[0]
@@ -60,10 +60,9 @@ class Segmenter:
 
     def preprocess(self, image):
         """(H, W) image in [0, 1] -> the network's (size) input, as in training."""
-        from ..data import resize_image
         x = resize_image(image, self.size) if image.shape != self.size else image.astype(np.float32)
         if self.denoise != "none":
-            from ..denoise.cache import denoise_images
+            from ..denoise.cache import denoise_images   # Numba-compiled: load when used
             x = denoise_images(x[None], self.denoise, self.cache_dir)[0]
         if self.mean_image is not None:
             x = x - self.mean_image
@@ -71,7 +70,6 @@ class Segmenter:
 
     def segment(self, image):
         """Label map (H, W) of a grey (H, W) image in [0, 1]."""
-        from ..data import resize_labels
         image = np.asarray(image, dtype=np.float32)
         with no_grad():
             logits = self.model(tensor(self.preprocess(image)[None, None], device=self.device))

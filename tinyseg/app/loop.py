@@ -31,6 +31,7 @@ import numpy as np
 
 from .. import functional as F
 from ..backend import get_array_module, pick_device
+from ..data import Augmentation, load_dataset
 from ..models import HReNet
 from ..optim import SGD, Adam
 from ..tensor import tensor
@@ -56,7 +57,6 @@ def learning_rate(config, epoch):
 
 def load_training_data(config):
     """The dataset of ``config``, denoised when asked, with its input scale."""
-    from ..data import load_dataset
     dataset = load_dataset(config.data, scr=config.scr, size=config.size, seed=config.seed,
                            n_synthetic=config.n_synthetic, val_fraction=config.val_fraction,
                            progress=config.progress and config.data is not None)
@@ -72,7 +72,7 @@ def input_scale_of(dataset):
 
 def denoise_dataset(dataset, config):
     """Replace the images by denoised ones (the raw images, before mean subtraction)."""
-    from ..denoise.cache import denoise_images
+    from ..denoise.cache import denoise_images   # Numba-compiled denoisers: load when used
     raw = dataset.images + (dataset.mean_image if dataset.mean_image is not None else 0)
     bar = ProgressBar(len(raw), f"denoising ({config.denoise})", enabled=config.progress)
     clean = denoise_images(raw, config.denoise, config.cache_dir, on_image=lambda done: bar.update(done, done))
@@ -150,10 +150,7 @@ def train(config: TrainConfig, dataset=None, on_epoch_end=None):
                 "size": list(config.size), "class_names": list(class_names), "denoise": config.denoise}
 
     extra = {"mean_image": dataset.mean_image} if dataset.mean_image is not None else {}
-    augment = None
-    if config.augment:
-        from ..data import Augmentation
-        augment = Augmentation()
+    augment = Augmentation() if config.augment else None
     eval_x, eval_y = dataset.split(heldout)
 
     for epoch in range(start_epoch, config.epochs):
