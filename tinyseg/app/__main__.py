@@ -3,4 +3,5 @@ import sys
 
 from .cli import main
 
+sys.argv[0] = "python -m tinyseg.app"     # the name --help and errors show
 sys.exit(main())
