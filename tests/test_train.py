@@ -94,8 +94,8 @@ def test_resume_refuses_other_settings_and_missing_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match="last.npz"):
         train(tiny_config(tmp_path, resume=True))
     train(tiny_config(tmp_path, epochs=1))
-    with pytest.raises(ValueError, match="lr: interrupted run 0.005, now 0.1"):
-        train(tiny_config(tmp_path, epochs=2, lr=0.1, resume=True))
+    with pytest.raises(ValueError, match="batch_size: interrupted run 3, now 2"):
+        train(tiny_config(tmp_path, epochs=2, batch_size=2, resume=True))
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):

@@ -30,6 +30,10 @@ def _cuda_source_dir() -> str:
 CUDA_SOURCE_DIR = _cuda_source_dir()
 
 
+class DeviceUnavailable(RuntimeError):
+    """The device asked for cannot be used here (no CuPy, or no CUDA device)."""
+
+
 def cuda_available() -> bool:
     """True when CuPy imports and sees at least one CUDA device."""
     if _cupy is None:
@@ -45,7 +49,8 @@ def check_device(device: str) -> str:
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}; expected one of {DEVICES}")
     if device == "cuda" and not cuda_available():
-        raise RuntimeError("device 'cuda' requested but CuPy or a CUDA device is not available")
+        raise DeviceUnavailable("device 'cuda' requested but CuPy or a CUDA device is not available; "
+                                "use --device cpu, or install CuPy for CUDA 13 (pip install -e \".[gpu]\")")
     return device
 
 

@@ -16,6 +16,30 @@ from ..models import PRESETS
 from .config import DENOISERS, TrainConfig
 from .loop import TrainingDiverged, train
 
+USAGE_ERROR = 2     # the exit status of every error the user can fix
+
+
+def run_command(main, argv=None):
+    """Run a command's ``main(argv)`` so that an error the user can fix (a bad path, file,
+    setting or checkpoint, a diverged run, no GPU, a full disk, Ctrl-C) ends as one line,
+    ``error: <message>``, with exit status 2; ``--debug`` shows the traceback instead.
+    Errors of the program itself (a bug) still end in a traceback."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--debug" in argv:
+        return main([a for a in argv if a != "--debug"])
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        message = "interrupted; files already written (checkpoints included) are complete"
+    except (OSError, ValueError, RuntimeError, MemoryError, TrainingDiverged) as err:  # ours derive from these
+        message = str(err) or type(err).__name__
+        if isinstance(err, OSError) and err.filename and str(err.filename) not in message:
+            message = f"{message}: {err.filename}"
+        if isinstance(err, MemoryError):
+            message = "out of memory; try a smaller --batch-size or --size"
+    print(f"error: {message.splitlines()[0] if message else 'failed'}", file=sys.stderr)
+    return USAGE_ERROR
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
@@ -43,12 +67,16 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, help="default 0")
     p.add_argument("--out", default=os.path.join("runs", "jsrt"))
     p.add_argument("--resume", action="store_true",
-                   help="continue from <out>/last.npz with the interrupted run's settings")
+                   help="continue from <out>/last.npz with the interrupted run's settings "
+                        "(--epochs to train longer and --lr to continue at another rate may change)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a fresh run in an --out that holds one, replacing its files")
     p.add_argument("--n-synthetic", type=int, help="size of the synthetic set (default 240)")
     p.add_argument("--val-fraction", type=float,
                    help="share of the training part held out for validation, default 0.1 "
                         "(0: evaluate on the test split every epoch)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = p.parse_args(argv)
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in fields}
@@ -56,12 +84,12 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    return run_command(_train_command, argv)
+
+
+def _train_command(argv):
     config = parse_args(argv)
-    try:
-        metrics = train(config)
-    except TrainingDiverged as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    metrics = train(config)
     summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics["dice"].items())
     print(f"test Dice: {summary}; pixel accuracy {metrics['pixel_accuracy']:.4f} "
           f"({metrics['n_images']} images, {metrics['seconds']:.0f} s); results in {config.out}")

@@ -42,6 +42,7 @@ class TrainConfig:
     device: str = "auto"               # "auto" | "cpu" | "cuda"
     out: str = os.path.join("runs", "jsrt")
     resume: bool = False
+    overwrite: bool = False            # start a fresh run in an --out that holds one, replacing it
     cache_dir: str | None = None       # denoising cache; default <out>/../denoise_cache
     progress: bool = True
 
@@ -57,6 +58,8 @@ REAL_DATA_DEFAULTS = dict(preset="paper", epochs=150, batch_size=4, lr=1e-3, opt
 RUN_DEFINING = ("data", "scr", "preset", "size", "batch_size", "lr", "momentum", "optimizer",
                 "schedule", "weight_decay", "init", "augment", "denoise", "seed", "n_synthetic",
                 "val_fraction", "model_options")
+# What a resumed run may change: train longer, or continue a diverged run at a lower rate.
+RESUME_MAY_CHANGE = ("epochs", "lr")
 
 
 def resolve_defaults(config: TrainConfig) -> TrainConfig:
@@ -92,10 +95,12 @@ def config_record(config):
 
 def adopt_stored_settings(config, stored):
     """For ``--resume``: settings not given take the interrupted run's values; a setting given
-    with a different value is an error (only ``epochs`` may change, e.g. to train longer)."""
+    with a different value is an error, except those of ``RESUME_MAY_CHANGE`` (``epochs`` to
+    train longer, ``lr`` to continue a diverged run from its last good checkpoint)."""
     given = config_record(config)
     changed = [f"{k}: interrupted run {stored.get(k)!r}, now {given[k]!r}" for k in RUN_DEFINING
-               if given[k] is not None and k in stored and stored[k] != given[k]]
+               if k not in RESUME_MAY_CHANGE and given[k] is not None and k in stored
+               and stored[k] != given[k]]
     if changed:
         raise ValueError("--resume must keep the settings of the interrupted run; these differ: "
                          + "; ".join(changed))

@@ -23,8 +23,11 @@ continues exactly as if it had not stopped.
 """
 from __future__ import annotations
 
+import glob
 import math
 import os
+import shutil
+import tempfile
 import time
 
 import numpy as np
@@ -43,6 +46,43 @@ from .progress import ProgressBar
 
 class TrainingDiverged(FloatingPointError):
     """The loss or the weights became NaN or infinite."""
+
+
+class OutputInUse(FileExistsError):
+    """A fresh run was pointed at an ``--out`` that already holds a run."""
+
+
+# What a run writes into --out; a fresh run replaces them only when told to (--overwrite).
+RUN_FILES = ("last.npz", "best.npz", "metrics.json", "history.json", "curves.png", "overlays")
+
+
+def prepare_output(config):
+    """Make ``config.out`` ready before any work is done, so that no run is ever lost.
+
+    A resumed run continues where it is. A fresh run refuses a folder that holds a run
+    unless ``overwrite`` says to replace it (then that run's files, and only they, go).
+    Temporary files that a killed save left behind are removed, and the folder is
+    checked to be writable now rather than after the first epoch.
+    """
+    if config.resume and config.overwrite:
+        raise ValueError("--resume continues the run in --out and --overwrite replaces it: pass one of them")
+    try:
+        os.makedirs(config.out, exist_ok=True)
+        tempfile.TemporaryFile(dir=config.out).close()
+    except OSError as err:
+        raise OSError(f"--out {config.out} cannot be written to ({err.strerror or err}); "
+                      "choose another folder with --out") from None
+    for stale in glob.glob(os.path.join(glob.escape(config.out), ".*.tmp")):
+        os.unlink(stale)
+    if config.resume:
+        return
+    present = [name for name in RUN_FILES if os.path.lexists(os.path.join(config.out, name))]
+    if present and not config.overwrite:
+        raise OutputInUse(f"{config.out} already holds a run ({', '.join(present)}); continue it with "
+                          "--resume, start over in it with --overwrite, or pick another --out")
+    for name in present:
+        path = os.path.join(config.out, name)
+        shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
 
 
 def learning_rate(config, epoch):
@@ -97,11 +137,12 @@ def build_optimizer(config, model):
     return Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
 
-def _last_good(last_path, history):
+def _last_good(config, last_path, history):
+    lower = f"--lr {config.lr / 10:g}"
     if history and os.path.isfile(last_path):
-        return (f"The last good checkpoint, {last_path}, is from epoch {history[-1]['epoch']}. "
-                "Try a lower --lr.")
-    return "No checkpoint was written yet. Try a lower --lr."
+        return (f"The last good checkpoint, {last_path}, is from epoch {history[-1]['epoch']}; "
+                f"continue from it at a lower learning rate with --resume {lower} --out {config.out}")
+    return f"No checkpoint was written yet; start again with a lower learning rate: --overwrite {lower}"
 
 
 def _all_finite(model):
@@ -126,7 +167,7 @@ def train(config: TrainConfig, dataset=None, on_epoch_end=None):
         config = adopt_stored_settings(config, checkpoint.metadata.get("config", {}))
     config = resolve_defaults(config)
     device = pick_device(config.device)
-    os.makedirs(config.out, exist_ok=True)
+    prepare_output(config)
 
     if dataset is None:
         dataset, input_scale = load_training_data(config)
@@ -164,7 +205,7 @@ def train(config: TrainConfig, dataset=None, on_epoch_end=None):
         except TrainingDiverged as err:
             bar.close()
             raise TrainingDiverged(f"epoch {epoch + 1}: {err}; training stopped. "
-                                   + _last_good(last_path, history)) from None
+                                   + _last_good(config, last_path, history)) from None
         scores = evaluate(model, eval_x, eval_y, input_scale, device, dataset.n_classes)
         record = {"epoch": epoch + 1, "lr": optimizer.lr, "train_loss": train_loss,
                   "heldout": heldout, "heldout_loss": scores["loss"],
@@ -175,9 +216,11 @@ def train(config: TrainConfig, dataset=None, on_epoch_end=None):
         improved = score > best_score
         best_score = max(best_score, score)
         bar.close(**{f"{heldout}_{k}": v for k, v in record["dice"].items()})
-        save_checkpoint(last_path, model, optimizer, checkpoint_metadata(epoch + 1), extra)
+        # best.npz first: last.npz records the new best score, so once it is written best.npz
+        # must already hold that epoch's weights (an interruption in between reruns the epoch)
         if improved:   # for inference: no optimizer state, which would triple the file
             save_checkpoint(best_path, model, None, checkpoint_metadata(epoch + 1), extra)
+        save_checkpoint(last_path, model, optimizer, checkpoint_metadata(epoch + 1), extra)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, record)
 
