@@ -24,10 +24,13 @@ def build(np, ts, torch, preset, batch, device, seed=0, size=None, twin=True):
     """The tinyseg model, its PyTorch twin (None with ``twin=False``), images and labels
     at ``size`` (default: the preset's input size)."""
     from tinyseg.models.hrenet import PRESETS
-    from torch_twin import TorchHReNet
 
     model = ts.models.HReNet(preset=preset, seed=seed, init="he").to(device)
-    twin = TorchHReNet.from_tinyseg(model, device=device) if twin else None
+    if twin:
+        from torch_twin import TorchHReNet
+        twin = TorchHReNet.from_tinyseg(model, device=device)
+    else:
+        twin = None
     height, width = size or PRESETS[preset]["input_size"]
     rng = np.random.default_rng(seed)
     images = rng.standard_normal((batch, 1, height, width)).astype(np.float32)
@@ -38,7 +41,6 @@ def build(np, ts, torch, preset, batch, device, seed=0, size=None, twin=True):
 def engine_steps(np, ts, torch, model, twin, images, labels, device):
     """name -> {"tinyseg": fn, "torch": fn} for the three model rows (no "torch" without a twin)."""
     import tinyseg.functional as F
-    import torch.nn.functional as tf
 
     x_ts, y_ts = ts.tensor(images, device=device), ts.tensor(labels, device=device)
     one_ts = ts.tensor(images[:1], device=device)
@@ -66,6 +68,7 @@ def engine_steps(np, ts, torch, model, twin, images, labels, device):
              "inference, one image": {"tinyseg": lambda: ts_forward(one_ts)}}
     if twin is None:
         return steps
+    import torch.nn.functional as tf
     tdev = torch.device(device)
     x_th, y_th = torch.as_tensor(images, device=tdev), torch.as_tensor(labels, device=tdev)
     one_th = torch.as_tensor(images[:1], device=tdev)
