@@ -46,3 +46,18 @@ def test_refuses_a_folder_that_holds_results(tmp_path):
                            str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "not empty" in done.stderr
     assert (tmp_path / "summary.md").read_text() == "earlier results\n"
+
+
+def test_a_step_past_its_budget_is_stopped_with_its_children(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import gpu_check
+    monkeypatch.setattr(gpu_check, "GRACE", 1)
+    # ignores SIGINT, as a hung step might, and leaves a grandchild running
+    stubborn = ("import signal, subprocess, sys, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                "print(subprocess.Popen(['sleep', '60']).pid, flush=True); time.sleep(60)")
+    log = tmp_path / "step.log"
+    rc, seconds = gpu_check.run_step([sys.executable, "-c", stubborn], None, 1, log)
+    assert rc is None and seconds < 15
+    grandchild = int(log.read_text().splitlines()[-1])
+    status = Path(f"/proc/{grandchild}/status")
+    assert not status.exists() or "zombie" in status.read_text()
