@@ -109,7 +109,8 @@ def main():
     tdev = torch.device(dev)
     with_torch = dev == "cpu" or torch.cuda.is_available()
     notes = [] if with_torch else [f"PyTorch {torch.__version__} has no CUDA here: tinyseg timed alone"]
-    print(*notes, flush=True)
+    for note in notes:
+        print(note, flush=True)
     global _ts_zeros, _ts_ones, _th_zeros, _th_ones, _ts_tensor, _th_tensor
     _ts_zeros = lambda n: ts.tensor(np.zeros(n, np.float32), device=dev)   # noqa: E731
     _ts_ones = lambda n: ts.tensor(np.ones(n, np.float32), device=dev)     # noqa: E731

@@ -122,7 +122,7 @@ def facts(device="cpu", packages=("numpy", "torch")):
             "commit": git_commit(), "device": device,
             "device_name": gpu_facts()["name"] if device == "cuda" else cpu_name(),
             "cpu": cpu_name(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
-            "threads": {var: os.environ.get(var) for var in THREAD_VARIABLES},
+            "thread_settings": {var: os.environ.get(var) for var in THREAD_VARIABLES},
             "load_average": os.getloadavg(), "versions": versions(*packages)}
     if "numba" in sys.modules:
         info["numba_threads"] = sys.modules["numba"].get_num_threads()
@@ -131,7 +131,7 @@ def facts(device="cpu", packages=("numpy", "torch")):
 
 def describe(info):
     """One Markdown sentence of ``facts``: commit, device, cores and threads, platform, versions."""
-    threads = info.get("numba_threads") or info["threads"].get("OMP_NUM_THREADS") or "default"
+    threads = info.get("numba_threads") or info["thread_settings"].get("OMP_NUM_THREADS") or "default"
     return (f"Commit `{info['commit']}`; {info['device_name']}; {info['cpu_count']} CPU cores, {threads} threads; "
             f"{info['platform']}; " + ", ".join(f"{k} {v}" for k, v in info["versions"].items() if v)
             + f"; load average {info['load_average'][0]:.2f} at the start.")
