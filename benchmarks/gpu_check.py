@@ -12,14 +12,15 @@ Steps, in this order, each a subprocess with its own time budget:
     latency    latency-*.json/.md: paper preset, 400x500, batch 1, float32 inference
     train      train/: examples/train_jsrt.py --device cuda, 2 epochs on synthetic data (no checkpoints kept)
 
-Each step's console output goes to <step>.log in DIR (gpu-tests.txt for the tests). A step that runs past its
-budget is interrupted (SIGINT, so Python prints where it was and pytest still
-writes its report), then killed with its whole process group; a crash or a
-hang loses nothing written before it, and the next step runs. summary.md and
-steps.json are rewritten after every step: one line per step with its status
-(ok, failed rc N, timed out, skipped), wall time and key numbers. DIR must be
-new or empty. Nothing is installed: subprocesses find tinyseg through
-PYTHONPATH (the repository root) or an installed copy.
+Each step's console output goes to <step>.log in DIR (gpu-tests.txt for the
+tests). A step that runs past its budget is interrupted (SIGINT, so Python
+prints where it was and pytest still writes its report), then killed with its
+whole process group; a crash or a hang loses nothing written before it, and the
+next step runs. summary.md and steps.json are rewritten after every step: one
+line per step with its status (ok, failed rc N, failed (no results), timed out,
+skipped), wall time and key numbers. DIR must be new or empty. Nothing is
+installed: subprocesses find tinyseg through PYTHONPATH (the repository root)
+or an installed copy.
 
 ``--dry-run`` runs the same steps on the CPU emulation of CUDA (tests/cuda_emulator,
 needs g++) at tiny sizes, to prove on a machine without a GPU that the command works
@@ -151,7 +152,9 @@ def _load(path):
 
 def _newest(folder, pattern):
     found = sorted(Path(folder).glob(pattern), key=lambda p: p.stat().st_mtime)
-    return _load(found[-1]) if found else None
+    if not found:
+        raise FileNotFoundError(f"no {pattern} in {folder}")
+    return _load(found[-1])
 
 
 def _env_numbers(out):
@@ -183,7 +186,12 @@ def _kernel_numbers(out):
     result = _newest(out / "kernels", "kernels-*.json")
     model = [r for r in result["rows"] if r["op"].startswith("HReNet")]
     text = f"{_ratio_numbers(result['rows'])}; peak {result['peak_tflops_fp32_gemm']:.1f} TFLOP/s"
-    return text + "".join(f"; {r['op']} {r['tinyseg_ms']:.1f} ms" for r in model)
+    return text + "".join(f"; {r['op']} {_model_ms(r)}" for r in model)
+
+
+def _model_ms(row):
+    text = f"tinyseg {row['tinyseg_ms']:.1f} ms"
+    return text + (f" vs PyTorch {row['torch_ms']:.1f} ms" if row.get("torch_ms") else "")
 
 
 def _run_numbers(folder):
@@ -192,8 +200,7 @@ def _run_numbers(folder):
         model = [r for r in result["rows"] if "images_per_s" in r]
         text = _ratio_numbers(result["rows"])
         for r in model:
-            text += f"; {r['op']} tinyseg {r['tinyseg_ms']:.1f} ms"
-            text += f" vs PyTorch {r['torch_ms']:.1f} ms" if r.get("torch_ms") else ""
+            text += f"; {r['op']} {_model_ms(r)}"
             if "peak_mb" in r:
                 text += f", peak {r['peak_mb']['tinyseg']:.0f} MB"
         return text
@@ -266,6 +273,8 @@ def main(argv=None):
                 record["numbers"] = "-" if skip_note else NUMBERS[name](out)
             except Exception as err:        # a step that died early leaves no results to read
                 record["numbers"] = f"no results ({type(err).__name__}: {err})"
+                if record["status"] == "ok":
+                    record["status"] = "failed (no results)"
         records.append(record)
         write_summary(out, args, commit, records, time.monotonic() - start)
         print(f"{name:10s} {record['status']:12s} {record['seconds']:6.1f} s  {record['numbers']}", flush=True)
