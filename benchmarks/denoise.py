@@ -16,21 +16,14 @@ weight = TV_WEIGHT * sigma / 255, the factor picked once on the ``coins``
 image, which is not among the test images.
 """
 import argparse
-import datetime
 import json
 import os
-import platform
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tinyseg.denoise import adaptive_filter_denoise, collaborative_denoise, ksvd_denoise, omp  # noqa: E402
+import timing
+from tinyseg.denoise import adaptive_filter_denoise, collaborative_denoise, ksvd_denoise, omp
 
 SIGMAS = (10, 20, 25)
 TV_WEIGHT = 0.75
@@ -183,43 +176,10 @@ def bench_omp(n_signals, n_features=64, n_atoms=256, k=8, noise=0.01):
 
 # ---------------------------------------------------------------- report
 
-def _version(distribution):
-    from importlib import metadata
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def machine_info():
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
-    import numba
-    return {
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "commit": commit, "platform": platform.platform(), "cpu": cpu,
-        "cpu_count": os.cpu_count(), "numba_threads": numba.get_num_threads(),
-        "load_average_at_start": os.getloadavg(), "python": platform.python_version(),
-        "versions": {d: _version(d) for d in ("numpy", "scipy", "numba", "scikit-image", "scikit-learn", "bm3d")},
-    }
-
-
 def markdown(report):
     info = report["machine"]
-    lines = [f"# Denoising benchmark, {info['date']}", "",
-             f"Commit `{info['commit']}`; {info['cpu']}, {info['cpu_count']} cores "
-             f"({info['numba_threads']} Numba threads); {info['platform']}; Python {info['python']}; "
-             + ", ".join(f"{k} {v}" for k, v in info["versions"].items() if v) + ".",
-             f"Load average at start {tuple(round(v, 2) for v in info['load_average_at_start'])}, "
+    lines = [f"# Denoising benchmark, {info['started']}", "", timing.describe(info),
+             f"Load average at start {tuple(round(v, 2) for v in info['load_average'])}, "
              f"at end {tuple(round(v, 2) for v in report['load_average_at_end'])} "
              "(other work on the machine inflates the seconds).", ""]
     lines += [f"- {note}" for note in report["notes"]] + [""]
@@ -272,8 +232,9 @@ def main():
     start = time.perf_counter()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one sigma, 10^4 OMP signals, no 1024 image")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     args = parser.parse_args()
-    info = machine_info()
+    info = timing.facts(packages=("numpy", "scipy", "numba", "scikit-image", "scikit-learn", "bm3d"))
     methods, notes = _methods()
     for warm_up in (ksvd_denoise, collaborative_denoise):              # load the JIT cache once
         warm_up(synthetic_radiograph(32), sigma=10.0, n_atoms=32, n_iter=1)
@@ -285,11 +246,7 @@ def main():
               "load_average_at_end": os.getloadavg()}
     report["targets"] = targets(rows, large)
     report["total_seconds"] = time.perf_counter() - start
-    out_dir = ROOT / "benchmarks" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / f"denoise-{info['date'][:10]}"
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
-    stem.with_suffix(".md").write_text(markdown(report))
+    timing.write_results(args.out, f"denoise-{info['date']}", report, markdown(report))
     print(markdown(report))
 
 

@@ -17,17 +17,21 @@ import resource
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import timing  # noqa: E402
+import timing
 
 
-def build(np, ts, torch, preset, batch, device, seed=0):
+def build(np, ts, torch, preset, batch, device, seed=0, size=None, twin=True):
+    """The tinyseg model, its PyTorch twin (None with ``twin=False``), images and labels
+    at ``size`` (default: the preset's input size)."""
     from tinyseg.models.hrenet import PRESETS
-    from torch_twin import TorchHReNet
 
     model = ts.models.HReNet(preset=preset, seed=seed, init="he").to(device)
-    twin = TorchHReNet.from_tinyseg(model, device=device)
-    height, width = PRESETS[preset]["input_size"]
+    if twin:
+        from torch_twin import TorchHReNet
+        twin = TorchHReNet.from_tinyseg(model, device=device)
+    else:
+        twin = None
+    height, width = size or PRESETS[preset]["input_size"]
     rng = np.random.default_rng(seed)
     images = rng.standard_normal((batch, 1, height, width)).astype(np.float32)
     labels = rng.integers(0, 3, (batch, height, width))
@@ -35,17 +39,13 @@ def build(np, ts, torch, preset, batch, device, seed=0):
 
 
 def engine_steps(np, ts, torch, model, twin, images, labels, device):
-    """name -> {"tinyseg": fn, "torch": fn} for the three model rows."""
+    """name -> {"tinyseg": fn, "torch": fn} for the three model rows (no "torch" without a twin)."""
     import tinyseg.functional as F
-    import torch.nn.functional as tf
 
-    tdev = torch.device(device)
     x_ts, y_ts = ts.tensor(images, device=device), ts.tensor(labels, device=device)
-    x_th, y_th = torch.as_tensor(images, device=tdev), torch.as_tensor(labels, device=tdev)
-    one_ts, one_th = ts.tensor(images[:1], device=device), torch.as_tensor(images[:1], device=tdev)
+    one_ts = ts.tensor(images[:1], device=device)
     # A tiny learning rate keeps the weights (and so the work) the same across repeats.
     sgd_ts = ts.optim.SGD(model.parameters(), lr=1e-9, momentum=0.9)
-    sgd_th = torch.optim.SGD(twin.parameters(), lr=1e-9, momentum=0.9)
 
     def ts_forward(x):
         model.eval()
@@ -63,35 +63,46 @@ def engine_steps(np, ts, torch, model, twin, images, labels, device):
         F.cross_entropy(model(x_ts), y_ts).backward()
         sgd_ts.step()
 
+    steps = {"model forward": {"tinyseg": lambda: ts_forward(x_ts)},
+             "model forward+backward+SGD": {"tinyseg": ts_train},
+             "inference, one image": {"tinyseg": lambda: ts_forward(one_ts)}}
+    if twin is None:
+        return steps
+    import torch.nn.functional as tf
+    tdev = torch.device(device)
+    x_th, y_th = torch.as_tensor(images, device=tdev), torch.as_tensor(labels, device=tdev)
+    one_th = torch.as_tensor(images[:1], device=tdev)
+    sgd_th = torch.optim.SGD(twin.parameters(), lr=1e-9, momentum=0.9)
+
     def th_train():
         twin.train()
         sgd_th.zero_grad()
         tf.cross_entropy(twin(x_th), y_th).backward()
         sgd_th.step()
 
-    return {
-        "model forward": {"tinyseg": lambda: ts_forward(x_ts), "torch": lambda: th_forward(x_th)},
-        "model forward+backward+SGD": {"tinyseg": ts_train, "torch": th_train},
-        "inference, one image": {"tinyseg": lambda: ts_forward(one_ts), "torch": lambda: th_forward(one_th)},
-    }
+    steps["model forward"]["torch"] = lambda: th_forward(x_th)
+    steps["model forward+backward+SGD"]["torch"] = th_train
+    steps["inference, one image"]["torch"] = lambda: th_forward(one_th)
+    return steps
 
 
-def peak_memory_mb(engine, row, preset, batch, device, threads):
+def peak_memory_mb(engine, row, preset, batch, device, threads, size=None):
     """Run one step of ``row`` for ``engine`` in a fresh process; return its peak memory in MB."""
     cmd = [sys.executable, os.path.abspath(__file__), "--probe", engine, row, preset, str(batch), device,
-           str(threads)]
+           str(threads), "x".join(map(str, size or ()))]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])["peak_mb"]
 
 
-def _probe(engine, row, preset, batch, device, threads):
+def _probe(engine, row, preset, batch, device, threads, size=""):
     timing.set_threads(int(threads))
     import numpy as np
     import torch
 
     import tinyseg as ts
     torch.set_num_threads(int(threads))
-    model, twin, images, labels = build(np, ts, torch, preset, int(batch), device)
+    size = tuple(int(side) for side in size.split("x")) if size else None
+    model, twin, images, labels = build(np, ts, torch, preset, int(batch), device, size=size)
     # Warm up on a 1x1x32x32 input: JIT compilation (Numba loads LLVM, tens of MB) and library
     # set-up belong to start-up, not to a step, and so small an input leaves the allocators
     # holding little that the measured step could reuse unseen.

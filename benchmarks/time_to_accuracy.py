@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import timing  # noqa: E402
+import timing
 
 
 def main():
@@ -101,14 +99,12 @@ def main():
                 break
         results[name] = {"reached": reached, "history": history}
 
-    payload = {"device": dev, "device_name": timing.cpu_name() if dev == "cpu" else torch.cuda.get_device_name(),
-               "threads": args.threads, "date": timing.today(), "commit": timing.git_commit(),
-               "target": args.target, "settings": vars(args), "results": results}
+    payload = {**timing.facts(dev), "target": args.target, "settings": vars(args), "results": results}
 
     def cell(r):
         return f"{r['reached']['seconds']:.1f} s ({r['reached']['epochs']} epochs)" if r["reached"] else "not reached"
     md = [f"# Time to validation Dice >= {args.target} (lungs and heart), {dev}, {args.threads} threads, "
-          f"{payload['date']}", "", f"commit `{payload['commit']}`; H-ReNet small, synthetic 128x160, Adam "
+          f"{payload['date']}", "", timing.describe(payload), "", f"H-ReNet small, synthetic 128x160, Adam "
           f"lr {args.lr}, batch {args.batch_size}, same initial weights and batches.", "",
           "| engine | time to target |", "|---|---|"]
     md += [f"| {name} | {cell(r)} |" for name, r in results.items()]

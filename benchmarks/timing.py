@@ -1,4 +1,5 @@
-"""Timing helpers shared by the benchmarks: alternate engines, synchronise, take medians."""
+"""Helpers shared by the benchmarks: alternate engines, synchronise, take medians, and
+record where and when a measurement was taken (``facts``) next to its results."""
 from __future__ import annotations
 
 import datetime
@@ -7,7 +8,13 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
 def set_threads(n):
@@ -17,7 +24,7 @@ def set_threads(n):
     alternately, and one engine's spinning pool (OpenMP in PyTorch, OpenBLAS
     under NumPy) would otherwise steal the cores the other one is timed on.
     """
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    for var in THREAD_VARIABLES:
         os.environ[var] = str(n)
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     os.environ["OPENBLAS_THREAD_TIMEOUT"] = "4"   # the shortest spin OpenBLAS allows (2^4 cycles)
@@ -52,11 +59,20 @@ def median_ms(seconds):
 
 
 def git_commit():
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except Exception:
-        return "unknown"
+    """The tinyseg commit being measured: $TINYSEG_COMMIT, else ``git rev-parse HEAD`` in a
+    checkout, else tinyseg/_commit.txt (a copy of the tree without .git), else "unknown"."""
+    if os.environ.get("TINYSEG_COMMIT"):
+        return os.environ["TINYSEG_COMMIT"]
+    if (ROOT / ".git").exists():
+        try:
+            return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            pass
+    stamp = ROOT / "tinyseg" / "_commit.txt"
+    if stamp.is_file() and stamp.read_text().strip():
+        return stamp.read_text().strip()
+    return "unknown"
 
 
 def cpu_name():
@@ -68,6 +84,57 @@ def cpu_name():
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def gpu_facts():
+    """Name, memory, compute capability, driver and CUDA runtime of CuPy's current device."""
+    import cupy
+    runtime = cupy.cuda.runtime
+    props = runtime.getDeviceProperties(cupy.cuda.Device().id)
+    info = {"name": props["name"].decode(), "memory_gib": props.get("totalGlobalMem", 0) / 2 ** 30 or None,
+            "compute_capability": f"{props['major']}.{props['minor']}" if "major" in props else None}
+    for key, query in (("driver_cuda_version", "driverGetVersion"), ("cuda_runtime", "runtimeGetVersion")):
+        try:
+            version = getattr(runtime, query)()             # 13000 -> "13.0"
+            info[key] = f"{version // 1000}.{version % 1000 // 10}"
+        except Exception:                                    # not every CuPy build (or stand-in) has it
+            info[key] = None
+    return info
+
+
+def versions(*distributions):
+    """Installed version of each distribution (None where it is not installed)."""
+    found = {"python": platform.python_version()}
+    for name in distributions:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def facts(device="cpu", packages=("numpy", "torch")):
+    """Where and when a benchmark runs: date, commit, machine, thread settings, load, versions.
+
+    Call it after ``set_threads``; every results file carries it (JSON) and ``describe(facts)``
+    (Markdown)."""
+    info = {"date": today(), "started": datetime.datetime.now().isoformat(timespec="seconds"),
+            "commit": git_commit(), "device": device,
+            "device_name": gpu_facts()["name"] if device == "cuda" else cpu_name(),
+            "cpu": cpu_name(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
+            "thread_settings": {var: os.environ.get(var) for var in THREAD_VARIABLES},
+            "load_average": os.getloadavg(), "versions": versions(*packages)}
+    if "numba" in sys.modules:
+        info["numba_threads"] = sys.modules["numba"].get_num_threads()
+    return info
+
+
+def describe(info):
+    """One Markdown sentence of ``facts``: commit, device, cores and threads, platform, versions."""
+    threads = info.get("numba_threads") or info["thread_settings"].get("OMP_NUM_THREADS") or "default"
+    return (f"Commit `{info['commit']}`; {info['device_name']}; {info['cpu_count']} CPU cores, {threads} threads; "
+            f"{info['platform']}; " + ", ".join(f"{k} {v}" for k, v in info["versions"].items() if v)
+            + f"; load average {info['load_average'][0]:.2f} at the start.")
 
 
 def write_results(directory, stem, payload, markdown):
