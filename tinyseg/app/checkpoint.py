@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,12 +54,14 @@ class Checkpoint:
         if model is not None:
             _check_same_model(self.path, self.metadata.get("model", {}), model)
             _check_model_shapes(self.path, self.model_state, model)
+            _check_values(self.path, "weight", self.model_state)
         if optimizer is not None:
             stored = self.metadata.get("optimizer")
             if stored != type(optimizer).__name__:
                 raise CheckpointError(f"checkpoint {self.path!r} holds {stored or 'no'} optimizer "
                                       f"state, not {type(optimizer).__name__}")
             _check_optimizer_shapes(self.path, self.optimizer_state, optimizer)
+            _check_values(self.path, "optimizer entry", self.optimizer_state, counters_allowed=True)
         if model is not None:
             model.load_state_dict(self.model_state)
         if optimizer is not None:
@@ -90,16 +94,28 @@ def save_checkpoint(path, model, optimizer=None, metadata=None, extra=None):
 def read_checkpoint(path) -> Checkpoint:
     """Read and validate an archive without loading it into anything."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path!r} is a folder; give the checkpoint file in it (e.g. best.npz)")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic == b"\x93NUMPY":
+        raise CheckpointError(f"{path!r} is a single NumPy array (.npy), not a tinyseg checkpoint (.npz archive)")
+    if magic[:4] != b"PK\x03\x04":
+        raise CheckpointError(f"{path!r} is not a tinyseg checkpoint (.npz archive)"
+                              + ("; the file is empty" if not magic else ""))
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
-        raise CheckpointError(f"{path!r} is not a tinyseg checkpoint (not a readable .npz: {err})") from err
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, NotImplementedError,
+            zlib.error, struct.error) as err:
+        reason = "it holds Python objects, which tinyseg never loads" if "pickle" in str(err) else err
+        raise CheckpointError(f"{path!r} is not a readable tinyseg checkpoint (damaged or truncated "
+                              f".npz: {reason})") from None
     try:
         metadata = json.loads(str(arrays.pop(METADATA_KEY)))
-    except (KeyError, ValueError) as err:
+    except (KeyError, ValueError, RecursionError) as err:
         raise CheckpointError(f"{path!r} is not a tinyseg checkpoint (no JSON metadata entry)") from err
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
         raise CheckpointError(f"{path!r} is not a tinyseg checkpoint (format "
@@ -134,6 +150,20 @@ def _check_model_shapes(path, model_state, model):
     if missing or unexpected or wrong:
         raise CheckpointError(f"checkpoint {path!r} does not fit the model: missing {missing}, "
                               f"unexpected {unexpected}, shape mismatches {wrong}")
+
+
+def _check_values(path, what, arrays, counters_allowed=False):
+    """Stored arrays must be finite floating point (an optimizer's step counters may be
+    integers): a NaN weight would segment nothing."""
+    for key, value in arrays.items():
+        if counters_allowed and value.dtype.kind in "iu" and value.ndim == 0:
+            continue
+        if value.dtype.kind != "f":
+            raise CheckpointError(f"checkpoint {path!r}: {what} {key!r} holds {value.dtype} values, "
+                                  "expected floating point; the file is damaged or not from tinyseg")
+        if not np.isfinite(value).all():
+            raise CheckpointError(f"checkpoint {path!r}: {what} {key!r} holds NaN or infinite values; "
+                                  "use an earlier checkpoint of the run")
 
 
 def _check_optimizer_shapes(path, optim_state, optimizer):

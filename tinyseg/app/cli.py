@@ -75,6 +75,8 @@ def parse_args(argv=None):
     p.add_argument("--val-fraction", type=float,
                    help="share of the training part held out for validation, default 0.1 "
                         "(0: evaluate on the test split every epoch)")
+    p.add_argument("--keep-overexposed", action="store_true", default=None,
+                   help="keep the images the exposure screen drops (those are listed when it does)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = p.parse_args(argv)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 
 from ..models import PRESETS
@@ -38,6 +39,7 @@ class TrainConfig:
     seed: int | None = None
     n_synthetic: int | None = None     # size of the synthetic set
     val_fraction: float | None = None  # share of the training part held out for validation
+    keep_overexposed: bool | None = None  # keep images the exposure screen would drop
     model_options: dict | None = None  # HReNet overrides (widths, hidden_size, ...)
     device: str = "auto"               # "auto" | "cpu" | "cuda"
     out: str = os.path.join("runs", "jsrt")
@@ -49,7 +51,7 @@ class TrainConfig:
 
 DENOISERS = ("ksvd", "adaptive_filter", "collaborative")   # tinyseg.denoise.<name>_denoise
 COMMON_DEFAULTS = dict(momentum=0.9, denoise="none", seed=0, n_synthetic=240, val_fraction=0.1,
-                       model_options={})
+                       keep_overexposed=False, model_options={})
 SYNTHETIC_DEFAULTS = dict(preset="small", epochs=40, batch_size=8, lr=4e-3, optimizer="adam",
                           schedule="cosine", weight_decay=0.0, init="he", augment=False)
 REAL_DATA_DEFAULTS = dict(preset="paper", epochs=150, batch_size=4, lr=1e-3, optimizer="adam",
@@ -57,7 +59,7 @@ REAL_DATA_DEFAULTS = dict(preset="paper", epochs=150, batch_size=4, lr=1e-3, opt
 # Fields that define the computation; a resumed run must not change them.
 RUN_DEFINING = ("data", "scr", "preset", "size", "batch_size", "lr", "momentum", "optimizer",
                 "schedule", "weight_decay", "init", "augment", "denoise", "seed", "n_synthetic",
-                "val_fraction", "model_options")
+                "val_fraction", "keep_overexposed", "model_options")
 # What a resumed run may change: train longer, or continue a diverged run at a lower rate.
 RESUME_MAY_CHANGE = ("epochs", "lr")
 
@@ -77,9 +79,34 @@ def resolve_defaults(config: TrainConfig) -> TrainConfig:
                           ("preset", tuple(PRESETS))):
         if getattr(config, name) not in allowed:
             raise ValueError(f"{name} must be one of {allowed}, got {getattr(config, name)!r}")
-    if config.epochs < 1 or config.batch_size < 1 or config.lr <= 0:
-        raise ValueError("epochs and batch size must be positive and the learning rate > 0")
+    check_numbers(config)
     return config
+
+
+MIN_SIZE, MAX_SIZE = 16, 8192     # H-ReNet needs 16 pixels; beyond 8192 no radiograph is scanned
+
+
+def check_numbers(config):
+    """Each numeric setting checked on its own, with a message naming its flag."""
+    def number(flag, value, low, high=math.inf, integer=False, low_open=False):
+        kind = "a whole number" if integer else "a number"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                (integer and not float(value).is_integer()) or not math.isfinite(value):
+            raise ValueError(f"{flag} must be {kind}, got {value!r}")
+        if value < low or (low_open and value == low) or value > high:
+            side = f"> {low:g}" if low_open else f">= {low:g}"
+            limit = f" and <= {high:g}" if high != math.inf else ""
+            raise ValueError(f"{flag} must be {side}{limit}, got {value!r}")
+    number("--epochs", config.epochs, 1, integer=True)
+    number("--batch-size", config.batch_size, 1, integer=True)
+    number("--lr", config.lr, 0, 10, low_open=True)
+    number("--momentum", config.momentum, 0, 0.999999)
+    number("--weight-decay", config.weight_decay, 0, 1)
+    number("--seed", config.seed, 0, 2 ** 32 - 1, integer=True)
+    number("--n-synthetic", config.n_synthetic, 3, 100_000, integer=True)
+    number("--val-fraction", config.val_fraction, 0, 0.9)
+    for side in config.size:
+        number("--size", side, MIN_SIZE, MAX_SIZE, integer=True)
 
 
 def default_cache_dir(out):

@@ -78,6 +78,9 @@ def prepare_output(config):
         return
     present = [name for name in RUN_FILES if os.path.lexists(os.path.join(config.out, name))]
     if present and not config.overwrite:
+        if "last.npz" not in present:
+            raise OutputInUse(f"{config.out} holds files of a run that saved nothing to resume from "
+                              f"({', '.join(present)}); start over in it with --overwrite, or pick another --out")
         raise OutputInUse(f"{config.out} already holds a run ({', '.join(present)}); continue it with "
                           "--resume, start over in it with --overwrite, or pick another --out")
     for name in present:
@@ -97,9 +100,10 @@ def learning_rate(config, epoch):
 
 def load_training_data(config):
     """The dataset of ``config``, denoised when asked, with its input scale."""
+    screen = {"max_dark_fraction": None} if config.keep_overexposed else {}
     dataset = load_dataset(config.data, scr=config.scr, size=config.size, seed=config.seed,
                            n_synthetic=config.n_synthetic, val_fraction=config.val_fraction,
-                           progress=config.progress and config.data is not None)
+                           progress=config.progress and config.data is not None, **screen)
     if config.denoise != "none":
         denoise_dataset(dataset, config)
     return dataset, input_scale_of(dataset)
@@ -146,7 +150,28 @@ def _last_good(config, last_path, history):
 
 
 def _all_finite(model):
-    return all(bool(get_array_module(p.data).isfinite(p.data).all()) for p in model.parameters())
+    """Parameters and buffers (batch norm's running statistics) all finite."""
+    arrays = [p.data for p in model.parameters()] + [b.data for _, b in model.named_buffers()]
+    return all(bool(get_array_module(a).isfinite(a).all()) for a in arrays)
+
+
+def check_splits(dataset, heldout):
+    """Refuse, before any epoch runs, a split that would make training or scoring impossible."""
+    sizes = {"train": len(dataset.train), "test": len(dataset.test), heldout: len(getattr(dataset, heldout))}
+    empty = [name for name, n in sizes.items() if n == 0]
+    if empty:
+        counts = "/".join(str(n) for n in (len(dataset.train), len(dataset.val), len(dataset.test)))
+        raise ValueError(f"the {' and '.join(empty)} split of {dataset.source} data is empty "
+                         f"(train/val/test {counts} images); training needs images in train and test")
+
+
+def check_same_data(stored, current, last_path):
+    """--resume on other data (a folder that grew, another split) would mix test images into
+    training: refuse it, naming both."""
+    if stored is not None and stored != current:
+        raise ValueError(f"--resume: the data differ from the interrupted run's ({last_path} was trained on "
+                         f"{stored}, the data now are {current}); resume with the same --data and "
+                         "settings, or start a new run with another --out")
 
 
 # -- the loop -----------------------------------------------------------------------------
@@ -175,6 +200,10 @@ def train(config: TrainConfig, dataset=None, on_epoch_end=None):
         input_scale = input_scale_of(dataset)
     class_names = tuple(dataset.class_names)
     heldout = "val" if len(dataset.val) else "test"
+    check_splits(dataset, heldout)
+    fingerprint = dataset.fingerprint()
+    if checkpoint is not None:
+        check_same_data(checkpoint.metadata.get("data"), fingerprint, last_path)
     model = build_model(config, dataset.n_classes).to(device)
     optimizer = build_optimizer(config, model)
     rng = np.random.default_rng(config.seed)
@@ -188,7 +217,8 @@ def train(config: TrainConfig, dataset=None, on_epoch_end=None):
     def checkpoint_metadata(epoch):
         return {"epoch": epoch, "config": config_record(config), "rng_state": rng.bit_generator.state,
                 "history": history, "best_score": best_score, "input_scale": input_scale,
-                "size": list(config.size), "class_names": list(class_names), "denoise": config.denoise}
+                "size": list(config.size), "class_names": list(class_names), "denoise": config.denoise,
+                "data": fingerprint}
 
     extra = {"mean_image": dataset.mean_image} if dataset.mean_image is not None else {}
     augment = Augmentation() if config.augment else None
@@ -226,7 +256,8 @@ def train(config: TrainConfig, dataset=None, on_epoch_end=None):
 
     facts = {"seconds": round(time.perf_counter() - started, 1),
              "train_seconds": round(sum(h["seconds"] for h in history), 1), "preset": config.preset,
-             "size": list(config.size), "data": config.data or "synthetic", "device": device}
+             "size": list(config.size), "data": config.data or "synthetic", "device": device,
+             "excluded_as_overexposed": {name: round(float(share), 4) for name, share in dataset.excluded.items()}}
     return write_results(config.out, facts, model, dataset, input_scale, device, history)
 
 

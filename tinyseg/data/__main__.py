@@ -21,9 +21,12 @@ def main(argv=None) -> None:
     parser.add_argument("--size", type=int, nargs=2, default=(128, 160), metavar=("H", "W"))
     parser.add_argument("--count", type=int, default=8, help="images in the montage")
     parser.add_argument("--out", default="dataset_montage.png", help="PNG file to write")
+    parser.add_argument("--keep-overexposed", action="store_true", help="keep images the exposure screen drops")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
 
-    data = load_dataset(args.path, scr=args.scr, size=tuple(args.size))
+    screen = {"max_dark_fraction": None} if args.keep_overexposed else {}
+    data = load_dataset(args.path, scr=args.scr, size=tuple(args.size), **screen)
     fractions = np.bincount(data.labels.ravel(), minlength=data.n_classes) / data.labels.size
     print(f"{data.source}: {len(data)} images of {data.size[0]}x{data.size[1]}, "
           f"train/val/test {len(data.train)}/{len(data.val)}/{len(data.test)}")
@@ -39,4 +42,7 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from ..app.cli import run_command   # one "error:" line and exit status 2 for user errors
+    sys.exit(run_command(main))

@@ -11,13 +11,15 @@ def atomic_write(path, write) -> Path:
 
     The target is either untouched or complete: ``os.replace`` swaps the finished
     file in, and on any error the temporary file is removed. Missing parent folders
-    are created.
+    are created. A killed process can leave the temporary file (``.<name>.*.tmp``);
+    the training loop removes those at its next start.
     """
     path = Path(path)
     directory = path.absolute().parent
     directory.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
+        os.chmod(temporary, 0o666 & ~_umask())   # as open() would create it (mkstemp makes 0600)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -28,3 +30,9 @@ def atomic_write(path, write) -> Path:
             os.unlink(temporary)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)     # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask

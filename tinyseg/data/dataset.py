@@ -7,6 +7,7 @@ JSRT files (``JPCLN001.IMG`` or PNG conversions) is read with SCR masks from
 """
 from __future__ import annotations
 
+import hashlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from .errors import DatasetError, MissingFileError
 from .folder import SPLITS_FILE, find_folder_pairs, is_folder_dataset, read_splits_csv
 from .imagefile import read_grayscale, read_label_map
 from .jsrt import JSRT_BIT_DEPTH, find_jsrt_images, read_jsrt_image
-from .preprocess import (DARK_LEVEL, MAX_DARK_FRACTION, dark_fraction, mean_image,
+from .preprocess import (DARK_LEVEL, MAX_DARK_FRACTION, check_mask_fits, dark_fraction, mean_image,
                          resize_image, resize_labels)
 from .scr import find_scr_masks, read_scr_labels
 from .splits import (DEFAULT_VAL_FRACTION, PAPER_TEST_FRACTION, Splits, random_split,
@@ -63,6 +64,19 @@ class SegmentationDataset:
     def __len__(self) -> int:
         return len(self.images)
 
+    def fingerprint(self) -> dict:
+        """What identifies the data of a run: the images, labels and names, and which split
+        each belongs to (a digest over all of them, plus the counts, to name in messages)."""
+        digest = hashlib.sha256()
+        for part in (self.images, self.labels, self.mean_image):
+            if part is not None:
+                digest.update(np.ascontiguousarray(part).tobytes())
+        digest.update("\n".join(self.names).encode())
+        for indices in (self.train, self.val, self.test):
+            digest.update(np.asarray(indices, dtype=np.int64).tobytes() + b"|")
+        return {"digest": digest.hexdigest()[:16], "images": len(self),
+                "train/val/test": [len(self.train), len(self.val), len(self.test)]}
+
     def split(self, name: str):
         """``(images, labels)`` of ``'train'``, ``'val'`` or ``'test'``."""
         if name not in ("train", "val", "test"):
@@ -106,15 +120,20 @@ def load_dataset(path=None, scr=None, size=(128, 160), *, protocol=None, fold: i
     if progress is None:
         progress = kind != "synthetic"
     kept = _read_and_screen(kind, items, size, max_dark_fraction, dark_level, progress)
+    if kept.excluded:
+        shown = ", ".join(f"{name} ({share:.0%} dark)" for name, share in kept.excluded.items())
+        print(f"excluded {len(kept.excluded)} of {len(items)} images as overexposed (more than "
+              f"{max_dark_fraction:.0%} of pixels at or below {dark_level}): {shown}; "
+              "--keep-overexposed keeps them", file=sys.stderr)
     if not kept.names:
         where = path if path is not None else "the synthetic set"
         raise DatasetError(
             f"no images left in {where}: all {len(items)} were excluded as overexposed "
             f"(more than {max_dark_fraction:.0%} of pixels at or below {dark_level}); "
-            "raise max_dark_fraction or pass None", path)
+            "pass --keep-overexposed (max_dark_fraction=None) to keep them", path)
 
     splits = _make_splits(kind, path, kept.names, kept.positions, protocol, fold, n_test,
-                          test_fraction, n_val, val_fraction, seed)
+                          test_fraction, n_val, val_fraction, seed, kept.excluded)
     images = np.stack(kept.images).astype(np.float32, copy=False)
     mean = None
     if subtract_mean:
@@ -136,6 +155,8 @@ def _find_items(path, scr, size, n_synthetic, seed):
     root = Path(path)
     if not root.exists():
         raise MissingFileError(f"dataset folder not found: {root}", root)
+    if not root.is_dir():
+        raise DatasetError(f"{root} is a file; --data takes a folder (JSRT files, or images/ and masks/)", root)
     if is_folder_dataset(root):
         if scr is not None:
             raise ValueError(f"{root} is a folder dataset with its own masks/; scr is only for JSRT")
@@ -193,6 +214,7 @@ def _folder_items(root: Path):
     def read(image_path, mask_path):
         image, bit_depth = read_grayscale(image_path)
         labels = read_label_map(mask_path)
+        check_mask_fits(labels.shape, image.shape, mask_path)
         if labels.shape != image.shape:
             labels = resize_labels(labels, image.shape)
         return image, labels, bit_depth
@@ -222,7 +244,7 @@ def _jsrt_items(root: Path, scr_root: Path):
 
 
 def _make_splits(kind, path, names, positions, protocol, fold, n_test, test_fraction, n_val,
-                 val_fraction, seed) -> Splits:
+                 val_fraction, seed, excluded=()) -> Splits:
     csv_path = Path(path) / SPLITS_FILE if kind == "folder" else None
     if protocol is None:
         protocol = "csv" if csv_path is not None and csv_path.is_file() else "random"
@@ -231,7 +253,7 @@ def _make_splits(kind, path, names, positions, protocol, fold, n_test, test_frac
     if protocol == "csv":
         if csv_path is None:
             raise ValueError("protocol 'csv' needs a folder dataset with a splits.csv file")
-        return splits_from_labels(read_splits_csv(csv_path, names), names)
+        return splits_from_labels(read_splits_csv(csv_path, names, excluded), names)
     if protocol == "two_fold":
         return two_fold_split(np.array(positions), fold, n_val, val_fraction, seed)
     return random_split(len(names), n_test, test_fraction, n_val, val_fraction, seed)

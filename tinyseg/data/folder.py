@@ -9,6 +9,7 @@ Layout::
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 from .errors import DatasetError, MissingFileError
@@ -63,39 +64,58 @@ def _files_by_name(folder: Path, suffixes) -> dict[str, Path]:
     return files
 
 
-def read_splits_csv(path, names) -> dict[str, str]:
+def read_splits_csv(path, names, excluded=()) -> dict[str, str]:
     """Read ``name,split`` rows; every name in ``names`` must appear exactly once.
 
-    A name may be given with or without its image extension.
+    A name may be given with or without its image extension. Rows naming an image of
+    ``excluded`` (dropped by the exposure screen, and already reported) are skipped.
     """
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"split file not found: {path}", path)
-    known = set(names)
+    known, excluded = set(names), set(excluded)
     splits: dict[str, str] = {}
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        rows = csv.reader(handle)
-        header = [cell.strip().lower() for cell in next(rows, [])]
-        if header[:2] != ["name", "split"]:
-            raise DatasetError(
-                f"{path} must start with the header 'name,split', got {','.join(header)!r}", path)
-        for line, row in enumerate(rows, start=2):
-            if not row or not "".join(row).strip():
-                continue
-            if len(row) < 2:
-                raise DatasetError(f"{path} line {line}: expected 'name,split', got {','.join(row)!r}", path)
-            name, split = row[0].strip(), row[1].strip().lower()
-            if Path(name).suffix.lower() in IMAGE_SUFFIXES:
-                name = Path(name).stem
-            if split not in SPLIT_NAMES:
-                raise DatasetError(f"{path} line {line}: split {split!r} is not one of {SPLIT_NAMES}", path)
-            if name not in known:
-                raise DatasetError(f"{path} line {line}: no image named {name!r}", path)
-            if name in splits:
-                raise DatasetError(f"{path} line {line}: {name!r} is listed twice", path)
-            splits[name] = split
+    rows = iter(_csv_rows(path))
+    header = [cell.strip().lower() for cell in next(rows, [])]
+    if header[:2] != ["name", "split"]:
+        raise DatasetError(
+            f"{path} must start with the header 'name,split', got {','.join(header)!r}", path)
+    for line, row in enumerate(rows, start=2):
+        if not row or not "".join(row).strip():
+            continue
+        if len(row) < 2:
+            raise DatasetError(f"{path} line {line}: expected 'name,split', got {','.join(row)!r}", path)
+        name, split = row[0].strip(), row[1].strip().lower()
+        if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+            name = Path(name).stem
+        if split not in SPLIT_NAMES:
+            raise DatasetError(f"{path} line {line}: split {split!r} is not one of {SPLIT_NAMES}", path)
+        if name in excluded:
+            continue
+        if name not in known:
+            raise DatasetError(f"{path} line {line}: no image named {name!r}", path)
+        if name in splits:
+            raise DatasetError(f"{path} line {line}: {name!r} is listed twice", path)
+        splits[name] = split
     unlisted = sorted(known - set(splits))
     if unlisted:
         shown = ", ".join(unlisted[:5]) + (" ..." if len(unlisted) > 5 else "")
         raise DatasetError(f"{path} does not list {len(unlisted)} image(s): {shown}", path)
     return splits
+
+
+def _csv_rows(path: Path) -> list:
+    """The rows of a CSV text file; binary or undecodable content is a DatasetError."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{path} is not a UTF-8 text file (byte {err.start}); expected CSV rows "
+                           "'name,split'", path) from None
+    except OSError as err:
+        raise DatasetError(f"cannot read {path}: {err.strerror or err}", path) from None
+    if "\0" in text:
+        raise DatasetError(f"{path} holds binary data; expected CSV rows 'name,split'", path)
+    try:
+        return list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as err:
+        raise DatasetError(f"{path} is not valid CSV: {err}", path) from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from .errors import DatasetError, MissingFileError
 
@@ -18,8 +18,14 @@ def open_image(path) -> Image.Image:
         with Image.open(path) as image:
             image.load()
             return image
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        raise DatasetError(f"cannot read image {path}: {error}", path) from error
+    except Image.DecompressionBombError as error:
+        raise DatasetError(f"{path} is larger than Pillow's decompression-bomb limit ({error}); "
+                           "raise PIL.Image.MAX_IMAGE_PIXELS if the file is trusted", path) from None
+    except MemoryError:
+        raise
+    except Exception as error:   # a damaged file can fail anywhere in a decoder: always name it
+        reason = str(error) or type(error).__name__
+        raise DatasetError(f"cannot read image {path}: {reason}", path) from error
 
 
 def read_grayscale(path):

@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from .errors import DatasetError
+
 DARK_LEVEL = 0.02
 MAX_DARK_FRACTION = 0.15
 
@@ -77,3 +79,16 @@ def mean_image(images, indices) -> np.ndarray:
     if indices.size == 0:
         raise ValueError("cannot compute a mean image over an empty set of images")
     return np.asarray(images)[indices].mean(axis=0, dtype=np.float64).astype(np.float32)
+
+
+def check_mask_fits(mask_shape, image_shape, path) -> None:
+    """A mask may differ from its image only by a whole scale factor at the same aspect ratio
+    (SCR's 1024x1024 masks of JSRT's 2048x2048 films); anything else is an error, never a stretch."""
+    (mh, mw), (ih, iw) = tuple(mask_shape), tuple(image_shape)
+    if (mh, mw) == (ih, iw):
+        return
+    same_aspect = mh * iw == mw * ih
+    whole_factor = (ih % mh == 0 and iw % mw == 0) or (mh % ih == 0 and mw % iw == 0)
+    if not (same_aspect and whole_factor):
+        raise DatasetError(f"mask {path} is {mh}x{mw} but its image is {ih}x{iw}; a mask must have the "
+                           "image's size or a whole multiple of it at the same aspect ratio", path)

@@ -16,7 +16,7 @@ import numpy as np
 from .classes import BACKGROUND, HEART, LUNGS
 from .errors import DatasetError, MissingFileError
 from .imagefile import read_binary_mask
-from .preprocess import resize_labels
+from .preprocess import check_mask_fits, resize_labels
 
 STRUCTURES = ("heart", "left lung", "right lung")
 MASK_SUFFIXES = (".gif", ".png")
@@ -87,13 +87,17 @@ def _folder_name(masks: dict[str, Path], structure: str) -> str:
 def read_scr_labels(mask_paths: dict[str, Path], shape) -> np.ndarray:
     """Combine the three structure masks into an int64 label map of ``shape``.
 
-    Each mask is resized to ``shape`` with nearest neighbour; nonzero pixels
-    are inside the structure.
+    Each mask is resized to ``shape`` with nearest neighbour (it must have that shape
+    or a whole multiple of it at the same aspect ratio); nonzero pixels are inside.
     """
     missing = [s for s in STRUCTURES if s not in mask_paths]
     if missing:
         raise DatasetError(f"mask paths lack the structure(s) {missing}")
-    inside = {s: resize_labels(read_binary_mask(mask_paths[s]), shape) for s in STRUCTURES}
+    inside = {}
+    for structure in STRUCTURES:
+        mask = read_binary_mask(mask_paths[structure])
+        check_mask_fits(mask.shape, shape, mask_paths[structure])
+        inside[structure] = resize_labels(mask, shape)
     labels = np.full(tuple(shape), BACKGROUND, dtype=np.int64)
     labels[inside["left lung"] | inside["right lung"]] = LUNGS
     labels[inside["heart"]] = HEART

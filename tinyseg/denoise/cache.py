@@ -4,7 +4,8 @@
 computing it once: the result is stored as ``<cache_dir>/<key>.npy`` where the
 key is a SHA-256 of the function's name, the parameters (as JSON) and the
 image's dtype, shape and bytes. Changing any of them gives a new key, so a
-stale result is never returned. Files are written atomically.
+stale result is never returned. Files are written atomically, and an entry that is
+unreadable, of another shape or not finite is recomputed rather than trusted.
 """
 from __future__ import annotations
 
@@ -32,9 +33,13 @@ def cached_apply(fn, image, params, cache_dir):
     path = os.path.join(cache_dir, cache_key(fn, image, params) + ".npy")
     if os.path.isfile(path):
         try:
-            return np.load(path, allow_pickle=False)
-        except (ValueError, OSError):
-            pass                                   # unreadable entry: recompute and overwrite
+            stored = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError):
+            stored = None                          # unreadable entry: recompute and overwrite
+        # a denoiser returns an image like its input: anything else is a damaged entry
+        if stored is not None and stored.shape == image.shape and stored.dtype.kind == "f" \
+                and np.isfinite(stored).all():
+            return stored
     result = np.asarray(fn(image, **params))
     atomic_write(path, lambda f: np.save(f, result, allow_pickle=False))
     return result
