@@ -13,6 +13,8 @@
 // Used by conv2d (forward: im2col; d input: col2im) and conv_transpose2d (forward:
 // col2im onto the output canvas; d input: im2col of the output gradient).
 
+#include "common.cuh"
+
 template <typename T>
 __device__ void im2col_impl(const T* image, T* cols, long long total, int channels,
                             int height, int width, int kh, int kw, int stride, int padding,
@@ -21,7 +23,7 @@ __device__ void im2col_impl(const T* image, T* cols, long long total, int channe
     // One thread per entry of cols, in cols' own memory order: consecutive threads
     // write consecutive window positions ow, so writes coalesce and reads are
     // `stride` elements apart. Grid: ceil(total / blockDim.x) blocks of 1-D threads.
-    const long long index = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const long long index = global_thread_index();
     if (index >= total) return;
     long long rest = index;
     const int ow = (int)(rest % out_w); rest /= out_w;
@@ -49,7 +51,7 @@ __device__ void col2im_impl(const T* cols, T* image, long long total, int channe
     // window (oh, ow) when yp = oh*s + i and xp = ow*s + j. So i runs over
     // yp % s, yp % s + s, ... (i < kh and i <= yp, i.e. oh >= 0), giving
     // oh = (yp - i) / s, which must also be < out_h; likewise for j.
-    const long long index = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const long long index = global_thread_index();
     if (index >= total) return;
     long long rest = index;
     const int x = (int)(rest % width); rest /= width;

@@ -26,11 +26,9 @@
 // than sweep order): activated gates (T, B, 4H), cells c, tanh(c) and hidden states h
 // (T, B, H), per direction.
 
-#define LSTM_MAX_GROUP 8   // most sequences per block: 4 * LSTM_MAX_GROUP accumulators per thread
+#include "common.cuh"
 
-template <typename T> __device__ __forceinline__ T tanh_(T v);
-template <> __device__ __forceinline__ float tanh_(float v) { return tanhf(v); }
-template <> __device__ __forceinline__ double tanh_(double v) { return tanh(v); }
+#define LSTM_MAX_GROUP 8   // most sequences per block: 4 * LSTM_MAX_GROUP accumulators per thread
 
 // The CPU's logistic: 0.5 * (1 + tanh(v / 2)) never overflows.
 template <typename T> __device__ __forceinline__ T sigmoid_(T v)

@@ -11,6 +11,8 @@
 // sums in a fixed order (deterministic results) and writes every input gradient,
 // zeros included, exactly once, so no separate zero-fill pass is needed.
 
+#include "common.cuh"
+
 template <typename T>
 __device__ void max_pool_forward_impl(const T* x, T* y, int* argmax, long long total,
                                       int height, int width, int out_h, int out_w,
@@ -18,7 +20,7 @@ __device__ void max_pool_forward_impl(const T* x, T* y, int* argmax, long long t
 {
     // One thread per output (n, c, oh, ow), in the output's memory order.
     // Grid: ceil(total / blockDim.x) blocks of 1-D threads.
-    const long long index = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const long long index = global_thread_index();
     if (index >= total) return;
     const int ow = (int)(index % out_w);
     const int oh = (int)((index / out_w) % out_h);
@@ -50,7 +52,7 @@ __device__ void max_pool_backward_impl(const T* gy, const int* argmax, T* gx, lo
     // One thread per input pixel (n, c, h, w), in the input's memory order.
     // Row h lies in window rows oh with oh*sh <= h <= oh*sh + kh - 1, that is
     // ceil((h - kh + 1) / sh) <= oh <= h / sh, clipped to [0, out_h); same for columns.
-    const long long index = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const long long index = global_thread_index();
     if (index >= total) return;
     const int w = (int)(index % width);
     const int h = (int)((index / width) % height);

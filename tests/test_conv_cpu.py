@@ -10,7 +10,8 @@ import pytest
 
 import tinyseg as ts
 import tinyseg.functional as F
-from tinyseg.ops.im2col import col2im, im2col, output_size
+from tinyseg.ops.conv import output_size
+from tinyseg.ops.cpu.im2col import col2im, im2col
 
 # (N, C, H, W, kh, kw, stride, padding)
 EDGE_CASES = [
