@@ -4,13 +4,13 @@ larger than kernel - 1, strides larger than the kernel, 1x1 kernels, non-contigu
 inputs, float32, empty batches, the fused ReLU)."""
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, given, strategies as st
 
 import tinyseg as ts
 import tinyseg.functional as F
 from tinyseg.ops.conv import output_size
 from tinyseg.ops.cpu.im2col import col2im, im2col
-from torch_parity import (EXAMPLES, SETTINGS, TF, assert_close, assert_grads, backward_both, needs_torch,  # noqa: F401
+from torch_parity import (EXAMPLES, SETTINGS, TF, assert_close, assert_grads, backward_both, needs_torch,
                           ours, seeds, t64, theirs, torch)
 
 
@@ -83,23 +83,33 @@ def test_conv_on_an_empty_batch(kernel, padding):
     np.testing.assert_array_equal(w.grad, 0)
 
 
+def draw_geometry(data):
+    """Batch size, channels, kernel, stride (up to 5: also larger than the kernel) and padding."""
+    n, c_in, c_out = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    kh, kw = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
+    stride = data.draw(st.integers(1, 5))
+    padding = data.draw(st.integers(0, max(kh, kw) - 1))
+    return n, c_in, c_out, kh, kw, stride, padding
+
+
+def conv_inputs(rng, x_shape, weight_shape, bias_size):
+    """x, weight and (for a bias_size > 0) bias: as float64 arrays, tinyseg leaves, torch leaves."""
+    arrays = {"x": rng.standard_normal(x_shape), "weight": rng.standard_normal(weight_shape)}
+    if bias_size:
+        arrays["bias"] = rng.standard_normal(bias_size)
+    return arrays, {k: ours(v) for k, v in arrays.items()}, {k: theirs(v) for k, v in arrays.items()}
+
+
 @needs_torch
 @EXAMPLES
 @given(data=st.data(), seed=seeds)
 def test_conv2d_matches_torch(data, seed):
-    n, c_in, c_out = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
-    kh, kw = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
-    stride = data.draw(st.integers(1, 5))                      # includes stride > kernel
-    padding = data.draw(st.integers(0, max(kh, kw) - 1))
+    n, c_in, c_out, kh, kw, stride, padding = draw_geometry(data)
     h = data.draw(st.integers(max(1, kh - 2 * padding), 8))
     w = data.draw(st.integers(max(1, kw - 2 * padding), 8))
     bias, relu = data.draw(st.booleans()), data.draw(st.booleans())
     rng = np.random.default_rng(seed)
-    arrays = {"x": rng.standard_normal((n, c_in, h, w)), "weight": rng.standard_normal((c_out, c_in, kh, kw))}
-    if bias:
-        arrays["bias"] = rng.standard_normal(c_out)
-    a = {k: ours(v) for k, v in arrays.items()}
-    b = {k: theirs(v) for k, v in arrays.items()}
+    arrays, a, b = conv_inputs(rng, (n, c_in, h, w), (c_out, c_in, kh, kw), c_out if bias else 0)
     y = F.conv2d(a["x"], a["weight"], a.get("bias"), stride=stride, padding=padding, relu=relu)
     y_ref = TF.conv2d(b["x"], b["weight"], b.get("bias"), stride=stride, padding=padding)
     if relu:
@@ -113,20 +123,13 @@ def test_conv2d_matches_torch(data, seed):
 @EXAMPLES
 @given(data=st.data(), seed=seeds)
 def test_conv_transpose2d_matches_torch(data, seed):
-    n, c_in, c_out = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
-    kh, kw = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
-    stride = data.draw(st.integers(1, 5))
-    padding = data.draw(st.integers(0, max(kh, kw) - 1))
+    n, c_in, c_out, kh, kw, stride, padding = draw_geometry(data)
     h, w = data.draw(st.integers(1, 5)), data.draw(st.integers(1, 5))
     assume((h - 1) * stride + kh - 2 * padding >= 1 and (w - 1) * stride + kw - 2 * padding >= 1)
     bias = data.draw(st.booleans())
     rng = np.random.default_rng(seed)
     # weight layout (C_in, C_out, kH, kW), the same as torch's
-    arrays = {"x": rng.standard_normal((n, c_in, h, w)), "weight": rng.standard_normal((c_in, c_out, kh, kw))}
-    if bias:
-        arrays["bias"] = rng.standard_normal(c_out)
-    a = {k: ours(v) for k, v in arrays.items()}
-    b = {k: theirs(v) for k, v in arrays.items()}
+    arrays, a, b = conv_inputs(rng, (n, c_in, h, w), (c_in, c_out, kh, kw), c_out if bias else 0)
     y = F.conv_transpose2d(a["x"], a["weight"], a.get("bias"), stride=stride, padding=padding)
     y_ref = TF.conv_transpose2d(b["x"], b["weight"], b.get("bias"), stride=stride, padding=padding)
     assert_close(y, y_ref, "conv_transpose2d forward")

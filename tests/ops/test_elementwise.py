@@ -1,7 +1,6 @@
 """Elementwise arithmetic, matmul, reductions and shape ops: gradient checks with
 broadcasting, and the numerically stable sigmoid."""
 import numpy as np
-import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 

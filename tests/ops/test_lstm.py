@@ -2,13 +2,13 @@
 order, and PyTorch parity (torch.nn.LSTM and the ReNet twin in benchmarks/torch_twin.py)."""
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import given, settings, strategies as st
 
 import tinyseg as ts
 import tinyseg.functional as F
-from torch_parity import TorchReNet, renet_key  # noqa: F401
-from torch_parity import (EXAMPLES, SETTINGS, TF, assert_close, assert_grads, backward_both, needs_torch,  # noqa: F401
-                          ours, seeds, t64, theirs, torch)
+from tinyseg.ops.lstm import bidirectional_lstm
+from torch_parity import (EXAMPLES, SETTINGS, TorchReNet, assert_close, assert_grads, backward_both, needs_torch,
+                          ours, renet_key, seeds, t64, theirs, torch)
 
 
 @SETTINGS
@@ -120,16 +120,38 @@ def lstm_shapes():
     return st.tuples(st.integers(1, 5), st.integers(1, 3), st.integers(1, 4), st.integers(1, 4))
 
 
-@needs_torch
-@EXAMPLES
-@given(shape=lstm_shapes(), seed=seeds)
-def test_lstm_forward_direction_matches_torch(shape, seed):
+def lstm_case(shape, seed):
+    """rng, sizes, input and one direction's weights as arrays, tinyseg tensors and x for torch."""
     steps, batch, n_in, hidden = shape
     rng = np.random.default_rng(seed)
     x_np = rng.standard_normal((steps, batch, n_in))
     weights = random_lstm_weights(rng, n_in, hidden)
-    x, params = ours(x_np), [ours(v) for v in weights]
-    x_ref = theirs(x_np)
+    return rng, n_in, hidden, x_np, weights, ours(x_np), [ours(v) for v in weights], theirs(x_np)
+
+
+@needs_torch
+@EXAMPLES
+@given(shape=lstm_shapes(), seed=seeds)
+def test_bidirectional_lstm_matches_torch(shape, seed):
+    """The two-direction op of a ReNet sweep is torch's bidirectional LSTM."""
+    rng, n_in, hidden, x_np, weights, x, params, x_ref = lstm_case(shape, seed)
+    reverse_weights = random_lstm_weights(rng, n_in, hidden)
+    reverse_params = [ours(v) for v in reverse_weights]
+    module = torch_lstm(n_in, hidden, [weights, reverse_weights])
+    y = bidirectional_lstm(x, params, reverse_params)
+    y_ref, _ = module(x_ref)
+    assert_close(y, y_ref, "bidirectional lstm forward")
+    backward_both(y, y_ref, rng)
+    assert_grads({"x": (x, x_ref), **{f"{ours_name}{suffix}": (p, getattr(module, name + suffix))
+                                      for suffix, ps in (("", params), ("_reverse", reverse_params))
+                                      for ours_name, p, name in zip(LSTM_NAMES, ps, TORCH_LSTM_NAMES)}})
+
+
+@needs_torch
+@EXAMPLES
+@given(shape=lstm_shapes(), seed=seeds)
+def test_lstm_forward_direction_matches_torch(shape, seed):
+    rng, n_in, hidden, x_np, weights, x, params, x_ref = lstm_case(shape, seed)
     module = torch_lstm(n_in, hidden, [weights])
     y = F.lstm(x, *params)
     y_ref, _ = module(x_ref)
@@ -144,12 +166,7 @@ def test_lstm_forward_direction_matches_torch(shape, seed):
 @given(shape=lstm_shapes(), seed=seeds)
 def test_lstm_reverse_direction_matches_torch(shape, seed):
     """reverse=True is the `_reverse` half of torch's bidirectional LSTM output."""
-    steps, batch, n_in, hidden = shape
-    rng = np.random.default_rng(seed)
-    x_np = rng.standard_normal((steps, batch, n_in))
-    weights = random_lstm_weights(rng, n_in, hidden)
-    x, params = ours(x_np), [ours(v) for v in weights]
-    x_ref = theirs(x_np)
+    rng, n_in, hidden, x_np, weights, x, params, x_ref = lstm_case(shape, seed)
     module = torch_lstm(n_in, hidden, [random_lstm_weights(rng, n_in, hidden), weights])
     y = F.lstm(x, *params, reverse=True)
     y_ref = module(x_ref)[0][..., hidden:]

@@ -3,12 +3,12 @@ kernels against a float64 reference (block boundaries, large means, non-contiguo
 inputs, gradients of the running statistics)."""
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, given, strategies as st
 
 import tinyseg as ts
 import tinyseg.functional as F
 from tinyseg.ops.cpu.norm import BLOCK
-from torch_parity import (EXAMPLES, SETTINGS, TF, assert_close, assert_grads, backward_both, needs_torch,  # noqa: F401
+from torch_parity import (EXAMPLES, SETTINGS, TF, assert_close, assert_grads, backward_both, needs_torch,
                           ours, seeds, t64, theirs, torch)
 
 

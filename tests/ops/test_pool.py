@@ -2,12 +2,12 @@
 (ties, NaNs, overlapping windows, non-contiguous inputs)."""
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, given, strategies as st
 
 import tinyseg as ts
 import tinyseg.functional as F
-from torch_parity import (EXAMPLES, SETTINGS, TF, assert_close, assert_grads, backward_both, needs_torch,  # noqa: F401
-                          ours, seeds, t64, theirs, torch)
+from torch_parity import (EXAMPLES, SETTINGS, TF, assert_close, assert_grads, backward_both, needs_torch,
+                          ours, seeds, theirs)
 
 
 @SETTINGS
