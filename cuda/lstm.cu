@@ -22,9 +22,8 @@
 // new state has been written. The recurrence is sequential in t, so the parallelism
 // is over units, sequences and directions.
 //
-// Saved for backward, the quantities tinyseg/ops/lstm.py saves (here in natural rather
-// than sweep order): activated gates (T, B, 4H), cells c, tanh(c) and hidden states h
-// (T, B, H), per direction.
+// Saved for backward, as tinyseg/ops/cpu/lstm.py saves them, in natural time order:
+// activated gates (T, B, 4H), cells c, tanh(c) and hidden states h (T, B, H), per direction.
 
 #include "common.cuh"
 

@@ -59,11 +59,12 @@ def grad_weight(a, b):
     return (b @ a.T).T
 
 
-def with_bias_grad(needs_grad, gx, gw, gb):
-    """(dx, dW) for an op called without a bias, (dx, dW, d bias) with one."""
+def with_bias_grad(needs_grad, gx, gw, bias_grad):
+    """(dx, dW) for an op called without a bias, (dx, dW, d bias) with one; ``bias_grad()``
+    computes d bias, only when it is needed."""
     if len(needs_grad) == 2:
         return gx, gw
-    return gx, gw, gb if needs_grad[2] else None
+    return gx, gw, bias_grad() if needs_grad[2] else None
 
 
 class Conv2d(Function):
@@ -136,7 +137,7 @@ class Conv2d(Function):
         if self.needs_grad[0]:
             gcols = np.matmul(self.weight.reshape(c_out, -1).T, gz, out=buffer).reshape(k, n, out_h * out_w)
             gx = cpu_im2col.col2im(gcols, self.x.shape, kh, kw, self.stride, self.padding, out_h, out_w)
-        return with_bias_grad(self.needs_grad, gx, gw, channel_sums)
+        return with_bias_grad(self.needs_grad, gx, gw, lambda: channel_sums)
 
     def backward_gpu(self, gy):
         xp = get_array_module(gy)
@@ -153,7 +154,7 @@ class Conv2d(Function):
         if self.needs_grad[0]:
             gcols = xp.matmul(self.weight.reshape(c_out, -1).T, gz)              # one batched GEMM
             gx = gpu.conv.col2im(gcols, self.x.shape, kh, kw, self.stride, self.padding, out_h, out_w)
-        return with_bias_grad(self.needs_grad, gx, gw, gz.sum(axis=(0, 2)) if len(self.needs_grad) > 2 else None)
+        return with_bias_grad(self.needs_grad, gx, gw, lambda: gz.sum(axis=(0, 2)))
 
 
 
@@ -217,11 +218,12 @@ class ConvTranspose2d(Function):
         gcols = cpu_im2col.im2col(gy, kh, kw, self.stride, self.padding, h, w).reshape(c_out * kh * kw, -1)
         gx = gw = None
         if self.needs_grad[0]:
-            gx = swap_batch((self.weight.reshape(c_in, -1) @ gcols).reshape(c_in, n, h * w)).reshape(self.x.shape)
+            gx = swap_batch((self.weight.reshape(c_in, -1) @ gcols).reshape(c_in, n, h * w))
+            gx = gx.reshape(self.x.shape)
         if self.needs_grad[1]:
             x = swap_batch(self.x.reshape(n, c_in, h * w)).reshape(c_in, -1)
             gw = grad_weight(x, gcols).reshape(self.weight.shape)
-        return with_bias_grad(self.needs_grad, gx, gw, gy.sum(axis=(0, 2, 3)) if len(self.needs_grad) > 2 else None)
+        return with_bias_grad(self.needs_grad, gx, gw, lambda: gy.sum(axis=(0, 2, 3)))
 
     def backward_gpu(self, gy):
         xp = get_array_module(gy)
@@ -233,7 +235,7 @@ class ConvTranspose2d(Function):
             gx = xp.matmul(self.weight.reshape(c_in, -1), gcols).reshape(self.x.shape)
         if self.needs_grad[1]:
             gw = gpu.conv.sum_over_batch(self.x.reshape(n, c_in, h * w), gcols).reshape(self.weight.shape)
-        return with_bias_grad(self.needs_grad, gx, gw, gy.sum(axis=(0, 2, 3)) if len(self.needs_grad) > 2 else None)
+        return with_bias_grad(self.needs_grad, gx, gw, lambda: gy.sum(axis=(0, 2, 3)))
 
 
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0):

@@ -27,6 +27,8 @@ def _as_operands(a, b):
 
 
 class _Binary(Function):
+    """A broadcasting binary op; the sum rule sends its gradients back to each input's shape."""
+
     def sum_to_inputs(self, grad_a, grad_b, shape_a, shape_b):
         """The gradients of a broadcasting op, each summed back to its input's shape."""
         return (sum_to_shape(grad_a, shape_a) if self.needs_grad[0] else None,
@@ -44,12 +46,14 @@ class Add(_Binary):
         return self.sum_to_inputs(gy, gy, self.shape_a, self.shape_b)
 
 
-class Sub(Add):
+class Sub(_Binary):
+    saves = ("shape_a", "shape_b")
+
     def forward(self, a, b):
-        super().forward(a, b)
+        self.save(shape_a=a.shape, shape_b=b.shape)
         return a - b
 
-    def backward(self, gy):
+    def backward(self, gy):  # d(a-b) = da - db
         return self.sum_to_inputs(gy, -gy, self.shape_a, self.shape_b)
 
 
@@ -64,7 +68,9 @@ class Mul(_Binary):
         return self.sum_to_inputs(gy * self.b, gy * self.a, self.a.shape, self.b.shape)
 
 
-class Div(Mul):
+class Div(_Binary):
+    saves = ("a", "b")
+
     def forward(self, a, b):
         self.save(a=a, b=b)
         return a / b

@@ -72,7 +72,8 @@ class LSTM(Function):
         x2 = x.reshape(steps * batch, n_in)
         z_input = xp.stack([x2 @ w_ih.T + (b_ih + b_hh) for w_ih, b_ih, b_hh
                             in zip(weights[0::4], weights[2::4], weights[3::4])])
-        return xp.stack(weights[0::4]), xp.stack(weights[1::4]), z_input.reshape(len(self.reverse), steps, batch, -1)
+        z_input = z_input.reshape(len(self.reverse), steps, batch, -1)
+        return xp.stack(weights[0::4]), xp.stack(weights[1::4]), z_input
 
     def forward_cpu(self, x, *weights):
         w_ih, w_hh, z_input = self.input_projections(x, weights)
@@ -98,7 +99,8 @@ class LSTM(Function):
     def split_directions(self, gh):
         """(T, B, D*H) -> (D, T, B, H)."""
         hidden = self.hs.shape[3]
-        return get_array_module(gh).stack([gh[:, :, d * hidden:(d + 1) * hidden] for d in range(len(self.reverse))])
+        xp = get_array_module(gh)
+        return xp.stack([gh[:, :, d * hidden:(d + 1) * hidden] for d in range(len(self.reverse))])
 
     def gradients(self, gz):
         """The GEMMs after the recurrence: gz = dL/dz (D, T, B, 4H) -> dx and every weight's gradient."""

@@ -6,9 +6,10 @@ Launch: grid (ceil(B / group), directions) x block (threads,), threads = H round
 a warp, at most 256 (each thread then owns several hidden units); group = sequences per
 block. A block's step should cost about the same for 1 or 8 sequences (its time goes to
 streaming W_hh, read once per step whatever the group), so sequences are first spread
-over the multiprocessors, one block each, and only packed when there are more of them: group = ceil(B * directions / multiprocessors), at
-most 8 and small enough that the backward's shared memory (5 * group * H values) fits
-in 48 KiB. Forward shared memory: group * H values.
+over the multiprocessors, one block each, and only packed when there are more of them:
+group = ceil(B * directions / multiprocessors), at most 8 and small enough that the
+backward's shared memory (5 * group * H values) fits in 48 KiB. Forward shared memory:
+group * H values.
 
 A ReNet sweep's two directions run in one launch (grid y = 2), so they proceed
 concurrently: the recurrence is sequential in time, and both directions together fill
