@@ -8,6 +8,8 @@
 // thousands) exact to float32 rounding. The elementwise kernels use one thread per
 // element in memory order.
 
+#include "common.cuh"
+
 #define BN_THREADS 256   // threads of the per-channel reduction blocks: a power of two
 
 // Sum of `value` over the block, returned to every thread. `partial` holds BN_THREADS
@@ -58,63 +60,66 @@ __device__ void batch_norm_stats_impl(const T* x, T* mean, T* var, T* inv_std, i
 
 template <typename T>
 __device__ void batch_norm_apply_impl(const T* x, const T* mean, const T* inv_std,
-                                      const T* weight, const T* bias, T* x_hat, T* y,
-                                      long long total, int channels, long long plane, int affine)
+                                      const T* weight, const T* bias, T* y, long long total,
+                                      int channels, long long plane)
 {
-    // One thread per element: x_hat = (x - mean) * inv_std, y = x_hat * weight + bias.
-    // Without an affine transform (affine == 0) weight and bias are not read and y = x_hat.
-    // Grid: ceil(total / blockDim.x) blocks.
-    const long long index = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    // One thread per element: y = (x - mean) * inv_std * weight + bias (weight and bias
+    // are ones and zeros without an affine transform). x_hat is not stored: backward
+    // recomputes it from x, mean and inv_std. Grid: ceil(total / blockDim.x) blocks.
+    const long long index = global_thread_index();
     if (index >= total) return;
     const int c = (int)((index / plane) % channels);
-    const T normalised = (x[index] - mean[c]) * inv_std[c];
-    x_hat[index] = normalised;
-    y[index] = affine ? normalised * weight[c] + bias[c] : normalised;
+    y[index] = (x[index] - mean[c]) * inv_std[c] * weight[c] + bias[c];
 }
 
 template <typename T>
-__device__ void batch_norm_backward_sums_impl(const T* gy, const T* x_hat, T* sum_gy,
-                                              T* sum_gy_xhat, int batch, int channels,
-                                              long long plane)
+__device__ void batch_norm_backward_sums_impl(const T* gy, const T* x, const T* mean,
+                                              const T* inv_std, T* sum_gy, T* sum_gy_xhat,
+                                              int batch, int channels, long long plane)
 {
     // Grid: C blocks of BN_THREADS threads. Per channel: sum(gy) (= d bias) and
-    // sum(gy * x_hat) (= d weight); the input gradient is built from both.
+    // sum(gy * x_hat) (= d weight), x_hat = (x - mean) * inv_std, accumulated as
+    // sum(gy * (x - mean)) and scaled by inv_std once; the input gradient is built from both.
     __shared__ double partial[BN_THREADS];
     const int c = blockIdx.x;
+    const double mu = (double)mean[c];
     double a = 0, b = 0;
     for (int n = 0; n < batch; ++n) {
         const long long row = ((long long)n * channels + c) * plane;
         for (long long k = threadIdx.x; k < plane; k += BN_THREADS) {
             a += (double)gy[row + k];
-            b += (double)gy[row + k] * (double)x_hat[row + k];
+            b += (double)gy[row + k] * ((double)x[row + k] - mu);
         }
     }
     a = block_sum(a, partial);
     b = block_sum(b, partial);
     if (threadIdx.x == 0) {
         sum_gy[c] = (T)a;
-        sum_gy_xhat[c] = (T)b;
+        sum_gy_xhat[c] = (T)(b * (double)inv_std[c]);
     }
 }
 
 template <typename T>
-__device__ void batch_norm_backward_input_impl(const T* gy, const T* x_hat, const T* scale,
+__device__ void batch_norm_backward_input_impl(const T* gy, const T* x, const T* mean,
+                                               const T* inv_std, const T* scale,
                                                const T* sum_gy, const T* sum_gy_xhat, T* gx,
                                                long long total, int channels, long long plane,
                                                double inv_count, int training)
 {
     // One thread per element; scale = weight * inv_std per channel.
     // Training: mean and variance depend on every x of the channel, so with
-    // g_hat = gy * weight,
+    // g_hat = gy * weight and x_hat = (x - mean) * inv_std,
     //     dx = inv_std * (g_hat - mean(g_hat) - x_hat * mean(g_hat * x_hat))
     //        = scale * (gy - sum(gy) / M - x_hat * sum(gy * x_hat) / M),   M = N*H*W.
     // Evaluation: the statistics are constants, dx = scale * gy.
-    const long long index = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const long long index = global_thread_index();
     if (index >= total) return;
     const int c = (int)((index / plane) % channels);
     T g = gy[index];
-    if (training)
-        g -= (sum_gy[c] + x_hat[index] * sum_gy_xhat[c]) * (T)inv_count;
+    if (training) {
+        const T x_hat = (x[index] - mean[c]) * inv_std[c];
+        g -= (sum_gy[c] + x_hat * sum_gy_xhat[c]) * (T)inv_count;
+    }
     gx[index] = scale[c] * g;
 }
 
@@ -125,24 +130,24 @@ __device__ void batch_norm_backward_input_impl(const T* gy, const T* x_hat, cons
         batch_norm_stats_impl<T>(x, mean, var, inv_std, batch, channels, plane, eps);            \
     }                                                                                            \
     extern "C" __global__ void batch_norm_apply_##SUFFIX(const T* x, const T* mean,              \
-        const T* inv_std, const T* weight, const T* bias, T* x_hat, T* y, long long total,       \
-        int channels, long long plane, int affine)                                               \
+        const T* inv_std, const T* weight, const T* bias, T* y, long long total, int channels,   \
+        long long plane)                                                                         \
     {                                                                                            \
-        batch_norm_apply_impl<T>(x, mean, inv_std, weight, bias, x_hat, y, total, channels,      \
-                                 plane, affine);                                                 \
+        batch_norm_apply_impl<T>(x, mean, inv_std, weight, bias, y, total, channels, plane);     \
     }                                                                                            \
-    extern "C" __global__ void batch_norm_backward_sums_##SUFFIX(const T* gy, const T* x_hat,    \
-        T* sum_gy, T* sum_gy_xhat, int batch, int channels, long long plane)                     \
+    extern "C" __global__ void batch_norm_backward_sums_##SUFFIX(const T* gy, const T* x,        \
+        const T* mean, const T* inv_std, T* sum_gy, T* sum_gy_xhat, int batch, int channels,     \
+        long long plane)                                                                         \
     {                                                                                            \
-        batch_norm_backward_sums_impl<T>(gy, x_hat, sum_gy, sum_gy_xhat, batch, channels,        \
-                                         plane);                                                 \
+        batch_norm_backward_sums_impl<T>(gy, x, mean, inv_std, sum_gy, sum_gy_xhat, batch,       \
+                                         channels, plane);                                       \
     }                                                                                            \
-    extern "C" __global__ void batch_norm_backward_input_##SUFFIX(const T* gy, const T* x_hat,   \
-        const T* scale, const T* sum_gy, const T* sum_gy_xhat, T* gx, long long total,           \
-        int channels, long long plane, double inv_count, int training)                           \
+    extern "C" __global__ void batch_norm_backward_input_##SUFFIX(const T* gy, const T* x,       \
+        const T* mean, const T* inv_std, const T* scale, const T* sum_gy, const T* sum_gy_xhat,  \
+        T* gx, long long total, int channels, long long plane, double inv_count, int training)   \
     {                                                                                            \
-        batch_norm_backward_input_impl<T>(gy, x_hat, scale, sum_gy, sum_gy_xhat, gx, total,      \
-                                          channels, plane, inv_count, training);                 \
+        batch_norm_backward_input_impl<T>(gy, x, mean, inv_std, scale, sum_gy, sum_gy_xhat, gx,  \
+                                          total, channels, plane, inv_count, training);          \
     }
 
 BATCH_NORM_KERNELS(float, f32)

@@ -13,15 +13,21 @@
 // Used by conv2d (forward: im2col; d input: col2im) and conv_transpose2d (forward:
 // col2im onto the output canvas; d input: im2col of the output gradient).
 
+#include "common.cuh"
+
+// What both kernels take besides their two arrays: the image (N, C, H, W) as C, H, W, the
+// kernel, stride and padding, and the out_h x out_w grid of windows.
+#define CONV_GEOMETRY int channels, int height, int width, int kh, int kw, int stride, int padding, \
+                      int out_h, int out_w
+#define CONV_GEOMETRY_ARGS channels, height, width, kh, kw, stride, padding, out_h, out_w
+
 template <typename T>
-__device__ void im2col_impl(const T* image, T* cols, long long total, int channels,
-                            int height, int width, int kh, int kw, int stride, int padding,
-                            int out_h, int out_w)
+__device__ void im2col_impl(const T* image, T* cols, long long total, CONV_GEOMETRY)
 {
     // One thread per entry of cols, in cols' own memory order: consecutive threads
     // write consecutive window positions ow, so writes coalesce and reads are
     // `stride` elements apart. Grid: ceil(total / blockDim.x) blocks of 1-D threads.
-    const long long index = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const long long index = global_thread_index();
     if (index >= total) return;
     long long rest = index;
     const int ow = (int)(rest % out_w); rest /= out_w;
@@ -37,9 +43,7 @@ __device__ void im2col_impl(const T* image, T* cols, long long total, int channe
 }
 
 template <typename T>
-__device__ void col2im_impl(const T* cols, T* image, long long total, int channels,
-                            int height, int width, int kh, int kw, int stride, int padding,
-                            int out_h, int out_w)
+__device__ void col2im_impl(const T* cols, T* image, long long total, CONV_GEOMETRY)
 {
     // Gather: one thread per image pixel (n, c, y, x), in the image's memory order.
     // The thread sums every column entry read from its pixel, so each output is
@@ -49,16 +53,12 @@ __device__ void col2im_impl(const T* cols, T* image, long long total, int channe
     // window (oh, ow) when yp = oh*s + i and xp = ow*s + j. So i runs over
     // yp % s, yp % s + s, ... (i < kh and i <= yp, i.e. oh >= 0), giving
     // oh = (yp - i) / s, which must also be < out_h; likewise for j.
-    const long long index = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const long long index = global_thread_index();
     if (index >= total) return;
-    long long rest = index;
-    const int x = (int)(rest % width); rest /= width;
-    const int y = (int)(rest % height); rest /= height;
-    const int c = (int)(rest % channels);
-    const long long n = rest / channels;
-    const int yp = y + padding, xp = x + padding;
+    const long long plane = index / ((long long)height * width);          // n * C + c
+    const int yp = (int)(index / width % height) + padding, xp = (int)(index % width) + padding;
     const long long positions = (long long)out_h * out_w;
-    const T* channel_cols = cols + (n * channels + c) * kh * kw * positions;
+    const T* channel_cols = cols + plane * kh * kw * positions;           // rows (c, i, j) of image n
     T sum = 0;
     for (int i = yp % stride; i < kh && i <= yp; i += stride) {
         const int oh = (yp - i) / stride;
@@ -74,18 +74,14 @@ __device__ void col2im_impl(const T* cols, T* image, long long total, int channe
 
 #define CONV_KERNELS(T, SUFFIX)                                                                  \
     extern "C" __global__ void im2col_##SUFFIX(const T* image, T* cols, long long total,         \
-        int channels, int height, int width, int kh, int kw, int stride, int padding,            \
-        int out_h, int out_w)                                                                    \
+                                               CONV_GEOMETRY)                                    \
     {                                                                                            \
-        im2col_impl<T>(image, cols, total, channels, height, width, kh, kw, stride, padding,     \
-                       out_h, out_w);                                                            \
+        im2col_impl<T>(image, cols, total, CONV_GEOMETRY_ARGS);                                  \
     }                                                                                            \
     extern "C" __global__ void col2im_##SUFFIX(const T* cols, T* image, long long total,         \
-        int channels, int height, int width, int kh, int kw, int stride, int padding,            \
-        int out_h, int out_w)                                                                    \
+                                               CONV_GEOMETRY)                                    \
     {                                                                                            \
-        col2im_impl<T>(cols, image, total, channels, height, width, kh, kw, stride, padding,     \
-                       out_h, out_w);                                                            \
+        col2im_impl<T>(cols, image, total, CONV_GEOMETRY_ARGS);                                  \
     }
 
 CONV_KERNELS(float, f32)

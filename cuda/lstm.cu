@@ -22,15 +22,12 @@
 // new state has been written. The recurrence is sequential in t, so the parallelism
 // is over units, sequences and directions.
 //
-// Saved for backward, the quantities tinyseg/ops/lstm.py saves (here in natural rather
-// than sweep order): activated gates (T, B, 4H), cells c, tanh(c) and hidden states h
-// (T, B, H), per direction.
+// Saved for backward, as tinyseg/ops/cpu/lstm.py saves them, in natural time order:
+// activated gates (T, B, 4H), cells c, tanh(c) and hidden states h (T, B, H), per direction.
+
+#include "common.cuh"
 
 #define LSTM_MAX_GROUP 8   // most sequences per block: 4 * LSTM_MAX_GROUP accumulators per thread
-
-template <typename T> __device__ __forceinline__ T tanh_(T v);
-template <> __device__ __forceinline__ float tanh_(float v) { return tanhf(v); }
-template <> __device__ __forceinline__ double tanh_(double v) { return tanh(v); }
 
 // The CPU's logistic: 0.5 * (1 + tanh(v / 2)) never overflows.
 template <typename T> __device__ __forceinline__ T sigmoid_(T v)

@@ -11,14 +11,20 @@
 // sums in a fixed order (deterministic results) and writes every input gradient,
 // zeros included, exactly once, so no separate zero-fill pass is needed.
 
+#include "common.cuh"
+
+// What both kernels take besides their arrays: the H x W input plane, the out_h x out_w
+// output plane, the window and the stride.
+#define POOL_GEOMETRY int height, int width, int out_h, int out_w, int kh, int kw, int sh, int sw
+#define POOL_GEOMETRY_ARGS height, width, out_h, out_w, kh, kw, sh, sw
+
 template <typename T>
 __device__ void max_pool_forward_impl(const T* x, T* y, int* argmax, long long total,
-                                      int height, int width, int out_h, int out_w,
-                                      int kh, int kw, int sh, int sw)
+                                      POOL_GEOMETRY)
 {
     // One thread per output (n, c, oh, ow), in the output's memory order.
     // Grid: ceil(total / blockDim.x) blocks of 1-D threads.
-    const long long index = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const long long index = global_thread_index();
     if (index >= total) return;
     const int ow = (int)(index % out_w);
     const int oh = (int)((index / out_w) % out_h);
@@ -44,13 +50,12 @@ __device__ void max_pool_forward_impl(const T* x, T* y, int* argmax, long long t
 
 template <typename T>
 __device__ void max_pool_backward_impl(const T* gy, const int* argmax, T* gx, long long total,
-                                       int height, int width, int out_h, int out_w,
-                                       int kh, int kw, int sh, int sw)
+                                       POOL_GEOMETRY)
 {
     // One thread per input pixel (n, c, h, w), in the input's memory order.
     // Row h lies in window rows oh with oh*sh <= h <= oh*sh + kh - 1, that is
     // ceil((h - kh + 1) / sh) <= oh <= h / sh, clipped to [0, out_h); same for columns.
-    const long long index = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const long long index = global_thread_index();
     if (index >= total) return;
     const int w = (int)(index % width);
     const int h = (int)((index / width) % height);
@@ -73,18 +78,14 @@ __device__ void max_pool_backward_impl(const T* gy, const int* argmax, T* gx, lo
 
 #define POOL_KERNELS(T, SUFFIX)                                                                  \
     extern "C" __global__ void max_pool_forward_##SUFFIX(const T* x, T* y, int* argmax,          \
-        long long total, int height, int width, int out_h, int out_w, int kh, int kw,            \
-        int sh, int sw)                                                                          \
+                                                         long long total, POOL_GEOMETRY)         \
     {                                                                                            \
-        max_pool_forward_impl<T>(x, y, argmax, total, height, width, out_h, out_w, kh, kw,       \
-                                 sh, sw);                                                        \
+        max_pool_forward_impl<T>(x, y, argmax, total, POOL_GEOMETRY_ARGS);                       \
     }                                                                                            \
     extern "C" __global__ void max_pool_backward_##SUFFIX(const T* gy, const int* argmax,        \
-        T* gx, long long total, int height, int width, int out_h, int out_w, int kh, int kw,     \
-        int sh, int sw)                                                                          \
+                                                          T* gx, long long total, POOL_GEOMETRY) \
     {                                                                                            \
-        max_pool_backward_impl<T>(gy, argmax, gx, total, height, width, out_h, out_w, kh, kw,    \
-                                  sh, sw);                                                       \
+        max_pool_backward_impl<T>(gy, argmax, gx, total, POOL_GEOMETRY_ARGS);                    \
     }
 
 POOL_KERNELS(float, f32)

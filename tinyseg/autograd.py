@@ -16,6 +16,9 @@ from __future__ import annotations
 import contextlib
 import threading
 import weakref
+from typing import NamedTuple
+
+import numpy
 
 from .backend import get_array_module
 
@@ -59,15 +62,32 @@ def sum_to_shape(grad, shape):
     return grad.reshape(shape)
 
 
+def on_gpu(array) -> bool:
+    """True for a CuPy array: the op runs its GPU path."""
+    return get_array_module(array) is not numpy
+
+
+class Edge(NamedTuple):
+    """A computed input of a function: output ``index`` of the function ``producer``."""
+    producer: "Function"
+    index: int
+
+
 class Function:
     """One differentiable operation.
 
-    Subclasses implement ``forward(*arrays)`` (returning an array or a tuple
-    of arrays) and ``backward(*grad_outputs)`` (returning one gradient per
-    input, ``None`` where an input needs none). Hyper-parameters (stride,
-    padding, ...) go to ``__init__``; arrays needed by ``backward`` are saved
-    on ``self`` during ``forward``.
+    ``forward(*arrays)`` returns an array or a tuple of arrays and ``backward(*grad_outputs)``
+    one gradient per input (``None`` where an input needs none). An op whose NumPy code runs
+    unchanged on CuPy arrays defines the two directly; an op with a device-specific path
+    defines ``forward_cpu`` / ``forward_gpu`` and ``backward_cpu`` / ``backward_gpu``, and the
+    default ``forward`` / ``backward`` pick one by the array module of the first array.
+
+    Hyper-parameters (stride, padding, ...) go to ``__init__``. What ``backward`` needs is
+    declared once in the class attribute ``saves`` and stored with ``self.save(...)``,
+    which takes exactly those names, so both devices keep the same state.
     """
+
+    saves = ()
 
     def __call__(self, *inputs):
         from .tensor import Tensor, as_tensor
@@ -83,12 +103,12 @@ class Function:
         results = tuple(Tensor(y, requires_grad=record) for y in outputs)
         if record:
             # The graph keeps what the backward walk needs and nothing more. A leaf
-            # input is kept (its .grad gets filled); a computed input only as an edge
-            # (the function that made it, which of its outputs it is), so its array is
-            # freed once nobody else holds it: a Function saves in ``forward`` exactly
-            # the arrays its derivative needs (ReLU a mask, not its input). Outputs are
-            # known by shape and dtype, plus a weak reference to unlink them afterwards.
-            self.inputs = tuple(t if t.creator is None else (t.creator, t.output_index) for t in tensors)
+            # input is kept (its .grad gets filled); a computed input only as an Edge
+            # to the function that made it, so its array is freed once nobody else
+            # holds it: a Function saves exactly the arrays its derivative needs (ReLU
+            # its output, not its input). Outputs are known by shape and dtype, plus a
+            # weak reference to unlink them afterwards.
+            self.inputs = tuple(t if t.creator is None else Edge(t.creator, t.output_index) for t in tensors)
             self.output_meta = tuple((y.shape, y.dtype) for y in outputs)
             self.output_refs = tuple(weakref.ref(y) for y in results)
             self.xp = get_array_module(outputs[0])
@@ -96,11 +116,33 @@ class Function:
                 y.creator, y.output_index = self, index
         return results[0] if single else results
 
+    def save(self, **values):
+        """Keep ``values`` for backward as attributes; the names must be exactly ``saves``."""
+        if set(values) != set(self.saves):
+            raise TypeError(f"{type(self).__name__}.save takes {sorted(self.saves)}, got {sorted(values)}")
+        self.__dict__.update(values)
+
+    def saved(self) -> dict:
+        """What forward saved, by name."""
+        return {name: getattr(self, name) for name in self.saves}
+
     def forward(self, *arrays):
-        raise NotImplementedError
+        return (self.forward_gpu if on_gpu(arrays[0]) else self.forward_cpu)(*arrays)
 
     def backward(self, *grad_outputs):
-        raise NotImplementedError
+        return (self.backward_gpu if on_gpu(grad_outputs[0]) else self.backward_cpu)(*grad_outputs)
+
+    def forward_cpu(self, *arrays):
+        raise NotImplementedError(f"{type(self).__name__} has no CPU forward")
+
+    def forward_gpu(self, *arrays):
+        raise NotImplementedError(f"{type(self).__name__} has no GPU forward")
+
+    def backward_cpu(self, *grad_outputs):
+        raise NotImplementedError(f"{type(self).__name__} has no CPU backward")
+
+    def backward_gpu(self, *grad_outputs):
+        raise NotImplementedError(f"{type(self).__name__} has no GPU backward")
 
 
 def _topological_order(root):
@@ -117,8 +159,8 @@ def _topological_order(root):
         visited.add(id(fn))
         stack.append((fn, True))
         for edge in fn.inputs:
-            if isinstance(edge, tuple) and id(edge[0]) not in visited:
-                stack.append((edge[0], False))
+            if isinstance(edge, Edge) and id(edge.producer) not in visited:
+                stack.append((edge.producer, False))
     order.reverse()  # post-order lists producers first; we need consumers first
     return order
 
@@ -160,10 +202,9 @@ def backward(root, grad=None, retain_graph=False):
         for edge, g in zip(fn.inputs, grad_inputs):
             if g is None:
                 continue
-            if isinstance(edge, tuple):          # a computed tensor: its gradient travels on
-                producer, index = edge
-                _check_gradient(fn, g, producer.output_meta[index][0])
-                key = (id(producer), index)
+            if isinstance(edge, Edge):           # a computed tensor: its gradient travels on
+                _check_gradient(fn, g, edge.producer.output_meta[edge.index][0])
+                key = (id(edge.producer), edge.index)
                 grads[key] = grads[key] + g if key in grads else g   # used twice: gradients add up
             elif edge.requires_grad:             # a leaf: the gradient lands in .grad
                 _check_gradient(fn, g, edge.shape)

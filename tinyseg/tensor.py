@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import autograd
-from .backend import as_numpy, check_device, device_of, get_array_module, module_for, to_device
+from .backend import as_numpy, check_device, device_of, module_for, to_device
 
 
 class Tensor:
@@ -72,43 +72,12 @@ class Tensor:
     def zero_grad(self):
         self.grad = None
 
-    # -- operators (the ops live in tinyseg.ops.elementwise) ------------------
-    def __add__(self, other): return _ops().add(self, other)
-    def __radd__(self, other): return _ops().add(other, self)
-    def __sub__(self, other): return _ops().sub(self, other)
-    def __rsub__(self, other): return _ops().sub(other, self)
-    def __mul__(self, other): return _ops().mul(self, other)
-    def __rmul__(self, other): return _ops().mul(other, self)
-    def __truediv__(self, other): return _ops().div(self, other)
-    def __rtruediv__(self, other): return _ops().div(other, self)
-    def __neg__(self): return _ops().neg(self)
-    def __pow__(self, exponent): return _ops().pow(self, exponent)
-    def __matmul__(self, other): return _ops().matmul(self, other)
-    def __rmatmul__(self, other): return _ops().matmul(other, self)
-    def __getitem__(self, index): return _ops().getitem(self, index)
-
-    def exp(self): return _ops().exp(self)
-    def log(self): return _ops().log(self)
-    def tanh(self): return _ops().tanh(self)
-    def sigmoid(self): return _ops().sigmoid(self)
-    def relu(self): return _ops().relu(self)
-    def sum(self, axis=None, keepdims=False): return _ops().sum(self, axis, keepdims)
-    def mean(self, axis=None, keepdims=False): return _ops().mean(self, axis, keepdims)
-    def reshape(self, *shape): return _ops().reshape(self, _shape_arg(shape))
-    def transpose(self, *axes): return _ops().transpose(self, _shape_arg(axes) or None)
+    # Operators (+, *, @, indexing, .sum(), ...) are attached by ``tinyseg.ops.setup_tensor()``,
+    # from the ops that implement them, when ``tinyseg.ops`` is imported.
 
     @property
     def T(self):
         return self.transpose()
-
-
-def _shape_arg(args):
-    return tuple(args[0]) if len(args) == 1 and isinstance(args[0], (tuple, list)) else tuple(args)
-
-
-def _ops():
-    from .ops import elementwise
-    return elementwise
 
 
 def _default_dtype(source, array, xp):
@@ -134,7 +103,7 @@ def tensor(data, requires_grad=False, device="cpu", dtype=None) -> Tensor:
     return Tensor(array, requires_grad=requires_grad)
 
 
-def as_tensor(value, like=None) -> Tensor:
+def as_tensor(value) -> Tensor:
     """Wrap arrays and Python numbers met as op inputs (never requiring grad)."""
     if isinstance(value, Tensor):
         return value
@@ -146,6 +115,3 @@ def as_tensor(value, like=None) -> Tensor:
 def zeros(shape, device="cpu", dtype=np.float32, requires_grad=False) -> Tensor:
     return Tensor(module_for(device).zeros(shape, dtype=dtype), requires_grad=requires_grad)
 
-
-def get_xp(t: Tensor):
-    return get_array_module(t.data)

@@ -164,17 +164,20 @@ def compile_source(code, options=(), filename="kernel.cu"):
         runtime = f.read()
     with open(__file__, encoding="utf-8") as f:          # the wrappers are generated here
         generator = f.read()
-    key = hashlib.sha256("\0".join((code, filename, runtime, generator, *FLAGS, *options)).encode()).hexdigest()[:24]
+    includes = [option for option in options if option.startswith("-I")]   # as NVRTC takes them
     folder = os.path.join(tempfile.gettempdir(), f"tinyseg-cuda-emulator-{os.getuid()}")
     os.makedirs(folder, exist_ok=True)
-    library_path = os.path.join(folder, f"{key}.so")
     # per-process names for the intermediate files: parallel builds never share a half-written file
-    source_path, cpp_path, partial = (os.path.join(folder, f"{key}.{os.getpid()}{ext}")
+    source_path, cpp_path, partial = (os.path.join(folder, f"{os.getpid()}.{id(code)}{ext}")
                                       for ext in (".cu", ".cpp", ".so.partial"))
     try:
         with open(source_path, "w", encoding="utf-8") as f:
             f.write(code)
-        expanded = _run([CXX, "-E", "-P", "-x", "c++", source_path], "g++ -E")
+        expanded = _run([CXX, "-E", "-P", "-x", "c++", *includes, source_path], "g++ -E")
+        # the key covers the included headers through the expanded text
+        key = hashlib.sha256("\0".join((code, expanded, filename, runtime, generator, *FLAGS, *options))
+                             .encode()).hexdigest()[:24]
+        library_path = os.path.join(folder, f"{key}.so")
         kernels = {name: [Parameter(p) for p in params.split(",") if p.strip()]
                    for name, params in KERNEL.findall(expanded)}
         if not kernels:
@@ -184,7 +187,7 @@ def compile_source(code, options=(), filename="kernel.cu"):
             with open(cpp_path, "w", encoding="utf-8") as f:
                 f.write(f'#include "{runtime_path}"\n#line 1 "{filename}"\n{body}\n')
                 f.writelines(_wrapper(name, params) for name, params in kernels.items())
-            _run([CXX, *FLAGS, "-o", partial, cpp_path], "g++")
+            _run([CXX, *FLAGS, *includes, "-o", partial, cpp_path], "g++")
             os.replace(partial, library_path)      # atomic: no process loads half a library
     finally:
         for path in (source_path, cpp_path, partial):

@@ -1,23 +1,35 @@
 """2-D convolution (cross-correlation, as in every DL framework) via im2col + GEMM.
 
 Shapes: x (N, C_in, H, W), weight (C_out, C_in, kh, kw), bias (C_out,),
-output (N, C_out, Ho, Wo) with Ho = (H + 2p - kh) // s + 1.
+output (N, C_out, Ho, Wo) with Ho = (H + 2p - kh) // s + 1 (``output_size``).
 
-Memory: between forward and backward a convolution keeps only its input, as
-PyTorch does. The column matrix (kh*kw times the
-input: 9x for a 3x3 kernel) is rebuilt by im2col in backward for the weight
-gradient, and the same buffer then takes dcols. The extra im2col pass costs about
-5-8% of a training step on two CPU cores; it cuts the small preset's step from
-91 to 51 MB and the paper preset's (one 400x500 image) from 2.7 to 1.5 GiB.
+im2col gathers, for every output position of every image, the C*kh*kw input values
+under the kernel,
+
+    cols[(c, i, j), n, (oh, ow)] = x[n, c, oh*s + i - p, ow*s + j - p]   (0 in the padding)
+
+so that the convolution is one matrix product W (C_out, C*kh*kw) @ cols; col2im is
+its adjoint. The CPU keeps cols as (C*kh*kw, N, L) (``cpu/im2col.py``: one GEMM for
+the whole batch), the GPU as (N, C*kh*kw, L) (``gpu/conv.py``: cuBLAS's batched GEMM).
+
+Between forward and backward a convolution keeps only its input (and, with a fused
+ReLU, its output), as PyTorch does: the column matrix is kh*kw times the input, so
+backward rebuilds it with one more im2col pass rather than keeping it.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..autograd import Function
+from ..backend import get_array_module
 from . import gpu
+from .cpu import im2col as cpu_im2col
 from .cpu import layout
-from .im2col import col2im, im2col, output_size
+
+
+def output_size(size, kernel, stride, padding=0):
+    """Output length of a sliding window (floor mode: a partial last window is dropped)."""
+    return (size + 2 * padding - kernel) // stride + 1
 
 
 def check_conv_shapes(x, weight, bias, in_axis, name):
@@ -28,6 +40,11 @@ def check_conv_shapes(x, weight, bias, in_axis, name):
                          f"{x.shape[1]} channels")
     if bias is not None and bias.shape != (weight.shape[1 - in_axis],):
         raise ValueError(f"{name}: bias shape {bias.shape}, expected ({weight.shape[1 - in_axis]},)")
+
+
+def check_stride_padding(stride, padding, name):
+    if stride < 1 or padding < 0:
+        raise ValueError(f"{name}: stride must be >= 1 and padding >= 0, got {stride}, {padding}")
 
 
 def swap_batch(a):
@@ -42,60 +59,103 @@ def grad_weight(a, b):
     return (b @ a.T).T
 
 
+def with_bias_grad(needs_grad, gx, gw, bias_grad):
+    """(dx, dW) for an op called without a bias, (dx, dW, d bias) with one; ``bias_grad()``
+    computes d bias, only when it is needed."""
+    if len(needs_grad) == 2:
+        return gx, gw
+    return gx, gw, bias_grad() if needs_grad[2] else None
+
+
 class Conv2d(Function):
-    """``relu=True`` fuses the ReLU that follows most convolutions: relu(conv2d(x) + b) is
+    """Inputs (x, weight[, bias]).
+
+    ``relu=True`` fuses the ReLU that follows most convolutions: relu(conv2d(x) + b) is
     written in the same pass that moves the GEMM result into the (N, C, H, W) layout and
     adds the bias, and backward masks the output gradient in the pass that moves it back.
-    The op then keeps its output (the ReLU's mask) besides its input."""
+    The op then keeps its output y (the ReLU's mask; None without the ReLU).
+
+    Backward, with Z = W cols the pre-activation: dZ = dY (masked where y <= 0 when fused),
+    dW = dZ cols^T, dcols = W^T dZ and dx = col2im(dcols), d bias = sum of dZ over
+    images and positions.
+    """
+
+    saves = ("x", "weight", "y")
 
     def __init__(self, stride=1, padding=0, relu=False):
-        if stride < 1 or padding < 0:
-            raise ValueError(f"conv2d: stride must be >= 1 and padding >= 0, got {stride}, {padding}")
+        check_stride_padding(stride, padding, "conv2d")
         self.stride, self.padding, self.relu = stride, padding, relu
 
-    def forward(self, x, weight, bias=None):
+    def output_hw(self, x, weight, bias):
         check_conv_shapes(x, weight, bias, in_axis=1, name="conv2d")
-        c_out, _, kh, kw = weight.shape
+        kh, kw = weight.shape[2:]
         s, p = self.stride, self.padding
         out_h, out_w = output_size(x.shape[2], kh, s, p), output_size(x.shape[3], kw, s, p)
         if out_h < 1 or out_w < 1:
             raise ValueError(f"conv2d: kernel {kh}x{kw} is larger than the padded input {x.shape[2:]}")
-        if gpu.on_gpu(x):
-            return gpu.conv.conv2d_forward(self, x, weight, bias, out_h, out_w)
+        return out_h, out_w
+
+    def forward_cpu(self, x, weight, bias=None):
+        out_h, out_w = self.output_hw(x, weight, bias)
+        c_out, _, kh, kw = weight.shape
         n, k, length = x.shape[0], x.shape[1] * kh * kw, out_h * out_w
-        cols = im2col(x, kh, kw, s, p, out_h, out_w).reshape(k, n * length)    # (K, N*L), K = C_in*kh*kw
+        cols = cpu_im2col.im2col(x, kh, kw, self.stride, self.padding, out_h, out_w).reshape(k, n * length)
         # One GEMM for the whole batch, then (C_out, N, L) -> (N, C_out, L) with bias and ReLU
         z = (weight.reshape(c_out, -1) @ cols).reshape(c_out, n, length)
         del cols
         y = layout.to_batch_major(z, bias, self.relu).reshape(n, c_out, out_h, out_w)
-        self.x, self.weight, self.has_bias = x, weight, bias is not None   # cols are not kept
-        self.y = y if self.relu else None
+        self.save(x=x, weight=weight, y=y if self.relu else None)
         return y
 
-    def backward(self, gy):
-        if gpu.on_gpu(gy):
-            return gpu.conv.conv2d_backward(self, gy)
+    def forward_gpu(self, x, weight, bias=None):
+        out_h, out_w = self.output_hw(x, weight, bias)
+        xp = get_array_module(x)
+        c_out, _, kh, kw = weight.shape
+        x = gpu.contiguous(x)
+        cols = gpu.conv.im2col(x, kh, kw, self.stride, self.padding, out_h, out_w)   # (N, K, L)
+        y = xp.matmul(weight.reshape(c_out, -1), cols)                               # batched GEMM
+        gpu.elementwise.bias_relu(y, bias, self.relu)                                # one pass for both
+        y = y.reshape(x.shape[0], c_out, out_h, out_w)
+        self.save(x=x, weight=weight, y=y if self.relu else None)
+        return y
+
+    def backward_cpu(self, gy):
         n, c_out, out_h, out_w = gy.shape
         kh, kw = self.weight.shape[2:]
         k = self.weight[0].size                                                   # C_in*kh*kw
         mask = None if self.y is None else self.y.reshape(n, c_out, -1)
         # dZ in the GEMM layout (C_out, N*L), through the ReLU when fused; its row sums are dBias
-        gy, channel_sums = layout.to_channel_major(gy.reshape(n, c_out, out_h * out_w), mask)
-        gy = gy.reshape(c_out, -1)
-        gx = gw = gb = None
+        gz, channel_sums = layout.to_channel_major(gy.reshape(n, c_out, out_h * out_w), mask)
+        gz = gz.reshape(c_out, -1)
+        gx = gw = None
         buffer = None   # one column-sized buffer for all of backward: cols for dW, then dcols for dx
         if self.needs_grad[1]:
-            cols = im2col(self.x, kh, kw, self.stride, self.padding, out_h, out_w).reshape(k, n * out_h * out_w)
-            gw = grad_weight(gy, cols).reshape(self.weight.shape)   # dW = dY cols^T
-            if cols.dtype == np.result_type(self.weight, gy):
+            cols = cpu_im2col.im2col(self.x, kh, kw, self.stride, self.padding, out_h, out_w).reshape(k, -1)
+            gw = grad_weight(gz, cols).reshape(self.weight.shape)
+            if cols.dtype == np.result_type(self.weight, gz):
                 buffer = cols
         if self.needs_grad[0]:
-            # dcols = W^T dY, then every column entry flows back to the pixel it came from
-            gcols = np.matmul(self.weight.reshape(c_out, -1).T, gy, out=buffer).reshape(k, n, out_h * out_w)
-            gx = col2im(gcols, self.x.shape, kh, kw, self.stride, self.padding, out_h, out_w)
-        if self.has_bias and self.needs_grad[2]:
-            gb = channel_sums   # the bias is added at every position of every image
-        return (gx, gw, gb) if self.has_bias else (gx, gw)
+            gcols = np.matmul(self.weight.reshape(c_out, -1).T, gz, out=buffer).reshape(k, n, out_h * out_w)
+            gx = cpu_im2col.col2im(gcols, self.x.shape, kh, kw, self.stride, self.padding, out_h, out_w)
+        return with_bias_grad(self.needs_grad, gx, gw, lambda: channel_sums)
+
+    def backward_gpu(self, gy):
+        xp = get_array_module(gy)
+        n, c_out, out_h, out_w = gy.shape
+        kh, kw = self.weight.shape[2:]
+        gz = gpu.contiguous(gy).reshape(n, c_out, out_h * out_w)
+        if self.y is not None:                                                    # through the fused ReLU
+            gz = gpu.elementwise.relu_backward(gz, self.y)
+        gx = gw = None
+        if self.needs_grad[1]:
+            cols = gpu.conv.im2col(self.x, kh, kw, self.stride, self.padding, out_h, out_w)
+            gw = gpu.conv.sum_over_batch(gz, cols).reshape(self.weight.shape)    # sum_n dZ[n] cols[n]^T
+            del cols
+        if self.needs_grad[0]:
+            gcols = xp.matmul(self.weight.reshape(c_out, -1).T, gz)              # one batched GEMM
+            gx = gpu.conv.col2im(gcols, self.x.shape, kh, kw, self.stride, self.padding, out_h, out_w)
+        return with_bias_grad(self.needs_grad, gx, gw, lambda: gz.sum(axis=(0, 2)))
+
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, relu=False):
@@ -107,51 +167,75 @@ class ConvTranspose2d(Function):
     """The adjoint of convolution: each input pixel scatters a weighted kernel onto the output.
 
     x (N, C_in, H, W), weight (C_in, C_out, kh, kw); output (N, C_out, Ho, Wo) with
-    Ho = (H - 1) * s - 2p + kh. Forward is conv2d's input-gradient computation,
-    backward with respect to x is an ordinary convolution of dY with the same weights.
+    Ho = (H - 1) * s - 2p + kh. Forward is conv2d's input-gradient computation (GEMM,
+    then col2im onto the output canvas; the padding crop is implicit). Backward: dx is an
+    ordinary convolution of dY with the same weights (W im2col(dY)), dW = x im2col(dY)^T,
+    d bias = sum of dY over images and positions.
     """
 
+    saves = ("x", "weight")
+
     def __init__(self, stride=1, padding=0):
-        if stride < 1 or padding < 0:
-            raise ValueError(f"conv_transpose2d: stride must be >= 1 and padding >= 0, "
-                             f"got {stride}, {padding}")
+        check_stride_padding(stride, padding, "conv_transpose2d")
         self.stride, self.padding = stride, padding
 
-    def forward(self, x, weight, bias=None):
+    def output_shape(self, x, weight, bias):
         check_conv_shapes(x, weight, bias, in_axis=0, name="conv_transpose2d")
+        (n, _, h, w), (c_out, kh, kw) = x.shape, weight.shape[1:]
+        s, p = self.stride, self.padding
+        shape = (n, c_out, (h - 1) * s + kh - 2 * p, (w - 1) * s + kw - 2 * p)
+        if shape[2] < 1 or shape[3] < 1:
+            raise ValueError(f"conv_transpose2d: padding {p} leaves no output for input {x.shape[2:]}")
+        return shape
+
+    def forward_cpu(self, x, weight, bias=None):
+        out_shape = self.output_shape(x, weight, bias)
         n, c_in, h, w = x.shape
         c_out, kh, kw = weight.shape[1:]
-        s, p = self.stride, self.padding
-        full_h, full_w = (h - 1) * s + kh, (w - 1) * s + kw
-        if full_h - 2 * p < 1 or full_w - 2 * p < 1:
-            raise ValueError(f"conv_transpose2d: padding {p} leaves no output for input {x.shape[2:]}")
-        if gpu.on_gpu(x):
-            return gpu.conv.conv_transpose2d_forward(self, x, weight, bias)
-        # Keep x itself, not its (C_in, N*H*W) copy.
-        self.x, self.weight, self.has_bias = x, weight, bias is not None
-        x = swap_batch(x.reshape(n, c_in, h * w)).reshape(c_in, -1)          # (C_in, N*H*W)
-        cols = (weight.reshape(c_in, -1).T @ x).reshape(c_out * kh * kw, n, h * w)  # (C_out*kh*kw, N, H*W)
-        y = col2im(cols, (n, c_out, full_h - 2 * p, full_w - 2 * p), kh, kw, s, p, h, w)
+        self.save(x=x, weight=weight)                     # x itself, not its (C_in, N*H*W) copy
+        x = swap_batch(x.reshape(n, c_in, h * w)).reshape(c_in, -1)
+        cols = (weight.reshape(c_in, -1).T @ x).reshape(c_out * kh * kw, n, h * w)
+        y = cpu_im2col.col2im(cols, out_shape, kh, kw, self.stride, self.padding, h, w)
         if bias is not None:
             y += bias[:, None, None]
         return y
 
-    def backward(self, gy):
-        if gpu.on_gpu(gy):
-            return gpu.conv.conv_transpose2d_backward(self, gy)
+    def forward_gpu(self, x, weight, bias=None):
+        out_shape = self.output_shape(x, weight, bias)
+        xp = get_array_module(x)
+        n, c_in, h, w = x.shape
+        c_out, kh, kw = weight.shape[1:]
+        x = gpu.contiguous(x)
+        self.save(x=x, weight=weight)
+        cols = xp.matmul(weight.reshape(c_in, -1).T, x.reshape(n, c_in, h * w))  # (N, C_out*kh*kw, H*W)
+        return gpu.elementwise.bias_relu(gpu.conv.col2im(cols, out_shape, kh, kw, self.stride, self.padding,
+                                                         h, w), bias)
+
+    def backward_cpu(self, gy):
         n, c_in, h, w = self.x.shape
         c_out, kh, kw = self.weight.shape[1:]
         # Read dY with the windows the forward wrote through (the padding border reads as 0).
-        gcols = im2col(gy, kh, kw, self.stride, self.padding, h, w).reshape(c_out * kh * kw, n * h * w)
-        gx = gw = gb = None
+        gcols = cpu_im2col.im2col(gy, kh, kw, self.stride, self.padding, h, w).reshape(c_out * kh * kw, -1)
+        gx = gw = None
         if self.needs_grad[0]:
-            gx = swap_batch((self.weight.reshape(c_in, -1) @ gcols).reshape(c_in, n, h * w)).reshape(self.x.shape)
+            gx = swap_batch((self.weight.reshape(c_in, -1) @ gcols).reshape(c_in, n, h * w))
+            gx = gx.reshape(self.x.shape)
         if self.needs_grad[1]:
             x = swap_batch(self.x.reshape(n, c_in, h * w)).reshape(c_in, -1)
-            gw = grad_weight(x, gcols).reshape(self.weight.shape)        # dW = x gcols^T
-        if self.has_bias and self.needs_grad[2]:
-            gb = gy.sum(axis=(0, 2, 3))
-        return (gx, gw, gb) if self.has_bias else (gx, gw)
+            gw = grad_weight(x, gcols).reshape(self.weight.shape)
+        return with_bias_grad(self.needs_grad, gx, gw, lambda: gy.sum(axis=(0, 2, 3)))
+
+    def backward_gpu(self, gy):
+        xp = get_array_module(gy)
+        n, c_in, h, w = self.x.shape
+        kh, kw = self.weight.shape[2:]
+        gcols = gpu.conv.im2col(gy, kh, kw, self.stride, self.padding, h, w)     # (N, C_out*kh*kw, H*W)
+        gx = gw = None
+        if self.needs_grad[0]:
+            gx = xp.matmul(self.weight.reshape(c_in, -1), gcols).reshape(self.x.shape)
+        if self.needs_grad[1]:
+            gw = gpu.conv.sum_over_batch(self.x.reshape(n, c_in, h * w), gcols).reshape(self.weight.shape)
+        return with_bias_grad(self.needs_grad, gx, gw, lambda: gy.sum(axis=(0, 2, 3)))
 
 
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0):

@@ -15,7 +15,7 @@ from ..tensor import Tensor, as_tensor
 from . import gpu
 
 
-def _pair(a, b):
+def _as_operands(a, b):
     """Turn Python numbers into arrays of the other operand's dtype and device."""
     if not isinstance(a, Tensor) and not hasattr(a, "shape"):
         xp = get_array_module(as_tensor(b).data)
@@ -27,54 +27,63 @@ def _pair(a, b):
 
 
 class _Binary(Function):
-    def forward(self, a, b):
-        self.shapes = (a.shape, b.shape)
-        return self.compute(a, b)
+    """A broadcasting binary op; the sum rule sends its gradients back to each input's shape."""
 
-    def reduce(self, grad_a, grad_b):
-        return (sum_to_shape(grad_a, self.shapes[0]) if self.needs_grad[0] else None,
-                sum_to_shape(grad_b, self.shapes[1]) if self.needs_grad[1] else None)
+    def sum_to_inputs(self, grad_a, grad_b, shape_a, shape_b):
+        """The gradients of a broadcasting op, each summed back to its input's shape."""
+        return (sum_to_shape(grad_a, shape_a) if self.needs_grad[0] else None,
+                sum_to_shape(grad_b, shape_b) if self.needs_grad[1] else None)
 
 
 class Add(_Binary):
-    def compute(self, a, b):
+    saves = ("shape_a", "shape_b")
+
+    def forward(self, a, b):
+        self.save(shape_a=a.shape, shape_b=b.shape)
         return a + b
 
     def backward(self, gy):  # d(a+b) = da + db
-        return self.reduce(gy, gy)
+        return self.sum_to_inputs(gy, gy, self.shape_a, self.shape_b)
 
 
 class Sub(_Binary):
-    def compute(self, a, b):
+    saves = ("shape_a", "shape_b")
+
+    def forward(self, a, b):
+        self.save(shape_a=a.shape, shape_b=b.shape)
         return a - b
 
-    def backward(self, gy):
-        return self.reduce(gy, -gy)
+    def backward(self, gy):  # d(a-b) = da - db
+        return self.sum_to_inputs(gy, -gy, self.shape_a, self.shape_b)
 
 
 class Mul(_Binary):
-    def compute(self, a, b):
-        self.a, self.b = a, b
+    saves = ("a", "b")
+
+    def forward(self, a, b):
+        self.save(a=a, b=b)
         return a * b
 
     def backward(self, gy):  # d(ab) = b da + a db
-        return self.reduce(gy * self.b, gy * self.a)
+        return self.sum_to_inputs(gy * self.b, gy * self.a, self.a.shape, self.b.shape)
 
 
 class Div(_Binary):
-    def compute(self, a, b):
-        self.a, self.b = a, b
+    saves = ("a", "b")
+
+    def forward(self, a, b):
+        self.save(a=a, b=b)
         return a / b
 
     def backward(self, gy):  # d(a/b) = da / b - a db / b^2
         ga = gy / self.b
-        return self.reduce(ga, -ga * self.a / self.b)
+        return self.sum_to_inputs(ga, -ga * self.a / self.b, self.a.shape, self.b.shape)
 
 
-def add(a, b): return Add()(*_pair(a, b))
-def sub(a, b): return Sub()(*_pair(a, b))
-def mul(a, b): return Mul()(*_pair(a, b))
-def div(a, b): return Div()(*_pair(a, b))
+def add(a, b): return Add()(*_as_operands(a, b))
+def sub(a, b): return Sub()(*_as_operands(a, b))
+def mul(a, b): return Mul()(*_as_operands(a, b))
+def div(a, b): return Div()(*_as_operands(a, b))
 
 
 class Neg(Function):
@@ -91,8 +100,10 @@ class Pow(Function):
     def __init__(self, exponent):
         self.exponent = exponent
 
+    saves = ("x",)
+
     def forward(self, x):
-        self.x = x
+        self.save(x=x)
         return x ** self.exponent
 
     def backward(self, gy):  # d(x^p) = p x^(p-1) dx
@@ -100,8 +111,10 @@ class Pow(Function):
 
 
 class Exp(Function):
+    saves = ("y",)
+
     def forward(self, x):
-        self.y = get_array_module(x).exp(x)
+        self.save(y=get_array_module(x).exp(x))
         return self.y
 
     def backward(self, gy):  # d(e^x) = e^x dx
@@ -109,8 +122,10 @@ class Exp(Function):
 
 
 class Log(Function):
+    saves = ("x",)
+
     def forward(self, x):
-        self.x = x
+        self.save(x=x)
         return get_array_module(x).log(x)
 
     def backward(self, gy):  # d(log x) = dx / x
@@ -118,8 +133,10 @@ class Log(Function):
 
 
 class Tanh(Function):
+    saves = ("y",)
+
     def forward(self, x):
-        self.y = get_array_module(x).tanh(x)
+        self.save(y=get_array_module(x).tanh(x))
         return self.y
 
     def backward(self, gy):  # d(tanh x) = (1 - tanh^2 x) dx
@@ -133,8 +150,10 @@ def sigmoid_array(x):
 
 
 class Sigmoid(Function):
+    saves = ("y",)
+
     def forward(self, x):
-        self.y = sigmoid_array(x)
+        self.save(y=sigmoid_array(x))
         return self.y
 
     def backward(self, gy):  # d(s(x)) = s (1 - s) dx
@@ -142,16 +161,24 @@ class Sigmoid(Function):
 
 
 class ReLU(Function):
-    def forward(self, x):
-        if gpu.on_gpu(x):
-            return gpu.elementwise.relu_forward(self, x)
-        self.y = x * (x > 0)     # the output doubles as the mask: y > 0 exactly where x > 0
+    """y = max(x, 0). The output doubles as the mask (y > 0 exactly where x > 0), so no
+    boolean array is kept. Backward: the gradient passes where the input was positive."""
+
+    saves = ("y",)
+
+    def forward_cpu(self, x):
+        self.save(y=x * (x > 0))
         return self.y
 
-    def backward(self, gy):  # gradient passes where the input was positive
-        if gpu.on_gpu(gy):
-            return gpu.elementwise.relu_backward(self, gy)
+    def forward_gpu(self, x):
+        self.save(y=gpu.elementwise.relu_forward(x))
+        return self.y
+
+    def backward_cpu(self, gy):
         return gy * (self.y > 0)
+
+    def backward_gpu(self, gy):
+        return gpu.elementwise.relu_backward(gy, self.y)
 
 
 def neg(x): return Neg()(x)
@@ -166,10 +193,12 @@ def relu(x): return ReLU()(x)
 class MatMul(Function):
     """Matrix product with NumPy's batching rules (both operands at least 2-D)."""
 
+    saves = ("a", "b")
+
     def forward(self, a, b):
         if a.ndim < 2 or b.ndim < 2:
             raise ValueError(f"matmul needs operands of at least 2 dimensions, got {a.shape} and {b.shape}")
-        self.a, self.b = a, b
+        self.save(a=a, b=b)
         return a @ b
 
     def backward(self, gy):  # Y = A B: dA = dY B^T, dB = A^T dY (summed over broadcast batches)
@@ -196,16 +225,17 @@ class Sum(Function):
     def __init__(self, axis=None, keepdims=False):
         self.axis, self.keepdims = axis, keepdims
 
+    saves = ("in_shape",)
+
     def forward(self, x):
-        self.shape = x.shape
-        self.axes = _normalize_axes(self.axis, x.ndim)
-        return x.sum(axis=self.axes, keepdims=self.keepdims)
+        self.save(in_shape=x.shape)
+        return x.sum(axis=_normalize_axes(self.axis, x.ndim), keepdims=self.keepdims)
 
     def backward(self, gy):  # every summed element receives the output's gradient
         xp = get_array_module(gy)
         if not self.keepdims:
-            gy = xp.expand_dims(gy, self.axes)
-        return xp.broadcast_to(gy, self.shape).copy()
+            gy = xp.expand_dims(gy, _normalize_axes(self.axis, len(self.in_shape)))
+        return xp.broadcast_to(gy, self.in_shape).copy()
 
 
 def sum(x, axis=None, keepdims=False):  # noqa: A001
@@ -222,8 +252,10 @@ class Reshape(Function):
     def __init__(self, shape):
         self.shape = shape
 
+    saves = ("in_shape",)
+
     def forward(self, x):
-        self.in_shape = x.shape
+        self.save(in_shape=x.shape)
         return x.reshape(self.shape)
 
     def backward(self, gy):
@@ -234,12 +266,14 @@ class Transpose(Function):
     def __init__(self, axes=None):
         self.axes = axes
 
+    saves = ("in_axes",)
+
     def forward(self, x):
-        self.axes = tuple(range(x.ndim))[::-1] if self.axes is None else self.axes
-        return x.transpose(self.axes)
+        self.save(in_axes=tuple(range(x.ndim))[::-1] if self.axes is None else self.axes)
+        return x.transpose(self.in_axes)
 
     def backward(self, gy):  # undo the permutation
-        return gy.transpose(tuple(np.argsort(self.axes).tolist()))
+        return gy.transpose(tuple(np.argsort(self.in_axes).tolist()))
 
 
 def reshape(x, shape): return Reshape(tuple(shape))(x)
@@ -252,13 +286,15 @@ class GetItem(Function):
     def __init__(self, index):
         self.index = index
 
+    saves = ("in_shape", "in_dtype")
+
     def forward(self, x):
-        self.shape, self.dtype = x.shape, x.dtype
+        self.save(in_shape=x.shape, in_dtype=x.dtype)
         return x[self.index]
 
     def backward(self, gy):
         xp = get_array_module(gy)
-        gx = xp.zeros(self.shape, dtype=self.dtype)
+        gx = xp.zeros(self.in_shape, dtype=self.in_dtype)
         if _is_basic_index(self.index):
             gx[self.index] = gy  # slices and integers select each element at most once
         else:
@@ -283,9 +319,11 @@ class Concat(Function):
     def __init__(self, axis):
         self.axis = axis
 
+    saves = ("sizes",)
+
     def forward(self, *xs):
         xp = get_array_module(xs[0])
-        self.sizes = [x.shape[self.axis] for x in xs]
+        self.save(sizes=[x.shape[self.axis] for x in xs])
         return xp.concatenate(xs, axis=self.axis)
 
     def backward(self, gy):  # each input gets its own slab of the gradient
@@ -306,12 +344,14 @@ class Pad(Function):
     def __init__(self, pad_width, value=0.0):
         self.pad_width, self.value = pad_width, value
 
+    saves = ("slices",)
+
     def forward(self, x):
         xp = get_array_module(x)
-        self.pad_width = tuple(tuple(p) for p in np.broadcast_to(
+        pad_width = tuple(tuple(p) for p in np.broadcast_to(
             np.asarray(self.pad_width, dtype=int), (x.ndim, 2)).tolist())
-        self.slices = tuple(slice(b, b + n) for (b, _), n in zip(self.pad_width, x.shape))
-        return xp.pad(x, self.pad_width, mode="constant", constant_values=self.value)
+        self.save(slices=tuple(slice(b, b + n) for (b, _), n in zip(pad_width, x.shape)))
+        return xp.pad(x, pad_width, mode="constant", constant_values=self.value)
 
     def backward(self, gy):  # the gradient of the padded border is dropped
         return gy[self.slices].copy()

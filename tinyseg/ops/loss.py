@@ -1,17 +1,25 @@
 """Per-pixel softmax cross-entropy.
 
-The CPU path runs the Numba kernels in ``cpu/loss.py``: forward makes one pass over
-the logits and keeps the softmax, backward turns that softmax into the gradient.
+Forward makes one pass over the logits and keeps the softmax, backward turns that
+softmax into the gradient: the Numba kernels in ``cpu/loss.py`` on the CPU, the CUDA
+kernels in ``cuda/cross_entropy.cu`` on the GPU.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+import math
+
 from ..autograd import Function
+from ..backend import get_array_module
 from . import gpu
 from .cpu import loss as cpu_loss
+
+
+def pixels_last(a, leading):
+    """The axes after the first ``leading`` merged into one: (N, C, ...) -> (N, C, P) for
+    leading = 2, (N, ...) -> (N, P) for leading = 1."""
+    return a.reshape(a.shape[:leading] + (math.prod(a.shape[leading:]),))
 
 
 class CrossEntropy(Function):
@@ -19,10 +27,18 @@ class CrossEntropy(Function):
 
     logits (N, C, ...) and integer targets (N, ...). With class weights the
     mean is weighted: sum_i w[t_i] * loss_i / sum_i w[t_i] (PyTorch's rule).
-    Backward: d loss_i / d logits_i = w[t_i] * (softmax_i - onehot(t_i)) / sum w.
+    Backward: d loss_i / d logits_i = w[t_i] * (softmax_i - onehot(t_i)) / sum w, the
+    target class's entry computed as minus the sum of the other classes' softmax (no
+    cancellation on a confident pixel, where softmax_t is near 1).
+
+    Both devices keep the softmax (the logits' shape), the targets (int64), the class
+    weights (ones without weights) and the total weight. The kernels see logits as
+    (N, C, P) and targets as (N, P), P the number of pixels per image.
     """
 
-    def forward(self, logits, target, weight=None):
+    saves = ("softmax", "target", "weight", "total")
+
+    def prepare(self, logits, target, weight):
         if logits.ndim < 2 or target.shape != logits.shape[:1] + logits.shape[2:]:
             raise ValueError(f"cross_entropy: logits {logits.shape} need targets of shape "
                              f"{logits.shape[:1] + logits.shape[2:]}, got {target.shape}")
@@ -34,28 +50,43 @@ class CrossEntropy(Function):
                              f"found [{int(target.min())}, {int(target.max())}]")
         if weight is not None and weight.shape != (n_classes,):
             raise ValueError(f"cross_entropy: weight shape {weight.shape}, expected ({n_classes},)")
-        if gpu.on_gpu(logits):
-            return gpu.loss.cross_entropy_forward(self, logits, target, weight)
-        # the kernels see (N, C, P) logits and (N, P) targets, P the number of pixels per image
-        self.logits_shape = logits.shape
-        n, pixels = target.shape[0], math.prod(target.shape[1:])
-        logits = np.ascontiguousarray(logits).reshape(n, n_classes, pixels)
-        target = np.ascontiguousarray(target, dtype=np.int64).reshape(n, pixels)
-        weight = np.ones(n_classes, logits.dtype) if weight is None else np.ascontiguousarray(weight, logits.dtype)
-        softmax = np.empty_like(logits)
-        pixel_loss, pixel_weight = (np.empty(target.shape, logits.dtype) for _ in range(2))
-        cpu_loss.cross_entropy_forward(logits, target, weight, softmax, pixel_loss, pixel_weight)
+        # labels and class weights may still be on the host: they are small, copied over
+        xp = get_array_module(logits)
+        weight = xp.ones(n_classes, logits.dtype) if weight is None else xp.asarray(weight, logits.dtype)
+        return (pixels_last(xp.ascontiguousarray(logits), 2),
+                xp.ascontiguousarray(xp.asarray(target), dtype=xp.int64), xp.ascontiguousarray(weight))
+
+    def forward_cpu(self, logits, target, weight=None):
+        logits3, target, weight = self.prepare(logits, target, weight)
+        softmax = np.empty_like(logits3)
+        pixel_loss, pixel_weight = (np.empty(logits3.shape[:1] + logits3.shape[2:], logits.dtype) for _ in range(2))
+        cpu_loss.cross_entropy_forward(logits3, pixels_last(target, 1), weight, softmax, pixel_loss,
+                                       pixel_weight)
+        return self.finish(softmax.reshape(logits.shape), target, weight, pixel_loss, pixel_weight)
+
+    def forward_gpu(self, logits, target, weight=None):
+        logits3, target, weight = self.prepare(logits, target, weight)
+        softmax, pixel_loss, pixel_weight = gpu.loss.cross_entropy_forward(logits3, target, weight)
+        return self.finish(softmax.reshape(logits.shape), target, weight, pixel_loss, pixel_weight)
+
+    def finish(self, softmax, target, weight, pixel_loss, pixel_weight):
         total = pixel_weight.sum()
-        self.softmax, self.target, self.weight, self.total = softmax, target, weight, total
+        self.save(softmax=softmax, target=target, weight=weight, total=total)
         return -pixel_loss.sum() / total
 
-    def backward(self, gy):
-        if gpu.on_gpu(gy):
-            return gpu.loss.cross_entropy_backward(self, gy)
-        grad = np.empty_like(self.softmax)
+    def backward_cpu(self, gy):
+        softmax = pixels_last(self.softmax, 2)
+        grad = np.empty_like(softmax)
         scale = np.asarray(gy / self.total, grad.dtype).reshape(1)
-        cpu_loss.cross_entropy_backward(self.softmax, self.target, self.weight, scale, grad)
-        return (grad.reshape(self.logits_shape), None) + ((None,) if len(self.needs_grad) > 2 else ())
+        cpu_loss.cross_entropy_backward(softmax, pixels_last(self.target, 1), self.weight, scale, grad)
+        return self.gradients(grad)
+
+    def backward_gpu(self, gy):
+        scale = gpu.contiguous(gy / self.total, self.softmax.dtype).reshape(1)
+        return self.gradients(gpu.loss.cross_entropy_backward(self.softmax, self.target, self.weight, scale))
+
+    def gradients(self, grad):
+        return (grad.reshape(self.softmax.shape), None) + ((None,) if len(self.needs_grad) > 2 else ())
 
 
 def cross_entropy(logits, target, weight=None):

@@ -1,4 +1,4 @@
-"""A single-direction LSTM over a whole sequence, with backpropagation through time.
+"""LSTM sweeps over whole sequences, with backpropagation through time.
 
 x (T, B, I) -> hidden states h (T, B, H). Weights follow PyTorch's layout:
 w_ih (4H, I), w_hh (4H, H), b_ih and b_hh (4H,), gates stacked in the order
@@ -8,98 +8,124 @@ i, f, g, o. At each step, with z = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh:
     c_t = f * c_{t-1} + i * g
     h_t = o * tanh(c_t)
 
-starting from h = c = 0. ``reverse=True`` runs from the last step to the
-first; h_t is still returned at position t.
+starting from h = c = 0. A reversed direction runs from the last step to the
+first (its "previous" step is t + 1); h_t is still returned at position t.
 
-The input projection of all T steps is one GEMM before the loop; only the
-recurrent product h_{t-1} W_hh^T has to wait for the previous step.
+``LSTM`` runs D = 1 or 2 directions over the same x, each with its own weights and
+reverse flag, and returns their hidden states side by side, (T, B, D*H). ``lstm`` is
+the one-direction case, ``bidirectional_lstm`` the two-direction case a ReNet sweep
+uses. The input projections of all T steps are one GEMM per direction before the
+recurrence; only the recurrent product h_{t-1} W_hh^T has to wait for the previous
+step. The recurrence runs in ``cpu/lstm.py`` (NumPy, one step at a time) or
+``gpu/lstm.py`` (one launch for every step of every sequence and direction).
+
+Backward, per step in reverse visiting order (dh_next, dc_next from the step visited after):
+    dh = gh_t + dz_next W_hh,   dc = dh o (1 - tanh^2 c) + dc_next,
+    dz_i = dc g i (1 - i),  dz_f = dc c_prev f (1 - f),  dz_g = dc i (1 - g^2),
+    dz_o = dh tanh(c) o (1 - o),  dc_next <- dc f;
+then dx = dz W_ih, dW_ih = dz^T x, dW_hh = dz^T h_prev, db_ih = db_hh = sum dz.
 """
 from __future__ import annotations
 
 from ..autograd import Function
 from ..backend import get_array_module
 from . import gpu
-from .elementwise import sigmoid_array
+from .cpu import lstm as cpu_lstm
+
+WEIGHT_NAMES = ("w_ih", "w_hh", "b_ih", "b_hh")
+
+
+def check_lstm_shapes(x, weights):
+    """x (T, B, I) and (w_ih, w_hh, b_ih, b_hh) for each direction, one after another."""
+    if x.ndim != 3:
+        raise ValueError(f"lstm: input must be (T, B, I), got shape {x.shape}")
+    n_in, hidden = x.shape[2], weights[1].shape[1]
+    expected = ((4 * hidden, n_in), (4 * hidden, hidden), (4 * hidden,), (4 * hidden,))
+    for k, array in enumerate(weights):
+        if array.shape != expected[k % 4]:
+            raise ValueError(f"lstm: {WEIGHT_NAMES[k % 4]} has shape {array.shape}, expected {expected[k % 4]} "
+                             f"for input size {n_in} and hidden size {hidden}")
 
 
 class LSTM(Function):
-    def __init__(self, reverse=False):
-        self.reverse = reverse
+    """Inputs: x, then (w_ih, w_hh, b_ih, b_hh) of each direction; ``reverse[d]`` says whether
+    direction d runs from the last step to the first.
 
-    def forward(self, x, w_ih, w_hh, b_ih, b_hh):
+    Both devices save, in natural time order: x, the stacked weights w_ih (D, 4H, I) and
+    w_hh (D, 4H, H), the activated gates (D, T, B, 4H), the cells c, tanh(c) and the
+    hidden states h (D, T, B, H).
+    """
+
+    saves = ("x", "w_ih", "w_hh", "gates", "cells", "tanh_cells", "hs")
+
+    def __init__(self, reverse=(False,)):
+        self.reverse = tuple(bool(r) for r in reverse)
+
+    def input_projections(self, x, weights):
+        """(w_ih, w_hh) stacked over directions, and z_input = x W_ih^T + b_ih + b_hh (D, T, B, 4H)."""
+        if len(weights) != 4 * len(self.reverse):
+            raise ValueError(f"lstm: {len(self.reverse)} directions take {4 * len(self.reverse)} weight "
+                             f"arrays, got {len(weights)}")
+        check_lstm_shapes(x, weights)
         xp = get_array_module(x)
-        if x.ndim != 3:
-            raise ValueError(f"lstm: input must be (T, B, I), got shape {x.shape}")
         steps, batch, n_in = x.shape
-        hidden = w_hh.shape[1]
-        expected = {"w_ih": (4 * hidden, n_in), "w_hh": (4 * hidden, hidden),
-                    "b_ih": (4 * hidden,), "b_hh": (4 * hidden,)}
-        for name, array in zip(expected, (w_ih, w_hh, b_ih, b_hh)):
-            if array.shape != expected[name]:
-                raise ValueError(f"lstm: {name} has shape {array.shape}, expected {expected[name]} "
-                                 f"for input size {n_in} and hidden size {hidden}")
-        if gpu.on_gpu(x):
-            return gpu.lstm.lstm_forward(self, x, w_ih, w_hh, b_ih, b_hh)
-        if self.reverse:
-            x = x[::-1]
-        # All input projections at once: (T*B, I) @ (I, 4H).
-        z_input = (x.reshape(steps * batch, n_in) @ w_ih.T + (b_ih + b_hh)).reshape(steps, batch, 4 * hidden)
-        gates = xp.empty_like(z_input)          # activated gates i, f, g, o per step
-        cells = xp.empty((steps, batch, hidden), dtype=x.dtype)
-        tanh_cells = xp.empty_like(cells)
-        hs = xp.empty_like(cells)
-        h = xp.zeros((batch, hidden), dtype=x.dtype)
-        c = xp.zeros_like(h)
-        w_hh_t = xp.ascontiguousarray(w_hh.T)
-        for t in range(steps):
-            z = z_input[t] + h @ w_hh_t
-            a = gates[t]
-            a[...] = sigmoid_array(z)                                   # i, f, o (g fixed below)
-            a[:, 2 * hidden:3 * hidden] = xp.tanh(z[:, 2 * hidden:3 * hidden])
-            i, f, g, o = (a[:, k * hidden:(k + 1) * hidden] for k in range(4))
-            c = f * c + i * g
-            cells[t] = c
-            tanh_cells[t] = xp.tanh(c)
-            h = hs[t] = o * tanh_cells[t]
-        self.x, self.w_ih, self.w_hh = x, w_ih, w_hh
-        self.gates, self.cells, self.tanh_cells, self.hs = gates, cells, tanh_cells, hs
-        return hs[::-1] if self.reverse else hs
+        x2 = x.reshape(steps * batch, n_in)
+        z_input = xp.stack([x2 @ w_ih.T + (b_ih + b_hh) for w_ih, b_ih, b_hh
+                            in zip(weights[0::4], weights[2::4], weights[3::4])])
+        z_input = z_input.reshape(len(self.reverse), steps, batch, -1)
+        return xp.stack(weights[0::4]), xp.stack(weights[1::4]), z_input
 
-    def backward(self, gh):
-        if gpu.on_gpu(gh):
-            return gpu.lstm.lstm_backward(self, gh)
+    def forward_cpu(self, x, *weights):
+        w_ih, w_hh, z_input = self.input_projections(x, weights)
+        return self.finish(x, w_ih, w_hh, cpu_lstm.sweep_forward(z_input, w_hh, self.reverse))
+
+    def forward_gpu(self, x, *weights):
+        w_ih, w_hh, z_input = self.input_projections(x, weights)
+        return self.finish(x, w_ih, w_hh, gpu.lstm.sweep_forward(z_input, w_hh, self.reverse))
+
+    def finish(self, x, w_ih, w_hh, states):
+        gates, cells, tanh_cells, hs = states
+        self.save(x=x, w_ih=w_ih, w_hh=w_hh, gates=gates, cells=cells, tanh_cells=tanh_cells, hs=hs)
+        return hs[0] if len(hs) == 1 else get_array_module(hs).concatenate(list(hs), axis=2)
+
+    def backward_cpu(self, gh):
+        return self.gradients(cpu_lstm.sweep_backward(self.split_directions(gh), self.w_hh, self.gates,
+                                                      self.cells, self.tanh_cells, self.reverse))
+
+    def backward_gpu(self, gh):
+        return self.gradients(gpu.lstm.sweep_backward(self.split_directions(gh), self.w_hh, self.gates,
+                                                      self.cells, self.tanh_cells, self.reverse))
+
+    def split_directions(self, gh):
+        """(T, B, D*H) -> (D, T, B, H)."""
+        hidden = self.hs.shape[3]
         xp = get_array_module(gh)
-        if self.reverse:
-            gh = gh[::-1]
-        steps, batch, hidden = self.hs.shape
-        gz = xp.empty_like(self.gates)           # dL/dz for every step
-        dh_next = xp.zeros((batch, hidden), dtype=gh.dtype)
-        dc_next = xp.zeros_like(dh_next)
-        for t in reversed(range(steps)):
-            a = self.gates[t]
-            i, f, g, o = (a[:, k * hidden:(k + 1) * hidden] for k in range(4))
-            dh = gh[t] + dh_next
-            tc = self.tanh_cells[t]
-            # h = o tanh(c): do = dh tanh(c); dc gets dh o (1 - tanh^2 c) plus what c_{t+1} sent back
-            dc = dh * o * (1 - tc * tc) + dc_next
-            c_prev = self.cells[t - 1] if t > 0 else xp.zeros_like(dc)
-            dz = gz[t]
-            dz[:, 0 * hidden:1 * hidden] = dc * g * i * (1 - i)        # c = f c' + i g
-            dz[:, 1 * hidden:2 * hidden] = dc * c_prev * f * (1 - f)
-            dz[:, 2 * hidden:3 * hidden] = dc * i * (1 - g * g)
-            dz[:, 3 * hidden:4 * hidden] = dh * tc * o * (1 - o)
-            dc_next = dc * f
-            dh_next = dz @ self.w_hh                                  # z depends on h_{t-1} via W_hh
-        gz_flat = gz.reshape(steps * batch, 4 * hidden)
-        gx = (gz_flat @ self.w_ih).reshape(self.x.shape)
-        if self.reverse:
-            gx = gx[::-1]
-        g_w_ih = gz_flat.T @ self.x.reshape(steps * batch, -1)
-        h_prev = xp.concatenate([xp.zeros((1, batch, hidden), dtype=gh.dtype), self.hs[:-1]])
-        g_w_hh = gz_flat.T @ h_prev.reshape(steps * batch, hidden)
-        g_b = gz_flat.sum(axis=0)
-        return xp.ascontiguousarray(gx), g_w_ih, g_w_hh, g_b, g_b.copy()
+        return xp.stack([gh[:, :, d * hidden:(d + 1) * hidden] for d in range(len(self.reverse))])
+
+    def gradients(self, gz):
+        """The GEMMs after the recurrence: gz = dL/dz (D, T, B, 4H) -> dx and every weight's gradient."""
+        xp = get_array_module(gz)
+        directions, steps, batch, hidden = self.hs.shape
+        x2 = self.x.reshape(steps * batch, -1)
+        gx, grads = 0, []
+        for d, reverse in enumerate(self.reverse):
+            g = gz[d].reshape(steps * batch, 4 * hidden)
+            h_prev = xp.zeros_like(self.hs[d])      # the h each step read: the previous one in its order
+            if reverse:
+                h_prev[:-1] = self.hs[d, 1:]
+            else:
+                h_prev[1:] = self.hs[d, :-1]
+            gx = gx + g @ self.w_ih[d]
+            g_b = g.sum(axis=0)
+            grads += [g.T @ x2, g.T @ h_prev.reshape(steps * batch, hidden), g_b, g_b.copy()]
+        return (xp.ascontiguousarray(gx.reshape(self.x.shape)), *grads)
 
 
 def lstm(x, w_ih, w_hh, b_ih, b_hh, reverse=False):
-    return LSTM(reverse)(x, w_ih, w_hh, b_ih, b_hh)
+    """One direction: x (T, B, I) -> (T, B, H)."""
+    return LSTM((reverse,))(x, w_ih, w_hh, b_ih, b_hh)
+
+
+def bidirectional_lstm(x, forward_weights, reverse_weights):
+    """Both directions of a sweep: x (T, B, I) -> (T, B, 2H), [forward states, reverse states]."""
+    return LSTM((False, True))(x, *forward_weights, *reverse_weights)

@@ -1,15 +1,16 @@
 """Batch normalisation over (N, H, W) for each channel of an (N, C, H, W) map.
 
-The CPU path runs the Numba kernels in ``cpu/norm.py``: forward makes one pass for
-the statistics (training only) and one writing y; backward one pass for the two
-per-channel sums and one writing the input's gradient. x_hat is never stored:
-backward recomputes it from x, the mean and 1 / std.
+Both devices make one pass for the statistics (training only) and one writing y
+forward, one pass for the two per-channel sums and one writing the input's gradient
+backward: the Numba kernels in ``cpu/norm.py``, the CUDA kernels in ``cuda/batchnorm.cu``.
+x_hat is never stored: backward recomputes it from x, the mean and 1 / std.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..autograd import Function
+from ..backend import get_array_module
 from . import gpu
 from .cpu import norm as cpu_norm
 
@@ -31,29 +32,32 @@ class BatchNorm2d(Function):
     Evaluation: the running statistics are used, and are then ordinary
     inputs of the function (their gradients are defined too).
 
-    Inputs are (x, running_mean, running_var[, weight, bias]).
+    Inputs are (x, running_mean, running_var[, weight, bias]). Both devices keep x as
+    (N, C, H*W), the per-channel mean, 1 / std and weight (ones without an affine
+    transform); x_hat = (x - mean) * inv_std is recomputed where backward needs it.
     """
 
-    def __init__(self, training, momentum=0.1, eps=1e-5, affine=True):
-        self.training, self.momentum, self.eps, self.affine = training, momentum, eps, affine
+    saves = ("x", "mean", "inv_std", "weight")
 
-    def forward(self, x, running_mean, running_var, weight=None, bias=None):
+    def __init__(self, training, momentum=0.1, eps=1e-5):
+        self.training, self.momentum, self.eps = training, momentum, eps
+
+    def check(self, x, *per_channel):
         if x.ndim != 4:
             raise ValueError(f"batch_norm: input must be (N, C, H, W), got shape {x.shape}")
         c = x.shape[1]
-        for name, v in (("running_mean", running_mean), ("running_var", running_var),
-                        ("weight", weight), ("bias", bias)):
-            if v is not None and v.shape != (c,):
+        for name, v in zip(("running_mean", "running_var", "weight", "bias"), per_channel):
+            if v.shape != (c,):
                 raise ValueError(f"batch_norm: {name} has shape {v.shape}, expected ({c},)")
-        if gpu.on_gpu(x):
-            return gpu.norm.batch_norm_forward(self, x, running_mean, running_var, weight, bias)
         if self.training and x.size // c < 2:
             raise ValueError(f"batch_norm: training needs more than one value per channel, got {x.shape}")
+
+    def forward_cpu(self, x, running_mean, running_var, weight=None, bias=None):
+        self.check(x, running_mean, running_var, *(v for v in (weight, bias) if v is not None))
         # The kernels see x as (N, C, H*W) in the dtype of y, and per-channel arrays in float64.
         dtype = np.result_type(x, *(v for v in (weight, bias) if v is not None),
                                *(() if self.training else (running_mean, running_var)))
-        self.shape = x.shape
-        n, h, w = x.shape[0], x.shape[2], x.shape[3]
+        n, c, h, w = x.shape
         x = np.ascontiguousarray(x, dtype).reshape(n, c, h * w)
         if self.training:
             mean, var = np.empty(c), np.empty(c)
@@ -66,12 +70,27 @@ class BatchNorm2d(Function):
         bias = np.zeros(c) if bias is None else bias.astype(np.float64)
         y = np.empty(x.shape, dtype)
         cpu_norm.normalize(x, mean, inv_std, weight, bias, y)
-        self.x, self.mean, self.inv_std, self.weight = x, mean, inv_std, weight
+        self.save(x=x, mean=mean, inv_std=inv_std, weight=weight)
         return y.reshape(n, c, h, w)
 
-    def backward(self, gy):
-        if gpu.on_gpu(gy):
-            return gpu.norm.batch_norm_backward(self, gy)
+    def forward_gpu(self, x, running_mean, running_var, weight=None, bias=None):
+        self.check(x, running_mean, running_var, *(v for v in (weight, bias) if v is not None))
+        xp = get_array_module(x)
+        n, c, h, w = x.shape
+        x = gpu.contiguous(x).reshape(n, c, h * w)
+        if self.training:
+            mean, var, inv_std = gpu.norm.batch_norm_stats(x, self.eps)
+            update_running_stats(running_mean, running_var, mean, var, n * h * w, self.momentum)
+        else:
+            mean = gpu.contiguous(running_mean, x.dtype)
+            inv_std = gpu.contiguous(1.0 / xp.sqrt(running_var + self.eps), x.dtype)
+        weight = xp.ones(c, x.dtype) if weight is None else gpu.contiguous(weight, x.dtype)
+        bias = xp.zeros(c, x.dtype) if bias is None else gpu.contiguous(bias, x.dtype)
+        y = gpu.norm.batch_norm_apply(x, mean, inv_std, weight, bias)
+        self.save(x=x, mean=mean, inv_std=inv_std, weight=weight)
+        return y.reshape(n, c, h, w)
+
+    def backward_cpu(self, gy):
         x, mean, inv_std, weight = self.x, self.mean, self.inv_std, self.weight
         n, c, p = x.shape
         gy = np.ascontiguousarray(gy, x.dtype).reshape(n, c, p)
@@ -79,27 +98,40 @@ class BatchNorm2d(Function):
         sum_gy, sum_gy_xhat = np.zeros(c), np.zeros(c)
         if self.training or any(self.needs_grad[1:]):
             cpu_norm.backward_sums(gy, x, mean, inv_std, sum_gy, sum_gy_xhat)
-        grads = [None] * len(self.needs_grad)
+        gx = None
         if self.needs_grad[0]:
-            # training: dx = weight * inv_std * (gy - mean(gy) - x_hat * mean(gy * x_hat)), since
-            # x_hat depends on x through the batch mean and variance too; evaluation: the
-            # statistics are constants of x and dx = weight * inv_std * gy
             if self.training:
                 mean_gy, mean_gy_xhat = sum_gy / (n * p), sum_gy_xhat / (n * p)
             else:
                 mean_gy = mean_gy_xhat = np.zeros(c)
             gx = np.empty(x.shape, x.dtype)
             cpu_norm.backward_input(gy, x, mean, inv_std, weight * inv_std, mean_gy, mean_gy_xhat, gx)
-            grads[0] = gx.reshape(self.shape)
+        return self.gradients(gx, sum_gy, sum_gy_xhat)
+
+    def backward_gpu(self, gy):
+        gy = gpu.contiguous(gy, self.x.dtype).reshape(self.x.shape)
+        sum_gy, sum_gy_xhat = gpu.norm.batch_norm_backward_sums(gy, self.x, self.mean, self.inv_std)
+        gx = gpu.norm.batch_norm_backward_input(gy, self.x, self.mean, self.inv_std, self.weight * self.inv_std,
+                                                sum_gy, sum_gy_xhat, self.training)
+        return self.gradients(gx, sum_gy, sum_gy_xhat)
+
+    def gradients(self, gx, sum_gy, sum_gy_xhat):
+        """All input gradients from dx (N, C, P) and the two per-channel sums.
+
+        dx: training, dx = weight * inv_std * (gy - mean(gy) - x_hat * mean(gy * x_hat)), since
+        x_hat depends on x through the batch mean and variance too; evaluation, the statistics
+        are constants of x and dx = weight * inv_std * gy. With x_hat = (x - m) * inv_std and
+        g_hat = gy * weight, the running statistics (inputs in evaluation) get
+        dm = -sum(g_hat) * inv_std and dv = -1/2 * sum(g_hat * x_hat) * inv_std^2;
+        d weight = sum(gy * x_hat), d bias = sum(gy)."""
+        dtype, (n, c, h, w) = self.x.dtype, self.output_meta[0][0]
+        grads = [None] * len(self.needs_grad)
+        grads[0] = None if gx is None else gx.reshape(n, c, h, w)
         if not self.training:
-            # with x_hat = (x - m) * inv_std and g_hat = gy * weight:
-            # dm = -sum(g_hat) * inv_std and dv = -1/2 * sum(g_hat * x_hat) * inv_std^2
-            grads[1] = (-weight * sum_gy * inv_std).astype(x.dtype)
-            grads[2] = (-0.5 * weight * sum_gy_xhat * inv_std ** 2).astype(x.dtype)
+            grads[1] = (-self.weight * sum_gy * self.inv_std).astype(dtype)
+            grads[2] = (-0.5 * self.weight * sum_gy_xhat * self.inv_std ** 2).astype(dtype)
         if len(grads) > 3:
-            grads[3] = sum_gy_xhat.astype(x.dtype)   # d weight
-        if len(grads) > 4:
-            grads[4] = sum_gy.astype(x.dtype)        # d bias
+            grads[3], grads[4] = sum_gy_xhat.astype(dtype), sum_gy.astype(dtype)
         return tuple(grads)
 
 

@@ -15,48 +15,61 @@ import numpy as np
 
 from ..autograd import Function
 from . import gpu
+from .conv import output_size
 from .cpu import pool as cpu_pool
-from .im2col import output_size
 
 
-def _pair(v):
+def _height_width(v):
+    """An int for both axes, or an (h, w) pair."""
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
 class MaxPool2d(Function):
+    """Backward: every output gradient goes to the position of its window's maximum
+    (``argmax``, its index in the H*W plane); overlapping windows that share a maximum add."""
+
+    saves = ("argmax", "in_shape")
+
     def __init__(self, kernel_size, stride=None):
-        self.kernel = _pair(kernel_size)
-        self.stride = _pair(stride if stride is not None else kernel_size)
+        self.kernel = _height_width(kernel_size)
+        self.stride = _height_width(stride if stride is not None else kernel_size)
         if min(self.kernel) < 1 or min(self.stride) < 1:
             raise ValueError(f"max_pool2d: kernel {self.kernel} and stride {self.stride} must be >= 1")
 
-    def forward(self, x):
+    def output_hw(self, x):
         if x.ndim != 4:
             raise ValueError(f"max_pool2d: input must be (N, C, H, W), got shape {x.shape}")
-        (kh, kw), (sh, sw) = self.kernel, self.stride
-        n, c, h, w = x.shape
-        out_h, out_w = output_size(h, kh, sh), output_size(w, kw, sw)
+        out_h, out_w = (output_size(x.shape[2 + a], self.kernel[a], self.stride[a]) for a in (0, 1))
         if out_h < 1 or out_w < 1:
             raise ValueError(f"max_pool2d: kernel {self.kernel} is larger than the input {x.shape[2:]}")
-        if gpu.on_gpu(x):
-            return gpu.pool.max_pool_forward(self, x, out_h, out_w)
+        return out_h, out_w
+
+    def forward_cpu(self, x):
+        out_h, out_w = self.output_hw(x)
+        n, c, h, w = x.shape
         x = np.ascontiguousarray(x)
         y = np.empty((n, c, out_h, out_w), dtype=x.dtype)
-        argmax = np.empty(y.shape, dtype=np.int32)          # position of each maximum in its H*W plane
+        argmax = np.empty(y.shape, dtype=np.int32)
         cpu_pool.max_pool_forward(x.reshape(n * c, h, w), y.reshape(n * c, out_h, out_w),
-                                  argmax.reshape(n * c, out_h, out_w), kh, kw, sh, sw)
-        self.argmax, self.in_shape = argmax, x.shape
+                                  argmax.reshape(n * c, out_h, out_w), *self.kernel, *self.stride)
+        self.save(argmax=argmax, in_shape=x.shape)
         return y
 
-    def backward(self, gy):
-        if gpu.on_gpu(gy):
-            return gpu.pool.max_pool_backward(self, gy)
+    def forward_gpu(self, x):
+        y, argmax = gpu.pool.max_pool_forward(x, self.output_hw(x), self.kernel, self.stride)
+        self.save(argmax=argmax, in_shape=x.shape)
+        return y
+
+    def backward_cpu(self, gy):
         n, c, h, w = self.in_shape
         out_h, out_w = gy.shape[2:]
         gy = np.ascontiguousarray(gy).reshape(n * c, out_h, out_w)
         gx = np.empty(self.in_shape, dtype=gy.dtype)
         cpu_pool.max_pool_backward(gy, self.argmax.reshape(n * c, out_h, out_w), gx.reshape(n * c, h, w))
         return gx
+
+    def backward_gpu(self, gy):
+        return gpu.pool.max_pool_backward(gy, self.argmax, self.in_shape, self.kernel, self.stride)
 
 
 def max_pool2d(x, kernel_size, stride=None):

@@ -13,23 +13,16 @@ steps, "v_fwd" top to bottom and "v_bwd" bottom to top, again
 concatenated, giving (N, 2d, Hp, Wp). Every output position has then seen
 the whole image.
 
-The sweeps are built from ``lstm``, reshapes and transposes, so autograd
-differentiates them without a hand-written backward.
+Each sweep is one two-direction ``LSTM`` op (``bidirectional_lstm``), on every device;
+the rest is reshapes and transposes, so autograd differentiates the layer without a
+hand-written backward.
 """
 from __future__ import annotations
 
-from . import gpu
-from .elementwise import concat, reshape, transpose
-from .lstm import lstm
+from .elementwise import reshape, transpose
+from .lstm import bidirectional_lstm
 
 DIRECTIONS = ("h_fwd", "h_bwd", "v_fwd", "v_bwd")
-
-
-def _bidirectional(seq, params, fwd, bwd):
-    """(T, B, I) -> (T, B, 2d): both directions over the same sequences, [fwd, bwd]."""
-    if gpu.on_gpu(seq.data):  # one kernel launch runs both directions
-        return gpu.lstm.bidirectional_lstm(seq, params[fwd], params[bwd])
-    return concat([lstm(seq, *params[fwd]), lstm(seq, *params[bwd], reverse=True)], axis=2)
 
 
 def renet(x, params, patch=(2, 2)):
@@ -45,11 +38,11 @@ def renet(x, params, patch=(2, 2)):
     # (N, C, Hp, ph, Wp, pw) -> (Wp, N, Hp, C, ph, pw): rows of patches as sequences along the width
     patches = transpose(reshape(x, (n, c, hp, ph, wp, pw)), (4, 0, 2, 1, 3, 5))
     rows = reshape(patches, (wp, n * hp, c * ph * pw))
-    horizontal = _bidirectional(rows, params, "h_fwd", "h_bwd")          # (Wp, N*Hp, 2d)
+    horizontal = bidirectional_lstm(rows, params["h_fwd"], params["h_bwd"])          # (Wp, N*Hp, 2d)
     two_d = horizontal.shape[2]
     # (Wp, N, Hp, 2d) -> (Hp, N, Wp, 2d): columns as sequences along the height
     columns = reshape(transpose(reshape(horizontal, (wp, n, hp, two_d)), (2, 1, 0, 3)),
                       (hp, n * wp, two_d))
-    vertical = _bidirectional(columns, params, "v_fwd", "v_bwd")        # (Hp, N*Wp, 2d')
+    vertical = bidirectional_lstm(columns, params["v_fwd"], params["v_bwd"])        # (Hp, N*Wp, 2d')
     out = reshape(vertical, (hp, n, wp, vertical.shape[2]))
     return transpose(out, (1, 3, 0, 2))                                 # (N, 2d', Hp, Wp)

@@ -1,4 +1,11 @@
-"""im2col and col2im kernels with the zero padding handled inside the loops.
+"""im2col / col2im on the CPU: turn a convolution into one matrix product.
+
+With the images side by side in each row of the column matrix, a convolution with
+weights W of shape (C_out, C*kh*kw) is ONE matrix product for the whole batch,
+Y = W @ cols.reshape(C*kh*kw, N*Ho*Wo), as large as BLAS likes it. ``col2im`` is
+the adjoint: it adds every column entry back onto the pixel it was read from
+(overlapping windows sum; entries read from the padding are dropped). The loops are
+Numba kernels with the zero padding handled inside them.
 
 Arrays are C-contiguous. ``x`` / ``image`` is the *unpadded* (N, C, H, W) map;
 ``cols`` is (C*kh*kw, N, Ho*Wo), rows in (c, i, j) order and, inside a row,
@@ -12,7 +19,23 @@ col2im drops the contributions that fall on the padding border.
 """
 from __future__ import annotations
 
+import numpy as np
 from numba import njit, prange
+
+
+def im2col(x, kh, kw, stride, padding, out_h, out_w):
+    """(N, C, H, W) -> cols (C*kh*kw, N, Ho*Wo)."""
+    n, c = x.shape[:2]
+    cols = np.empty((c * kh * kw, n, out_h * out_w), dtype=x.dtype)
+    im2col_kernel(np.ascontiguousarray(x), cols, kh, kw, stride, padding, out_h, out_w)
+    return cols
+
+
+def col2im(cols, image_shape, kh, kw, stride, padding, out_h, out_w):
+    """Adjoint of ``im2col``: cols (C*kh*kw, N, Ho*Wo) -> (N, C, H, W), overlaps summed."""
+    image = np.empty(image_shape, dtype=cols.dtype)
+    col2im_kernel(np.ascontiguousarray(cols), image, kh, kw, stride, padding, out_h, out_w)
+    return image
 
 
 @njit(cache=True)
@@ -25,7 +48,7 @@ def inside_range(offset, size, stride, padding, out_size):
 
 
 @njit(parallel=True, cache=True)
-def im2col(x, cols, kh, kw, stride, padding, out_h, out_w):
+def im2col_kernel(x, cols, kh, kw, stride, padding, out_h, out_w):
     # Threads: prange over the rows of the column matrix, one per (c, i, j) and image
     # (C*kh*kw * N rows), so even one image with one channel gives kh*kw independent rows
     # to share out. Seen as an Ho x Wo block, a row is a strided window of its input
@@ -50,7 +73,7 @@ def im2col(x, cols, kh, kw, stride, padding, out_h, out_w):
 
 
 @njit(parallel=True, cache=True)
-def col2im(cols, image, kh, kw, stride, padding, out_h, out_w):
+def col2im_kernel(cols, image, kh, kw, stride, padding, out_h, out_w):
     # The adjoint: image[n, c, y, x] = sum of the column entries that were read from (y, x).
     # Threads: prange over the image rows of every plane (N * C * H rows). A thread owns its
     # row and *gathers* into it: the kernel rows i that read image row y are those with

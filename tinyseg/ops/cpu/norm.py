@@ -21,9 +21,8 @@ BLOCK = 4096   # pixels per unit of work; a float64 block (32 KiB) stays in the 
 
 # The block sums below may be reordered (fastmath "reassoc"): LLVM then keeps several
 # float64 accumulators in SIMD registers instead of adding one value at a time: a
-# few interleaved partial sums, no less accurate than one. The statistics of
-# 2x512x25x31 float32 took 0.26 ms on one thread this way, 1.6 ms in written order.
-# Only these loops get the flag; everywhere else the order of operations is the
+# few interleaved partial sums, no less accurate than one, and several times faster
+# (docs/03-convolution.md). Only these loops get the flag; everywhere else the order of operations is the
 # written one.
 @njit(cache=True, fastmath={"reassoc"})
 def block_sum(v):
@@ -98,9 +97,8 @@ def normalize(x, mean, inv_std, weight, bias, y):
     # y = (x - mean) * inv_std * weight + bias, computed in float64 and rounded once
     # into y's dtype; weight * inv_std is formed once per unit. Threads: prange over
     # the units; each writes only its own block of y. x_hat is not stored: backward
-    # recomputes it from x, which it reads in x_hat's place. That saves a write of the
-    # whole map: on 2x512x25x31 float32 and one thread, 0.29 ms against 0.45 ms for
-    # writing y and x_hat.
+    # recomputes it from x, which it reads in x_hat's place: one write of the whole
+    # map fewer.
     n, c, p = x.shape
     blocks = (p + BLOCK - 1) // BLOCK
     for u in prange(n * c * blocks):

@@ -43,8 +43,7 @@ def max_pool_backward(gy, argmax, gx):
     # adds every window's gradient at its argmax. Overlapping windows (stride < kernel)
     # that share a maximum add into the same pixel, which only one thread ever writes:
     # no races, no atomics (a batch of one single-channel map runs on one thread).
-    # Windows go from the last to the first, the order in which the earlier NumPy code
-    # summed them.
+    # Windows go from the last to the first.
     planes, h, w = gx.shape
     out_h, out_w = gy.shape[1:]
     for p in prange(planes):

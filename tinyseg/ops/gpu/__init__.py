@@ -1,13 +1,12 @@
-"""GPU implementations of the ops: CuPy arrays, cuBLAS GEMMs and the kernels in ``cuda/``.
+"""GPU launchers of the ops: CuPy arrays in, CuPy arrays out, around the kernels in ``cuda/``.
 
-An op class in ``tinyseg/ops`` keeps its CPU code as the reference and, when its
-input is a CuPy array, hands the array work to the matching function here::
+An op class in ``tinyseg/ops`` writes its GPU path in ``forward_gpu`` / ``backward_gpu``
+next to its CPU path, calling the launchers here::
 
-    if gpu.on_gpu(x):
-        return gpu.conv.conv2d_forward(self, x, weight, bias, out_h, out_w)
+    y, argmax = gpu.pool.max_pool_forward(x, (out_h, out_w), self.kernel, self.stride)
 
-The function saves what its backward needs on the op (``self``), as the CPU code
-does. Ops without a kernel run their NumPy code unchanged on CuPy arrays.
+A launcher never sees the op: what backward needs, the op saves itself. Ops without a
+kernel run their NumPy code unchanged on CuPy arrays.
 
 ``POISON``: when True (or with ``TINYSEG_GPU_POISON=1`` in the environment) every
 buffer a kernel is to fill starts out as NaN (integers: -1), so the GPU tests
@@ -20,16 +19,13 @@ import os
 
 import numpy
 
-from ...backend import get_array_module, get_kernel
+from ...autograd import on_gpu
+from ...backend import CUDA_SOURCE_DIR, get_array_module, load_module
 
 POISON = os.environ.get("TINYSEG_GPU_POISON", "") == "1"
 THREADS = 256   # block size of every one-thread-per-element launch
 
 _SUFFIXES = {numpy.dtype(numpy.float32): "f32", numpy.dtype(numpy.float64): "f64"}
-
-
-def on_gpu(array) -> bool:
-    return get_array_module(array) is not numpy
 
 
 def kernel(filename, name, dtype):
@@ -40,9 +36,12 @@ def kernel(filename, name, dtype):
     return _function(filename, f"{name}_{suffix}")
 
 
+INCLUDE = ("-I" + CUDA_SOURCE_DIR,)   # the sources include cuda/common.cuh
+
+
 @functools.lru_cache(maxsize=None)
 def _function(filename, name):   # looked up once: launches then cost no driver call
-    return get_kernel(filename, name)
+    return load_module(filename, INCLUDE).get_function(name)
 
 
 def empty(like, shape, dtype=None):

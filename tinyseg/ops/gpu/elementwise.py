@@ -22,18 +22,18 @@ def bias_relu(y, bias, relu=False):
     return y
 
 
-def relu_forward(op, x):
-    """y = x * (x > 0); the output is kept as the mask for backward (no boolean array)."""
+def relu_forward(x):
+    """y = x * (x > 0)."""
     x = contiguous(x)
     y = empty(x, x.shape)
     launch_per_element(kernel("elementwise.cu", "relu_forward", x.dtype), x.size, x, y, int64(x.size))
-    op.y = y
     return y
 
 
-def relu_backward(op, gy):
-    gy = contiguous(gy, op.y.dtype)
+def relu_backward(gy, y):
+    """dx = dy * (y > 0), y the ReLU's output."""
+    gy = contiguous(gy, y.dtype)
     gx = empty(gy, gy.shape)
     launch_per_element(kernel("elementwise.cu", "relu_backward", gy.dtype), gy.size,
-                       gy, op.y, gx, int64(gy.size))
+                       gy, contiguous(y), gx, int64(gy.size))
     return gx

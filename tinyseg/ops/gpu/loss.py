@@ -1,43 +1,36 @@
-"""Softmax cross-entropy on the GPU (cuda/elementwise.cu).
+"""Softmax cross-entropy on the GPU (cuda/cross_entropy.cu).
 
-Launches: forward one thread per pixel (all classes of it), backward one thread per
-logit; grid ceil(size / 256) x block 256. The per-pixel loss and weight are summed
-by CuPy; the backward's scale (upstream gradient / total weight) stays on the device.
+Logits and softmax (N, C, P), targets and per-pixel outputs (N, P), class weights (C,),
+as the CPU kernels in ``tinyseg/ops/cpu/loss.py`` take them. Launches: forward and
+backward one thread per pixel (all classes of it); grid ceil(N * P / 256) x block 256.
+The backward's scale (upstream gradient / total weight) stays on the device.
 """
 from __future__ import annotations
 
 from numpy import int32, int64
 
-from ...backend import get_array_module
 from . import contiguous, empty, kernel, launch_per_element
 
 
-def cross_entropy_forward(op, logits, target, weight):
-    xp = get_array_module(logits)
+def cross_entropy_forward(logits, target, weight):
+    """-> softmax (N, C, P), the per-pixel w[t] * log softmax[t] and w[t] (N, P)."""
     logits = contiguous(logits)
-    n, classes = logits.shape[:2]
-    plane = logits.size // (n * classes) if n * classes else 0
-    pixels = n * plane
-    # Labels and class weights may still be on the host: they are small, copy them over.
-    target = xp.ascontiguousarray(xp.asarray(target), dtype=xp.int64)
-    weighted = weight is not None
-    class_weight = xp.ascontiguousarray(xp.asarray(weight), dtype=logits.dtype) if weighted else logits
-    pixel_loss, pixel_weight, log_sums = (empty(logits, (pixels,)) for _ in range(3))
-    launch_per_element(kernel("elementwise.cu", "cross_entropy_forward", logits.dtype), pixels, logits, target,
-                       class_weight, pixel_loss, pixel_weight, log_sums, int64(pixels), int32(classes),
-                       int64(plane), int32(weighted))
-    total = pixel_weight.sum()
-    op.logits, op.target, op.pixel_weight, op.log_sums, op.total = logits, target, pixel_weight, log_sums, total
-    return pixel_loss.sum() / total
+    n, classes, plane = logits.shape
+    softmax = empty(logits, logits.shape)
+    pixel_loss, pixel_weight = empty(logits, (n, plane)), empty(logits, (n, plane))
+    launch_per_element(kernel("cross_entropy.cu", "cross_entropy_forward", logits.dtype), n * plane, logits,
+                       contiguous(target), contiguous(weight, logits.dtype), softmax, pixel_loss, pixel_weight,
+                       int64(n * plane), int32(classes), int64(plane))
+    return softmax, pixel_loss, pixel_weight
 
 
-def cross_entropy_backward(op, gy):
-    logits = op.logits
-    n, classes = logits.shape[:2]
-    plane = logits.size // (n * classes) if n * classes else 0
-    scale = contiguous(gy / op.total, logits.dtype).reshape(1)
-    grad = empty(logits, logits.shape)
-    launch_per_element(kernel("elementwise.cu", "cross_entropy_backward", logits.dtype), grad.size, logits,
-                       op.target, op.pixel_weight, op.log_sums, scale, grad, int64(grad.size), int32(classes),
-                       int64(plane))
-    return (grad, None) + ((None,) if len(op.needs_grad) > 2 else ())
+def cross_entropy_backward(softmax, target, weight, scale):
+    """-> d loss / d logits (N, C, P) = w[t] * scale * (softmax - onehot(t))."""
+    softmax = contiguous(softmax)
+    n, classes = softmax.shape[:2]
+    plane = softmax.size // (n * classes) if n * classes else 0
+    grad = empty(softmax, (n, classes, plane))
+    launch_per_element(kernel("cross_entropy.cu", "cross_entropy_backward", softmax.dtype), n * plane, softmax,
+                       contiguous(target), contiguous(weight, softmax.dtype), scale, grad, int64(n * plane),
+                       int32(classes), int64(plane))
+    return grad

@@ -1,9 +1,63 @@
-"""The Numba kernels behind max pooling and cross-entropy against plain NumPy references."""
+"""max_pool2d: gradient checks, PyTorch parity and the CPU kernels against a reference
+(ties, NaNs, overlapping windows, non-contiguous inputs)."""
 import numpy as np
 import pytest
+from hypothesis import assume, given, strategies as st
 
 import tinyseg as ts
 import tinyseg.functional as F
+from torch_parity import (EXAMPLES, SETTINGS, TF, assert_close, assert_grads, backward_both, needs_torch,
+                          ours, seeds, theirs)
+
+
+@SETTINGS
+@given(st.integers(1, 4), st.integers(1, 4), st.integers(1, 2), st.integers(1, 2),
+       st.integers(1, 9), st.integers(1, 9), st.integers(0, 2 ** 31))
+def test_max_pool2d_gradcheck(k, stride, n, c, h, w, seed):
+    assume(h >= k and w >= k)
+    rng = np.random.default_rng(seed)
+    x = ts.tensor(rng.permutation(n * c * h * w).reshape(n, c, h, w) * 0.1 + 0.01 * rng.random((n, c, h, w)),
+                  requires_grad=True)  # distinct values: the argmax is unique and stable under eps
+    y = F.max_pool2d(x, k, stride)
+    assert y.shape == (n, c, (h - k) // stride + 1, (w - k) // stride + 1)
+    assert ts.gradcheck(lambda x: F.max_pool2d(x, k, stride), [x])
+
+
+def test_max_pool_routes_to_argmax_and_floors():
+    x = ts.tensor(np.arange(25, dtype=np.float64).reshape(1, 1, 5, 5), requires_grad=True)
+    y = F.max_pool2d(x, 2)
+    np.testing.assert_array_equal(y.numpy()[0, 0], [[6, 8], [16, 18]])   # last row/column dropped
+    y.sum().backward()
+    expected = np.zeros((5, 5))
+    expected[[1, 1, 3, 3], [1, 3, 1, 3]] = 1
+    np.testing.assert_array_equal(x.grad[0, 0], expected)
+
+
+@needs_torch
+@EXAMPLES
+@given(data=st.data(), seed=seeds)
+def test_max_pool2d_matches_torch(data, seed):
+    n, c = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    square = data.draw(st.booleans())
+    if square:   # int kernel, stride None (= kernel) or any stride: overlapping, gapped, equal
+        kernel = data.draw(st.integers(1, 4))
+        stride = data.draw(st.one_of(st.none(), st.integers(1, 5)))
+        kh = kw = kernel
+        sh = sw = kernel if stride is None else stride
+    else:
+        kh, kw = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
+        sh, sw = data.draw(st.integers(1, 5)), data.draw(st.integers(1, 5))
+        kernel, stride = (kh, kw), (sh, sw)
+    h, w = data.draw(st.integers(kh, 9)), data.draw(st.integers(kw, 9))  # odd sizes: floor mode drops the edge
+    rng = np.random.default_rng(seed)
+    x_np = rng.standard_normal((n, c, h, w))
+    x, x_ref = ours(x_np), theirs(x_np)
+    y = F.max_pool2d(x, kernel, stride)
+    y_ref = TF.max_pool2d(x_ref, kernel, stride if stride is not None else kernel, ceil_mode=False)
+    assert y.shape == ((n, c, (h - kh) // sh + 1, (w - kw) // sw + 1))
+    assert_close(y, y_ref, "max_pool2d forward")
+    backward_both(y, y_ref, rng)
+    assert_grads({"x": (x, x_ref)})
 
 
 def pool_reference(x, kh, kw, sh, sw, gy):
@@ -95,85 +149,3 @@ def test_max_pool_non_contiguous_input_and_gradient(dtype):
     y_ref, gx_ref = pool_reference(np.ascontiguousarray(x), 2, 3, 2, 3, np.ascontiguousarray(gy))
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(gx, gx_ref)
-
-
-def cross_entropy_reference(logits, target, weight):
-    """Loss and gradient in float64, straight from the formulas."""
-    z = logits.astype(np.float64)
-    shifted = z - z.max(axis=1, keepdims=True)
-    log_softmax = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    onehot = np.moveaxis(np.eye(z.shape[1])[target], -1, 1)
-    w = np.ones(z.shape[1]) if weight is None else weight.astype(np.float64)
-    pixel_weight = w[target]
-    total = pixel_weight.sum()
-    loss = -(pixel_weight * (log_softmax * onehot).sum(axis=1)).sum() / total
-    grad = np.expand_dims(pixel_weight, 1) * (np.exp(log_softmax) - onehot) / total
-    return loss, grad
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("weighted", [False, True])
-@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (1, 4, 3 * 4096 + 5), (5, 3), (2, 1, 4, 4), (2, 3, 2, 3, 4)])
-def test_cross_entropy_matches_reference(dtype, weighted, shape):
-    # shapes: a small map; one image spanning several pixel blocks plus a partial one;
-    # flat (N, C) logits; a single class (loss and gradient zero); two spatial axes
-    rng = np.random.default_rng(4)
-    logits = (rng.standard_normal(shape) * 3).astype(dtype)
-    target = rng.integers(0, shape[1], shape[:1] + shape[2:]).astype(np.uint8)
-    weight = rng.uniform(0.2, 3.0, shape[1]).astype(dtype) if weighted else None
-    z = ts.tensor(logits, requires_grad=True)
-    loss = F.cross_entropy(z, ts.tensor(target), None if weight is None else ts.tensor(weight))
-    loss.backward()
-    loss_ref, grad_ref = cross_entropy_reference(logits, target, weight)
-    tol = 1e-5 if dtype == np.float32 else 1e-12
-    assert loss.dtype == z.grad.dtype == dtype and z.grad.shape == shape
-    np.testing.assert_allclose(loss.item(), loss_ref, rtol=tol, atol=tol)
-    np.testing.assert_allclose(z.grad, grad_ref, rtol=tol, atol=tol / np.prod(shape))
-
-
-def test_cross_entropy_non_contiguous_and_upstream_gradient():
-    rng = np.random.default_rng(5)
-    logits = rng.standard_normal((6, 5, 3, 2)).transpose(3, 2, 1, 0)   # (2, 3, 5, 6), strided
-    target = rng.integers(0, 3, (6, 5, 2)).transpose(2, 1, 0)          # (2, 5, 6), strided
-    weight = np.array([0.5, 2.0, 1.0])
-    z = ts.tensor(logits, requires_grad=True)
-    loss = F.cross_entropy(z, ts.tensor(target), ts.tensor(weight))
-    loss.backward(np.asarray(2.5))
-    loss_ref, grad_ref = cross_entropy_reference(logits, target, weight)
-    np.testing.assert_allclose(loss.item(), loss_ref, rtol=1e-12)
-    np.testing.assert_allclose(z.grad, 2.5 * grad_ref, rtol=1e-10, atol=1e-15)
-
-
-def test_cross_entropy_weights_are_cast_to_the_logits_dtype():
-    rng = np.random.default_rng(6)
-    z = ts.tensor(rng.standard_normal((2, 3, 4, 4)).astype(np.float32), requires_grad=True)
-    loss = F.cross_entropy(z, ts.tensor(rng.integers(0, 3, (2, 4, 4))), ts.tensor(np.array([1.0, 2.0, 3.0])))
-    loss.backward()
-    assert loss.dtype == z.grad.dtype == np.float32
-
-
-def test_openmp_threads_sleep_unless_the_user_says_otherwise():
-    import os
-    import subprocess
-    import sys
-    code = "import os, tinyseg; print(os.environ['OMP_WAIT_POLICY'])"
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          check=True).stdout.strip() == "PASSIVE"
-    env["OMP_WAIT_POLICY"] = "ACTIVE"
-    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                          check=True).stdout.strip() == "ACTIVE"
-
-
-def test_cross_entropy_gradient_of_confident_pixels_keeps_its_digits():
-    """softmax[t] - 1 for softmax[t] = 1 - 1e-5 keeps float32's relative precision: the
-    gradient matches a float64 computation to 1e-6 relative, not the ~1e-2 that
-    subtracting 1 in float32 leaves."""
-    logits = np.array([[0.0, 11.5], [-2.0, 9.0], [3.0, -8.0]], dtype=np.float32).T.reshape(1, 2, 3, 1)
-    target = np.array([[[1], [1], [0]]])
-    z = ts.tensor(logits, requires_grad=True)
-    F.cross_entropy(z, target).backward()
-    z64 = logits.astype(np.float64).reshape(2, 3)
-    softmax = np.exp(z64 - z64.max(axis=0)) / np.exp(z64 - z64.max(axis=0)).sum(axis=0)
-    expected = (softmax - np.eye(2)[:, [1, 1, 0]]) / 3
-    np.testing.assert_allclose(z.grad.reshape(2, 3), expected, rtol=1e-6)

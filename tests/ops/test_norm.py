@@ -1,12 +1,113 @@
-"""The Numba batch-norm kernels against a float64 NumPy reference, on the cases they split
-differently: one channel, two values per channel, maps of several blocks, non-contiguous
-inputs, no affine transform, gradients of the running statistics in evaluation."""
+"""batch_norm: gradient checks, PyTorch parity (training and evaluation), and the CPU
+kernels against a float64 reference (block boundaries, large means, non-contiguous
+inputs, gradients of the running statistics)."""
 import numpy as np
 import pytest
+from hypothesis import assume, given, strategies as st
 
 import tinyseg as ts
 import tinyseg.functional as F
 from tinyseg.ops.cpu.norm import BLOCK
+from torch_parity import (EXAMPLES, SETTINGS, TF, assert_close, assert_grads, backward_both, needs_torch,
+                          ours, seeds, t64, theirs, torch)
+
+
+@SETTINGS
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 4), st.integers(1, 4), st.booleans(),
+       st.booleans(), st.integers(0, 2 ** 31))
+def test_batch_norm_gradcheck(n, c, h, w, training, affine, seed):
+    assume(not training or n * h * w > 1)
+    rng = np.random.default_rng(seed)
+    x = t64(rng, n, c, h, w)
+    rm = t64(rng, c, grad=not training)
+    rv = t64(rng, c, low=0.5, high=2.0, grad=not training)
+    params = [t64(rng, c), t64(rng, c)] if affine else []
+
+    def fn(x, rm, rv, *wb):
+        stats = [ts.tensor(rm.data.copy()), ts.tensor(rv.data.copy())] if training else [rm, rv]
+        return F.batch_norm(x, *stats, *wb, training=training)
+    assert ts.gradcheck(fn, [x, rm, rv] + params)
+
+
+def test_batch_norm_updates_running_statistics():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 2, 3, 3)) * 3 + 1
+    rm, rv = ts.tensor(np.zeros(2)), ts.tensor(np.ones(2))
+    y = F.batch_norm(ts.tensor(x), rm, rv, training=True, momentum=0.25)
+    np.testing.assert_allclose(rm.data, 0.25 * x.mean(axis=(0, 2, 3)))
+    np.testing.assert_allclose(rv.data, 0.75 + 0.25 * x.var(axis=(0, 2, 3), ddof=1))
+    np.testing.assert_allclose(y.numpy().mean(axis=(0, 2, 3)), 0, atol=1e-12)
+    np.testing.assert_allclose(y.numpy().var(axis=(0, 2, 3)), 1, rtol=1e-4)
+
+
+def test_batch_norm_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="running_mean"):
+        F.batch_norm(ts.tensor(np.zeros((2, 3, 2, 2))), ts.tensor(np.zeros(2)), ts.tensor(np.ones(3)))
+
+
+@needs_torch
+@EXAMPLES
+@given(data=st.data(), seed=seeds)
+def test_batch_norm_training_matches_torch(data, seed):
+    n, c, h, w = (data.draw(st.integers(1, 3)) for _ in range(4))
+    assume(n * h * w >= 2)
+    affine = data.draw(st.booleans())
+    momentum = data.draw(st.sampled_from([0.1, 0.3, 1.0]))
+    eps = data.draw(st.sampled_from([1e-5, 1e-3]))
+    rng = np.random.default_rng(seed)
+    x_np = rng.standard_normal((n, c, h, w)) * 3 + 1
+    mean0, var0 = rng.standard_normal(c), rng.uniform(0.5, 2.0, c)
+    x, x_ref = ours(x_np), theirs(x_np)
+    rm, rv = ours(mean0, grad=False), ours(var0, grad=False)
+    rm_ref, rv_ref = theirs(mean0, grad=False), theirs(var0, grad=False)
+    params = {}
+    if affine:
+        params = {"weight": rng.standard_normal(c), "bias": rng.standard_normal(c)}
+    a = {k: ours(v) for k, v in params.items()}
+    b = {k: theirs(v) for k, v in params.items()}
+    y = F.batch_norm(x, rm, rv, a.get("weight"), a.get("bias"), training=True, momentum=momentum, eps=eps)
+    y_ref = TF.batch_norm(x_ref, rm_ref, rv_ref, b.get("weight"), b.get("bias"), training=True,
+                          momentum=momentum, eps=eps)
+    assert_close(y, y_ref, "batch_norm training forward")
+    # running statistics moved toward the batch's mean and unbiased variance, as torch does
+    assert_close(rm, rm_ref, "running_mean after the call")
+    assert_close(rv, rv_ref, "running_var after the call")
+    backward_both(y, y_ref, rng)
+    assert_grads({"x": (x, x_ref), **{k: (a[k], b[k]) for k in params}})
+
+
+@needs_torch
+@EXAMPLES
+@given(data=st.data(), seed=seeds)
+def test_batch_norm_eval_matches_torch(data, seed):
+    n, c, h, w = (data.draw(st.integers(1, 3)) for _ in range(4))
+    affine = data.draw(st.booleans())
+    eps = data.draw(st.sampled_from([1e-5, 1e-3]))
+    rng = np.random.default_rng(seed)
+    arrays = {"x": rng.standard_normal((n, c, h, w)), "running_mean": rng.standard_normal(c),
+              "running_var": rng.uniform(0.5, 2.0, c)}
+    if affine:
+        arrays.update(weight=rng.standard_normal(c), bias=rng.standard_normal(c))
+    a = {k: ours(v) for k, v in arrays.items()}
+    b = {k: theirs(v) for k, v in arrays.items()}
+    y = F.batch_norm(a["x"], a["running_mean"], a["running_var"], a.get("weight"), a.get("bias"),
+                     training=False, eps=eps)
+    with torch.no_grad():
+        y_torch = TF.batch_norm(b["x"], b["running_mean"], b["running_var"], b.get("weight"),
+                                b.get("bias"), training=False, eps=eps)
+    assert_close(y, y_torch, "batch_norm eval forward (torch.nn.functional)")
+    assert_close(a["running_mean"], arrays["running_mean"], "eval leaves running_mean unchanged")
+    assert_close(a["running_var"], arrays["running_var"], "eval leaves running_var unchanged")
+    # torch's batch_norm does not differentiate through the running statistics, so the
+    # gradients are taken from the same formula written out in torch: every input is a leaf
+    per_channel = (1, c, 1, 1)
+    mean, var = b["running_mean"].view(per_channel), b["running_var"].view(per_channel)
+    y_ref = (b["x"] - mean) / torch.sqrt(var + eps)
+    if affine:
+        y_ref = y_ref * b["weight"].view(per_channel) + b["bias"].view(per_channel)
+    assert_close(y, y_ref, "batch_norm eval forward (formula)")
+    backward_both(y, y_ref, rng)
+    assert_grads({k: (a[k], b[k]) for k in arrays})
 
 
 def reference(x, rm, rv, weight, bias, training, eps, gy):

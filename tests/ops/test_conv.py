@@ -1,16 +1,141 @@
-"""The CPU im2col / col2im kernels against the definition, and conv edge cases.
-
-The kernels handle the zero padding themselves (no padded copy), so the cases
-below stress the border arithmetic: padding larger than kernel - 1 (whole
-windows of zeros), strides larger than the kernel (pixels no window reads),
-1x1 kernels, non-contiguous inputs and float32.
-"""
+"""conv2d and conv_transpose2d: gradient checks, PyTorch parity, the CPU im2col / col2im
+kernels against their definition, and edge cases of the padding arithmetic (padding
+larger than kernel - 1, strides larger than the kernel, 1x1 kernels, non-contiguous
+inputs, float32, empty batches, the fused ReLU)."""
 import numpy as np
 import pytest
+from hypothesis import assume, given, strategies as st
 
 import tinyseg as ts
 import tinyseg.functional as F
-from tinyseg.ops.im2col import col2im, im2col, output_size
+from tinyseg.ops.conv import output_size
+from tinyseg.ops.cpu.im2col import col2im, im2col
+from torch_parity import (EXAMPLES, SETTINGS, TF, assert_close, assert_grads, backward_both, needs_torch,
+                          ours, seeds, t64, theirs, torch)
+
+
+@st.composite
+def conv_cases(draw):
+    k = draw(st.integers(1, 4))
+    stride = draw(st.integers(1, 5))           # includes stride larger than kernel
+    padding = draw(st.integers(0, k - 1))
+    h = draw(st.integers(max(1, k - 2 * padding), 8))
+    w = draw(st.integers(max(1, k - 2 * padding), 8))
+    return dict(n=draw(st.integers(1, 2)), c_in=draw(st.integers(1, 3)), c_out=draw(st.integers(1, 3)),
+                h=h, w=w, k=k, stride=stride, padding=padding, bias=draw(st.booleans()),
+                relu=draw(st.booleans()), seed=draw(st.integers(0, 2 ** 31)))
+
+
+@SETTINGS
+@given(conv_cases())
+def test_conv2d_gradcheck(case):
+    rng = np.random.default_rng(case["seed"])
+    x = t64(rng, case["n"], case["c_in"], case["h"], case["w"])
+    w = t64(rng, case["c_out"], case["c_in"], case["k"], case["k"])
+    inputs = [x, w] + ([t64(rng, case["c_out"])] if case["bias"] else [])
+    fn = lambda x, w, b=None: F.conv2d(x, w, b, stride=case["stride"], padding=case["padding"],  # noqa: E731
+                                       relu=case["relu"])
+    y = fn(*inputs)
+    if case["relu"]:   # the fused ReLU is the ReLU of the plain convolution
+        plain = F.relu(F.conv2d(*inputs[:2], *inputs[2:], stride=case["stride"], padding=case["padding"]))
+        np.testing.assert_array_equal(y.numpy(), plain.numpy())
+    assert y.shape == (case["n"], case["c_out"],
+                       (case["h"] + 2 * case["padding"] - case["k"]) // case["stride"] + 1,
+                       (case["w"] + 2 * case["padding"] - case["k"]) // case["stride"] + 1)
+    assert ts.gradcheck(fn, inputs)
+
+
+@SETTINGS
+@given(conv_cases())
+def test_conv_transpose2d_gradcheck(case):
+    rng = np.random.default_rng(case["seed"])
+    out_h = (case["h"] - 1) * case["stride"] - 2 * case["padding"] + case["k"]
+    out_w = (case["w"] - 1) * case["stride"] - 2 * case["padding"] + case["k"]
+    assume(out_h >= 1 and out_w >= 1)
+    x = t64(rng, case["n"], case["c_in"], case["h"], case["w"])
+    w = t64(rng, case["c_in"], case["c_out"], case["k"], case["k"])
+    inputs = [x, w] + ([t64(rng, case["c_out"])] if case["bias"] else [])
+    fn = lambda x, w, b=None: F.conv_transpose2d(x, w, b, stride=case["stride"], padding=case["padding"])  # noqa: E731
+    assert fn(*inputs).shape == (case["n"], case["c_out"], out_h, out_w)
+    assert ts.gradcheck(fn, inputs)
+
+
+def test_conv_transpose_is_the_adjoint_of_conv():
+    # <conv(x), y> == <x, conv_transpose(y)> for the same weights
+    rng = np.random.default_rng(1)
+    # 9x7 with k=3, s=2, p=1 gives 5x4, and the transpose of 5x4 is exactly 9x7 again
+    x, w = rng.standard_normal((2, 3, 9, 7)), rng.standard_normal((4, 3, 3, 3))
+    y = F.conv2d(ts.tensor(x), ts.tensor(w), stride=2, padding=1).numpy()
+    r = rng.standard_normal(y.shape)
+    back = F.conv_transpose2d(ts.tensor(r), ts.tensor(w), stride=2, padding=1).numpy()
+    assert back.shape == x.shape
+    np.testing.assert_allclose((y * r).sum(), (x * back).sum(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("kernel, padding", [(1, 0), (3, 1)])
+def test_conv_on_an_empty_batch(kernel, padding):
+    x = ts.tensor(np.zeros((0, 2, 5, 4)), requires_grad=True)
+    w = ts.tensor(np.ones((3, 2, kernel, kernel)), requires_grad=True)
+    y = F.conv2d(x, w, padding=padding)
+    assert y.shape == (0, 3, 5, 4)
+    y.sum().backward()
+    assert x.grad.shape == x.shape
+    np.testing.assert_array_equal(w.grad, 0)
+
+
+def draw_geometry(data):
+    """Batch size, channels, kernel, stride (up to 5: also larger than the kernel) and padding."""
+    n, c_in, c_out = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    kh, kw = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
+    stride = data.draw(st.integers(1, 5))
+    padding = data.draw(st.integers(0, max(kh, kw) - 1))
+    return n, c_in, c_out, kh, kw, stride, padding
+
+
+def conv_inputs(rng, x_shape, weight_shape, bias_size):
+    """x, weight and (for a bias_size > 0) bias: as float64 arrays, tinyseg leaves, torch leaves."""
+    arrays = {"x": rng.standard_normal(x_shape), "weight": rng.standard_normal(weight_shape)}
+    if bias_size:
+        arrays["bias"] = rng.standard_normal(bias_size)
+    return arrays, {k: ours(v) for k, v in arrays.items()}, {k: theirs(v) for k, v in arrays.items()}
+
+
+@needs_torch
+@EXAMPLES
+@given(data=st.data(), seed=seeds)
+def test_conv2d_matches_torch(data, seed):
+    n, c_in, c_out, kh, kw, stride, padding = draw_geometry(data)
+    h = data.draw(st.integers(max(1, kh - 2 * padding), 8))
+    w = data.draw(st.integers(max(1, kw - 2 * padding), 8))
+    bias, relu = data.draw(st.booleans()), data.draw(st.booleans())
+    rng = np.random.default_rng(seed)
+    arrays, a, b = conv_inputs(rng, (n, c_in, h, w), (c_out, c_in, kh, kw), c_out if bias else 0)
+    y = F.conv2d(a["x"], a["weight"], a.get("bias"), stride=stride, padding=padding, relu=relu)
+    y_ref = TF.conv2d(b["x"], b["weight"], b.get("bias"), stride=stride, padding=padding)
+    if relu:
+        y_ref = TF.relu(y_ref)
+    assert_close(y, y_ref, "conv2d forward")
+    backward_both(y, y_ref, rng)
+    assert_grads({k: (a[k], b[k]) for k in arrays})
+
+
+@needs_torch
+@EXAMPLES
+@given(data=st.data(), seed=seeds)
+def test_conv_transpose2d_matches_torch(data, seed):
+    n, c_in, c_out, kh, kw, stride, padding = draw_geometry(data)
+    h, w = data.draw(st.integers(1, 5)), data.draw(st.integers(1, 5))
+    assume((h - 1) * stride + kh - 2 * padding >= 1 and (w - 1) * stride + kw - 2 * padding >= 1)
+    bias = data.draw(st.booleans())
+    rng = np.random.default_rng(seed)
+    # weight layout (C_in, C_out, kH, kW), the same as torch's
+    arrays, a, b = conv_inputs(rng, (n, c_in, h, w), (c_in, c_out, kh, kw), c_out if bias else 0)
+    y = F.conv_transpose2d(a["x"], a["weight"], a.get("bias"), stride=stride, padding=padding)
+    y_ref = TF.conv_transpose2d(b["x"], b["weight"], b.get("bias"), stride=stride, padding=padding)
+    assert_close(y, y_ref, "conv_transpose2d forward")
+    backward_both(y, y_ref, rng)
+    assert_grads({k: (a[k], b[k]) for k in arrays})
+
 
 # (N, C, H, W, kh, kw, stride, padding)
 EDGE_CASES = [
