@@ -3,6 +3,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -60,4 +61,7 @@ def test_a_step_past_its_budget_is_stopped_with_its_children(tmp_path, monkeypat
     assert rc is None and seconds < 15
     grandchild = int(log.read_text().splitlines()[-1])
     status = Path(f"/proc/{grandchild}/status")
+    deadline = time.monotonic() + 10          # SIGKILL is delivered, not instant: give it time
+    while status.exists() and "zombie" not in status.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert not status.exists() or "zombie" in status.read_text()
