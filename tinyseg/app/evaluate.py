@@ -212,7 +212,7 @@ def summary_lines(metrics):
         for name, d in block["summary"]["dice"].items():
             s = block["summary"]
             text = f"  {name}: Dice {_fmt(d['mean'])} +- {_fmt(d['std'])} (min {_fmt(d['min'])}"
-            text += f", {d['worst'][0]})" if d["worst"] else ")"
+            text += f" in {d['worst'][0]})" if d["worst"] else ")"
             text += f", Jaccard {_fmt(s['jaccard'][name]['mean'])}"
             for unit in ("px", "mm"):
                 mean, worst = s[f"mean_contour_distance_{unit}"][name], s[f"hausdorff_{unit}"][name]

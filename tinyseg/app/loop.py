@@ -202,11 +202,12 @@ def train(config: TrainConfig, dataset=None, on_epoch_end=None):
     steps = math.ceil(len(dataset.train) / config.batch_size)
     estimate = None
     if config.progress and start_epoch < config.epochs:
-        plan = (f"preset {config.preset} at {config.size[0]}x{config.size[1]} on {device}, "
-                f"{config.epochs - start_epoch} epochs of {len(dataset.train)} images in batches of "
+        epochs = config.epochs - start_epoch
+        plan = (f"preset {config.preset} at {config.size[0]}x{config.size[1]} on {device}, {epochs} "
+                f"epoch{'s' if epochs > 1 else ''} of {len(dataset.train)} images in batches of "
                 f"{config.batch_size}, each scored on {len(eval_y)} {heldout} images")
-        estimate = RunEstimate(plan, steps, config.epochs - start_epoch, config.batch_size, len(eval_y),
-                               len(dataset.test), faster_alternative(config, device))
+        estimate = RunEstimate(plan, steps, epochs, config.batch_size, len(eval_y), len(dataset.test),
+                               faster_alternative(config, device))
 
     for epoch in range(start_epoch, config.epochs):
         optimizer.lr = learning_rate(config, epoch)
