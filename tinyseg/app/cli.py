@@ -95,5 +95,6 @@ def _train_command(argv):
     metrics = train(config)
     summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics["dice"].items())
     print(f"test Dice: {summary}; pixel accuracy {metrics['pixel_accuracy']:.4f} "
-          f"({metrics['n_images']} images, {metrics['seconds']:.0f} s); results in {config.out}")
+          f"({metrics['n_images']} images, {metrics['seconds']:.0f} s); results in {config.out} "
+          "(per-image scores and contour distances in metrics.json)")
     return 0
