@@ -132,3 +132,21 @@ def test_summary_keeps_five_worst():
                  for i, v in enumerate(rng.random(9))}
     worst = summarise(per_image, NAMES)["dice"]["lungs"]["worst"]
     assert worst == sorted(per_image, key=lambda n: per_image[n]["dice"]["lungs"])[:5]
+
+
+def test_only_the_classes_asked_for_are_measured():
+    target = np.zeros((14, 14), int)
+    target[2:5, 2:5], target[6:9, 6:9] = 1, 2
+    mean, hausdorff = contour_distances(np.roll(target, 2, axis=0), target, 3, classes=[2])
+    assert np.isnan(mean[0]) and np.isnan(mean[1]) and hausdorff[2] == 2.0
+
+
+def test_millimetres_on_square_and_oblong_pixels():
+    target = np.zeros((12, 12), int)
+    target[3:9, 3:7] = 2
+    across = np.roll(target, 1, axis=1)                  # one column to the right
+    down = np.roll(target, 1, axis=0)                    # one row down
+    assert image_scores(across, target, NAMES, (0.5, 2.0))["hausdorff_mm"]["heart"] == 2.0
+    assert image_scores(down, target, NAMES, (0.5, 2.0))["hausdorff_mm"]["heart"] == 0.5
+    square = image_scores(across, target, NAMES, (0.7, 0.7))
+    assert square["mean_contour_distance_mm"]["heart"] == pytest.approx(0.7 * square["mean_contour_distance_px"]["heart"])

@@ -72,8 +72,13 @@ def image_scores(prediction, truth, class_names, spacing_mm=None):
     """Every per-image metric of one (H, W) prediction, {metric: {class: value or None}}, for
     the foreground classes; distances in mm only when the pixel size is known."""
     n = len(class_names)
-    px = contour_distances(prediction, truth, n)
-    mm = contour_distances(prediction, truth, n, spacing=spacing_mm) if spacing_mm else (None, None)
+    px = contour_distances(prediction, truth, n, classes=range(1, n))
+    if not spacing_mm:
+        mm = None, None
+    elif spacing_mm[0] == spacing_mm[1]:     # square pixels: the same distances, scaled
+        mm = px[0] * spacing_mm[0], px[1] * spacing_mm[0]
+    else:
+        mm = contour_distances(prediction, truth, n, spacing=spacing_mm, classes=range(1, n))
     values = {"dice": dice(prediction, truth, n), "jaccard": jaccard(prediction, truth, n),
               "mean_contour_distance_px": px[0], "hausdorff_px": px[1],
               "mean_contour_distance_mm": mm[0], "hausdorff_mm": mm[1]}

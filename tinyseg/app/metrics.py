@@ -107,15 +107,16 @@ def contour(region):
     return region & ~ndimage.binary_erosion(region, border_value=0)
 
 
-def contour_distances(pred, target, n_classes, spacing=(1.0, 1.0)):
+def contour_distances(pred, target, n_classes, spacing=(1.0, 1.0), classes=None):
     """Mean (symmetric) contour distance and Hausdorff distance of one image's label maps
     (H, W), per class: two arrays of shape (n_classes,). ``spacing`` = (row, column) pixel
-    size, e.g. in mm; see the module docstring for the definitions and empty classes."""
+    size, e.g. in mm; ``classes``: the class indices to measure (default all; the others
+    are NaN). See the module docstring for the definitions and empty classes."""
     pred, target = _check(pred, target, n_classes)
     if pred.ndim != 2:
         raise ValueError(f"contour distances need one label map (H, W), got shape {pred.shape}")
     mean, hausdorff = np.full(n_classes, np.nan), np.full(n_classes, np.nan)
-    for c in range(n_classes):
+    for c in range(n_classes) if classes is None else classes:
         a, b = contour(pred == c), contour(target == c)
         if not a.any() and not b.any():
             mean[c] = hausdorff[c] = 0.0
