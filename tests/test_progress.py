@@ -81,11 +81,14 @@ def run_estimate(step_seconds, steps=44, epochs=150, long_s=RunEstimate.LONG_RUN
     clock = Clock()
     estimate = RunEstimate("preset small at 256x256 on cpu", steps, epochs, 4, 22, 51,
                            "--preset small --size 256 256 or a GPU (--device cuda)", long_s=long_s, clock=clock)
-    estimate.start()
+    log = io.StringIO()
+    on_step = estimate.timer(ProgressBar(steps, "epoch 1/1", stream=log, clock=clock))
     lines = []
     for step in range(1, steps + 1):
         clock.now += first if step == 1 else step_seconds
-        lines.append(estimate.step(step))
+        before = log.getvalue()
+        on_step(step)
+        lines.append(log.getvalue()[len(before):].rstrip("\n") or None)
     return estimate, lines
 
 

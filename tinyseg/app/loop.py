@@ -143,6 +143,16 @@ def build_optimizer(config, model):
     return Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
 
+def run_estimate(config, device, dataset, heldout, start_epoch):
+    """The time estimate of the epochs left to run (see progress.RunEstimate)."""
+    epochs = config.epochs - start_epoch
+    plan = (f"preset {config.preset} at {config.size[0]}x{config.size[1]} on {device}, {epochs} "
+            f"epoch{'s' if epochs > 1 else ''} of {len(dataset.train)} images in batches of "
+            f"{config.batch_size}, each scored on {len(getattr(dataset, heldout))} {heldout} images")
+    return RunEstimate(plan, math.ceil(len(dataset.train) / config.batch_size), epochs, config.batch_size,
+                       len(getattr(dataset, heldout)), len(dataset.test), faster_alternative(config, device))
+
+
 def _last_good(config, last_path, history):
     lower = f"--lr {config.lr / 10:g}"
     if history and os.path.isfile(last_path):
@@ -200,30 +210,16 @@ def train(config: TrainConfig, dataset=None, on_epoch_end=None):
     augment = Augmentation() if config.augment else None
     eval_x, eval_y = dataset.split(heldout)
     steps = math.ceil(len(dataset.train) / config.batch_size)
-    estimate = None
-    if config.progress and start_epoch < config.epochs:
-        epochs = config.epochs - start_epoch
-        plan = (f"preset {config.preset} at {config.size[0]}x{config.size[1]} on {device}, {epochs} "
-                f"epoch{'s' if epochs > 1 else ''} of {len(dataset.train)} images in batches of "
-                f"{config.batch_size}, each scored on {len(eval_y)} {heldout} images")
-        estimate = RunEstimate(plan, steps, epochs, config.batch_size, len(eval_y), len(dataset.test),
-                               faster_alternative(config, device))
+    estimate = run_estimate(config, device, dataset, heldout, start_epoch) if config.progress else None
 
     for epoch in range(start_epoch, config.epochs):
         optimizer.lr = learning_rate(config, epoch)
         epoch_seed = int(rng.integers(2 ** 63))     # shuffling and augmentation of this epoch
         bar = ProgressBar(steps, f"epoch {epoch + 1}/{config.epochs}", enabled=config.progress)
-        first = estimate is not None and epoch == start_epoch
-
-        def on_step(step):
-            line = estimate.step(step)
-            if line:
-                bar.note(line)
-        if first:
-            estimate.start()
+        first = estimate is not None and epoch == start_epoch     # the one whose steps are timed
         try:
             train_loss = train_one_epoch(model, optimizer, dataset, config, input_scale, device,
-                                         epoch_seed, augment, bar, on_step if first else None)
+                                         epoch_seed, augment, bar, estimate.timer(bar) if first else None)
         except TrainingDiverged as err:
             bar.close()
             raise TrainingDiverged(f"epoch {epoch + 1}: {err}; training stopped. "

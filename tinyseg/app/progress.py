@@ -117,9 +117,16 @@ class RunEstimate:
         self.heldout_images, self.test_images, self.advice, self.long_s = heldout_images, test_images, advice, long_s
         self.clock, self.times, self.said, self.warm_up_s = clock, [clock()], False, 0.0
 
-    def start(self):
-        """Call when the first epoch starts."""
+    def timer(self, bar):
+        """Start timing; returns ``on_step(step)`` for the first epoch, which writes the
+        estimate above ``bar`` once it is ready."""
         self.times = [self.clock()]
+
+        def on_step(step):
+            line = self.step(step)
+            if line:
+                bar.note(line)
+        return on_step
 
     def step(self, step):
         """Call after training step ``step`` (1-based) of the first epoch; returns the estimate
