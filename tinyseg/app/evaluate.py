@@ -209,24 +209,25 @@ def evaluate_checkpoint(checkpoint, data, scr=None, split="test", device="cpu", 
 
 
 def summary_lines(metrics):
-    """A few lines for the terminal: per class the mean +- std Dice, the worst image, and
-    the contour distances, at the network's resolution and the images' own."""
+    """A few lines for the terminal: per class the mean +- std Dice with the worst image, the
+    mean Jaccard and the mean contour distances, at the network's resolution and the images' own."""
     lines = []
     for title, block in (("network resolution", metrics), ("own resolution", metrics["original_resolution"])):
         lines.append(f"{title}: pixel accuracy {block['pixel_accuracy']:.4f}")
-        for name, d in block["summary"]["dice"].items():
-            s = block["summary"]
-            text = f"  {name}: Dice {_fmt(d['mean'])} +- {_fmt(d['std'])} (min {_fmt(d['min'])}"
-            text += f" in {d['worst'][0]})" if d["worst"] else ")"
-            text += f", Jaccard {_fmt(s['jaccard'][name]['mean'])}"
-            for unit in ("px", "mm"):
-                mean, worst = s[f"mean_contour_distance_{unit}"][name], s[f"hausdorff_{unit}"][name]
-                if mean["mean"] is not None:
-                    text += (f", contour distance {mean['mean']:.2f} {unit}"
-                             f" (Hausdorff {worst['mean']:.1f} {unit})")
-            undefined = s["mean_contour_distance_px"][name]["undefined"]
+        summary = block["summary"]
+        for name, d in summary["dice"].items():
+            text = f"  {name}: Dice {_fmt(d['mean'])} +- {_fmt(d['std'])}"
+            if d["worst"]:
+                text += f" (worst {_fmt(d['min'])}, {d['worst'][0]})"
+            text += f", Jaccard {_fmt(summary['jaccard'][name]['mean'])}"
+            for metric, label in (("mean_contour_distance", "contour distance"), ("hausdorff", "Hausdorff")):
+                values = [f"{summary[f'{metric}_{unit}'][name]['mean']:.2f} {unit}" for unit in ("px", "mm")
+                          if summary[f"{metric}_{unit}"][name]["mean"] is not None]
+                if values:
+                    text += f", {label} {' = '.join(values)}"
+            undefined = summary["mean_contour_distance_px"][name]["undefined"]
             if undefined:
-                text += f"; {undefined} image(s) with the class in only one map"
+                text += f"; in only one map in {undefined} image(s), without distances"
             lines.append(text)
     return lines
 
