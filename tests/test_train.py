@@ -222,3 +222,21 @@ def test_training_says_what_runs_and_how_long_in_a_log(tmp_path, capsys):
     lines = capsys.readouterr().err.splitlines()
     assert any(line.startswith("estimate: preset small at 32x48 on cpu, 1 epoch of") for line in lines)
     assert not any(line.startswith("measured: ") for line in lines)       # nothing left to estimate
+
+
+def test_cli_on_real_data_takes_the_device_default_model(tmp_path, capsys):
+    from tinyseg.app.config import REAL_DATA_DEVICE_DEFAULTS
+    from tinyseg.data import make_synthetic_dataset
+    images, labels = make_synthetic_dataset(8, (64, 64), 3)
+    for sub in ("images", "masks"):
+        (tmp_path / "data" / sub).mkdir(parents=True)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        Image.fromarray((image * 255).astype(np.uint8)).save(tmp_path / "data" / "images" / f"c{i}.png")
+        Image.fromarray(label.astype(np.uint8)).save(tmp_path / "data" / "masks" / f"c{i}.png")
+    out = tmp_path / "run"
+    assert main(["--data", str(tmp_path / "data"), "--epochs", "1", "--device", "cpu", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    cpu = REAL_DATA_DEVICE_DEFAULTS["cpu"]
+    assert (metrics["preset"], metrics["size"], metrics["device"]) == (cpu["preset"], list(cpu["size"]), "cpu")
+    err = capsys.readouterr().err
+    assert f"estimate: preset {cpu['preset']} at {cpu['size'][0]}x{cpu['size'][1]} on cpu, 1 epoch of" in err
