@@ -93,6 +93,7 @@ def test_evaluate_command_all_split_and_user_errors(trained, tmp_path, capsys):
                               "--out", str(tmp_path / "all"), "--device", "cpu", "--quiet"]) == 0
     scored = json.loads((tmp_path / "all" / "metrics.json").read_text())
     assert scored["n_images"] == 10 and len(scored["per_image"]) == 10 and scored["split"] == "all"
+    assert sorted(os.listdir(tmp_path / "all" / "overlays")) == sorted(f"{n}.png" for n in scored["per_image"])
     capsys.readouterr()
 
     def fails(argv, *words):

@@ -168,24 +168,29 @@ def write_results(out, run_facts, model, dataset, input_scale, device, history):
                 name: (epochs, [h["dice"][name] for h in history], CLASS_COLORS.get(k, (0, 0, 0)))
                 for k, name in enumerate(class_names) if k > 0}),
         ])
-    overlay_dir = os.path.join(out, "overlays")
-    os.makedirs(overlay_dir, exist_ok=True)
     names = [dataset.names[i] for i in dataset.test]
     shown = test_x + dataset.mean_image if dataset.mean_image is not None else test_x   # the radiographs
-    for name, image, truth, prediction in zip(names, shown, test_y, scores["predictions"]):
-        comparison_panel(image, truth, prediction).save(os.path.join(overlay_dir, f"{name}.png"))
+    write_overlays(os.path.join(out, "overlays"), names, shown, test_y, scores["predictions"])
     return metrics
+
+
+def write_overlays(folder, names, images, truths, predictions):
+    """One ``<name>.png`` per image: image | ground truth | prediction."""
+    os.makedirs(folder, exist_ok=True)
+    for name, image, truth, prediction in zip(names, images, truths, predictions):
+        comparison_panel(image, truth, prediction).save(os.path.join(folder, f"{name}.png"))
 
 
 def write_json(path, value):
     atomic_write(path, lambda f: f.write(json.dumps(value, indent=2).encode()))
 
 
-def evaluate_checkpoint(checkpoint, data, scr=None, split="test", device="cpu", progress=True):
+def evaluate_checkpoint(checkpoint, data, scr=None, split="test", device="cpu", progress=True, out=None):
     """Score ``checkpoint`` on the labelled dataset ``data`` (JSRT with ``scr``, or a folder
     dataset), read at the checkpoint's size and preprocessed as in its training (mean image,
     input scale, denoising). ``split``: "test" (the split the training run made, for the
-    same data, seed and validation share) or "all". Returns the metrics (as metrics.json)."""
+    same data, seed and validation share) or "all". Returns the metrics; with ``out``, also
+    writes them to ``out/metrics.json`` and one comparison panel per image to ``out/overlays``."""
     if split not in ("test", "all"):
         raise ValueError(f"split must be 'test' or 'all', got {split!r}")
     stored = read_checkpoint(checkpoint).metadata.get("config", {})
@@ -202,10 +207,16 @@ def evaluate_checkpoint(checkpoint, data, scr=None, split="test", device="cpu", 
     inputs = np.stack([segmenter.preprocess(dataset.images[i]) for i in indices])
     scores = evaluate(segmenter.model, inputs, dataset.labels[indices], 1.0, device, dataset.n_classes)
     scored = score_split(dataset, indices, scores["predictions"])
-    return {**{k: scored[k] for k in ("dice", "jaccard", "pixel_accuracy")}, "loss": scores["loss"],
-            "split": split, "n_images": int(len(indices)), "checkpoint": str(checkpoint),
-            "data": str(data), "size": list(segmenter.size), "excluded": dict(dataset.excluded),
-            **{k: scored[k] for k in ("summary", "per_image", "original_resolution")}}
+    metrics = {**{k: scored[k] for k in ("dice", "jaccard", "pixel_accuracy")}, "loss": scores["loss"],
+               "split": split, "n_images": int(len(indices)), "checkpoint": str(checkpoint),
+               "data": str(data), "size": list(segmenter.size), "excluded": dict(dataset.excluded),
+               **{k: scored[k] for k in ("summary", "per_image", "original_resolution")}}
+    if out is not None:
+        os.makedirs(out, exist_ok=True)
+        write_json(os.path.join(out, "metrics.json"), metrics)
+        write_overlays(os.path.join(out, "overlays"), [dataset.names[i] for i in indices],
+                       dataset.images[indices], dataset.labels[indices], scores["predictions"])
+    return metrics
 
 
 def summary_lines(metrics):
