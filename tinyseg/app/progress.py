@@ -93,7 +93,8 @@ class ProgressBar:
         """Finish the line, optionally adding final values (e.g. validation scores)."""
         self.values.update(values)
         if self.enabled:
-            self.stream.write(("\r" if self.interactive else "") + self.line().ljust(self.drawn_length) + "\n")
+            start = "\r" if self.interactive else ""
+            self.stream.write(start + self.line().ljust(self.drawn_length) + "\n")
             self.stream.flush()
 
 
@@ -113,8 +114,9 @@ class RunEstimate:
 
     def __init__(self, plan, steps_per_epoch, epochs, batch_size, heldout_images, test_images,
                  advice, long_s=LONG_RUN_S, clock=time.perf_counter):
-        self.plan, self.steps_per_epoch, self.epochs, self.batch_size = plan, steps_per_epoch, epochs, batch_size
-        self.heldout_images, self.test_images, self.advice, self.long_s = heldout_images, test_images, advice, long_s
+        self.plan, self.steps_per_epoch, self.epochs = plan, steps_per_epoch, epochs
+        self.batch_size, self.heldout_images, self.test_images = batch_size, heldout_images, test_images
+        self.advice, self.long_s = advice, long_s
         self.clock, self.times, self.said, self.warm_up_s = clock, [clock()], False, 0.0
 
     def timer(self, bar):
@@ -134,7 +136,8 @@ class RunEstimate:
         self.times.append(self.clock())
         durations = np.diff(self.times)
         timed = durations[1:] if len(durations) > 1 else durations
-        enough = len(durations) > 1 and (len(timed) >= self.TIMED_STEPS or timed.sum() >= self.TIMING_BUDGET_S)
+        enough = len(durations) > 1 and (len(timed) >= self.TIMED_STEPS
+                                         or timed.sum() >= self.TIMING_BUDGET_S)
         if self.said or not (enough or step >= self.steps_per_epoch):
             return None
         self.said = True
@@ -151,7 +154,8 @@ class RunEstimate:
         """The line after the first epoch: its measured time (less the first step's warm-up,
         which later epochs do not pay) and the time to go."""
         train_s = max(train_s - self.warm_up_s, 0.0)
-        to_go = epochs_left * (train_s + scoring_s) + scoring_s * self.test_images / max(self.heldout_images, 1)
+        test_s = scoring_s * self.test_images / max(self.heldout_images, 1)
+        to_go = epochs_left * (train_s + scoring_s) + test_s
         return (f"measured: an epoch takes {format_duration(train_s + scoring_s)} "
                 f"({format_duration(train_s)} training, {format_duration(scoring_s)} scoring); "
                 f"about {format_duration(to_go)} to go for {epochs_left} more epoch"
