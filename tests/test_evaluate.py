@@ -138,6 +138,7 @@ def test_jsrt_pixel_size_and_labels_as_stored(tmp_path):
     assert data.pixel_spacing((1024, 1024)) == pytest.approx((0.35, 0.35))     # SCR's own masks
     assert data.pixel_spacing((16, 20)) == pytest.approx((358.4 / 16, 358.4 / 20))
     assert data.original_labels(0).shape == (32, 32)
+    assert set(data.label_files[0]) == {"heart", "left lung", "right lung"}     # the SCR files read
     as_read = resize_labels(data.original_labels(0), (64, 64))           # masks at the image's size
     np.testing.assert_array_equal(resize_labels(as_read, (16, 20)), data.labels[0])
 

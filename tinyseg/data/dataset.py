@@ -39,8 +39,9 @@ class SegmentationDataset:
     index arrays.  ``dark_fractions`` is the overexposure measure of each kept
     image; ``excluded`` maps the names dropped as overexposed to theirs.
     ``field_mm`` is the (height, width) in millimetres that each image covers,
-    when known (JSRT); ``label_readers`` read each image's labels again at the
-    resolution they are stored in (None: ``labels`` are that resolution).
+    when known (JSRT); ``label_files`` names, per image, the file its labels
+    come from (a folder dataset's mask) or the files ({structure: path}, SCR);
+    None when ``labels`` are all there is (synthetic data).
     """
 
     images: np.ndarray
@@ -56,7 +57,7 @@ class SegmentationDataset:
     excluded: dict = field(default_factory=dict)
     class_names: tuple = CLASS_NAMES
     field_mm: tuple | None = None
-    label_readers: list | None = None
+    label_files: list | None = None
 
     @property
     def n_classes(self) -> int:
@@ -78,9 +79,12 @@ class SegmentationDataset:
 
     def original_labels(self, index: int) -> np.ndarray:
         """Labels of image ``index`` as stored on disk, before resizing (SCR: 1024 x 1024)."""
-        if self.label_readers is None:
+        files = None if self.label_files is None else self.label_files[index]
+        if files is None:
             return self.labels[index]
-        return self.label_readers[index]()
+        if isinstance(files, dict):
+            return read_scr_labels(files, read_binary_mask(files["heart"]).shape)
+        return read_label_map(files)
 
     def pixel_spacing(self, shape):
         """(row, column) pixel size in mm of a map of ``shape`` covering a whole image, or None."""
@@ -146,18 +150,17 @@ def load_dataset(path=None, scr=None, size=(128, 160), *, protocol=None, fold: i
         source=kind, bit_depths=np.array(kept.bit_depths, dtype=np.int64),
         dark_fractions=np.array(kept.dark_fractions), excluded=kept.excluded,
         field_mm=tuple(n * JSRT_PIXEL_MM for n in JSRT_SHAPE) if kind == "jsrt" else None,
-        label_readers=_label_readers(kind, path, scr, kept.names))
+        label_files=_label_files(kind, path, scr, kept.names))
 
 
-def _label_readers(kind, path, scr, names):
-    """Per image, a function that reads its labels at the resolution they are stored in."""
+def _label_files(kind, path, scr, names):
+    """Per image, the file(s) its labels are read from (see SegmentationDataset)."""
     if kind == "folder":
         pairs = find_folder_pairs(Path(path))
-        return [lambda mask=pairs[name][1]: read_label_map(mask) for name in names]
+        return [pairs[name][1] for name in names]
     if kind == "jsrt":
         masks = find_scr_masks(Path(scr) if scr is not None else Path(path))
-        return [lambda m=masks[name]: read_scr_labels(m, read_binary_mask(m["heart"]).shape)
-                for name in names]
+        return [masks[name] for name in names]
     return None
 
 
