@@ -17,8 +17,8 @@ import numpy as np
 from .classes import CLASS_NAMES
 from .errors import DatasetError, MissingFileError
 from .folder import SPLITS_FILE, find_folder_pairs, is_folder_dataset, read_splits_csv
-from .imagefile import read_grayscale, read_label_map
-from .jsrt import JSRT_BIT_DEPTH, find_jsrt_images, read_jsrt_image
+from .imagefile import read_binary_mask, read_grayscale, read_label_map
+from .jsrt import JSRT_BIT_DEPTH, JSRT_SHAPE, find_jsrt_images, read_jsrt_image
 from .preprocess import (DARK_LEVEL, MAX_DARK_FRACTION, check_mask_fits, dark_fraction, mean_image,
                          resize_image, resize_labels)
 from .scr import find_scr_masks, read_scr_labels
@@ -27,6 +27,7 @@ from .splits import (DEFAULT_VAL_FRACTION, PAPER_TEST_FRACTION, Splits, random_s
 from .synthetic import make_synthetic_dataset
 
 PROTOCOLS = ("random", "two_fold", "csv")
+JSRT_PIXEL_MM = 0.175   # pixel size of the JSRT films as digitised at 2048 x 2048
 
 
 @dataclass
@@ -38,6 +39,10 @@ class SegmentationDataset:
     0 background, 1 lungs, 2 heart.  ``train`` / ``val`` / ``test`` are sorted
     index arrays.  ``dark_fractions`` is the overexposure measure of each kept
     image; ``excluded`` maps the names dropped as overexposed to theirs.
+    ``field_mm`` is the (height, width) in millimetres that each image covers,
+    when known (JSRT); ``label_files`` names, per image, the file its labels
+    come from (a folder dataset's mask) or the files ({structure: path}, SCR);
+    None when ``labels`` are all there is (synthetic data).
     """
 
     images: np.ndarray
@@ -52,6 +57,8 @@ class SegmentationDataset:
     dark_fractions: np.ndarray
     excluded: dict = field(default_factory=dict)
     class_names: tuple = CLASS_NAMES
+    field_mm: tuple | None = None
+    label_files: list | None = None
 
     @property
     def n_classes(self) -> int:
@@ -83,6 +90,21 @@ class SegmentationDataset:
             raise ValueError(f"unknown split {name!r}; expected 'train', 'val' or 'test'")
         indices = getattr(self, name)
         return self.images[indices], self.labels[indices]
+
+    def original_labels(self, index: int) -> np.ndarray:
+        """Labels of image ``index`` as stored on disk, before resizing (SCR: 1024 x 1024)."""
+        files = None if self.label_files is None else self.label_files[index]
+        if files is None:
+            return self.labels[index]
+        if isinstance(files, dict):
+            return read_scr_labels(files, read_binary_mask(files["heart"]).shape)
+        return read_label_map(files)
+
+    def pixel_spacing(self, shape):
+        """(row, column) pixel size in mm of a map of ``shape`` covering a whole image, or None."""
+        if self.field_mm is None:
+            return None
+        return self.field_mm[0] / shape[0], self.field_mm[1] / shape[1]
 
     def batches(self, split: str = "train", batch_size: int = 4, shuffle=None, seed: int = 0,
                 augment=None, drop_last: bool = False):
@@ -145,7 +167,20 @@ def load_dataset(path=None, scr=None, size=(128, 160), *, protocol=None, fold: i
         images=images, labels=np.stack(kept.labels).astype(np.int64, copy=False),
         names=kept.names, train=splits.train, val=splits.val, test=splits.test, mean_image=mean,
         source=kind, bit_depths=np.array(kept.bit_depths, dtype=np.int64),
-        dark_fractions=np.array(kept.dark_fractions), excluded=kept.excluded)
+        dark_fractions=np.array(kept.dark_fractions), excluded=kept.excluded,
+        field_mm=tuple(n * JSRT_PIXEL_MM for n in JSRT_SHAPE) if kind == "jsrt" else None,
+        label_files=_label_files(kind, path, scr, kept.names))
+
+
+def _label_files(kind, path, scr, names):
+    """Per image, the file(s) its labels are read from (see SegmentationDataset)."""
+    if kind == "folder":
+        pairs = find_folder_pairs(Path(path))
+        return [pairs[name][1] for name in names]
+    if kind == "jsrt":
+        masks = find_scr_masks(Path(scr) if scr is not None else Path(path))
+        return [masks[name] for name in names]
+    return None
 
 
 def _find_items(path, scr, size, n_synthetic, seed):
