@@ -221,8 +221,7 @@ def _read_and_screen(kind, items, size, max_dark_fraction, dark_level, progress)
     kept = _Kept()
     for position, (name, read) in enumerate(items):
         if progress:
-            print(f"\rreading {kind} images: {position + 1}/{len(items)}", end="",
-                  file=sys.stderr, flush=True)
+            _report_reading(kind, position + 1, len(items))
         image, labels, bit_depth = read()
         fraction = dark_fraction(image, dark_level)
         if max_dark_fraction is not None and fraction > max_dark_fraction:
@@ -234,9 +233,17 @@ def _read_and_screen(kind, items, size, max_dark_fraction, dark_level, progress)
         kept.labels.append(resize_labels(labels, size))
         kept.bit_depths.append(bit_depth)
         kept.dark_fractions.append(fraction)
-    if progress and items:
+    if progress and items and sys.stderr.isatty():
         print(file=sys.stderr)
     return kept
+
+
+def _report_reading(kind, done, total):
+    """A count redrawn in place on a terminal; in a log file, a line every tenth of the way."""
+    if sys.stderr.isatty():
+        print(f"\rreading {kind} images: {done}/{total}", end="", file=sys.stderr, flush=True)
+    elif done == total or done * 10 // total != (done - 1) * 10 // total:
+        print(f"reading {kind} images: {done}/{total}", file=sys.stderr, flush=True)
 
 
 def _synthetic_items(n_images, size, seed):
