@@ -279,8 +279,7 @@ def train(config: TrainConfig, dataset=None, on_epoch_end=None):
 
     facts = {"seconds": round(time.perf_counter() - started, 1),
              "train_seconds": round(sum(h["seconds"] for h in history), 1), "preset": config.preset,
-             "size": list(config.size), "data": config.data or "synthetic", "device": device,
-             "excluded_as_overexposed": {name: round(float(share), 4) for name, share in dataset.excluded.items()}}
+             "size": list(config.size), "data": config.data or "synthetic", "device": device}
     return write_results(config.out, facts, model, dataset, input_scale, device, history)
 
 
