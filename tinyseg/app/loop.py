@@ -234,7 +234,7 @@ def train(config: TrainConfig, dataset=None, on_epoch_end=None):
         return {"epoch": epoch, "config": config_record(config), "rng_state": rng.bit_generator.state,
                 "history": history, "best_score": best_score, "input_scale": input_scale,
                 "size": list(config.size), "class_names": list(class_names), "denoise": config.denoise,
-                "data": fingerprint}
+                "data": fingerprint, "sixteen_bit_depth": dataset.sixteen_bit_depth}
 
     extra = {"mean_image": dataset.mean_image} if dataset.mean_image is not None else {}
     augment = Augmentation() if config.augment else None

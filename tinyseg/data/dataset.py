@@ -59,6 +59,7 @@ class SegmentationDataset:
     class_names: tuple = CLASS_NAMES
     field_mm: tuple | None = None
     label_files: list | None = None
+    sixteen_bit_depth: int = 16        # what the dataset's 16-bit files hold: 12- or 16-bit data
 
     @property
     def n_classes(self) -> int:
@@ -168,6 +169,7 @@ def load_dataset(path=None, scr=None, size=(128, 160), *, protocol=None, fold: i
         names=kept.names, train=splits.train, val=splits.val, test=splits.test, mean_image=mean,
         source=kind, bit_depths=np.array(kept.bit_depths, dtype=np.int64),
         dark_fractions=np.array(kept.dark_fractions), excluded=kept.excluded,
+        sixteen_bit_depth=kept.sixteen_bit_depth,
         field_mm=tuple(n * JSRT_PIXEL_MM for n in JSRT_SHAPE) if kind == "jsrt" else None,
         label_files=_label_files(kind, path, scr, kept.names))
 
@@ -214,27 +216,52 @@ class _Kept:
     bit_depths: list = field(default_factory=list)
     dark_fractions: list = field(default_factory=list)
     excluded: dict = field(default_factory=dict)
+    sixteen_bit_depth: int = 16
+
+
+TWELVE_BITS = 2 ** 12 - 1     # the JSRT range
 
 
 def _read_and_screen(kind, items, size, max_dark_fraction, dark_level, progress) -> _Kept:
-    """Read every item, drop the overexposed ones and resize the rest."""
-    kept = _Kept()
-    for position, (name, read) in enumerate(items):
+    """Read every item, decide the data depth of 16-bit files, drop the overexposed
+    images and resize the rest.
+
+    16-bit files hold 12-bit data when every one of them stays within 4095 (JSRT
+    conversions), else 16-bit data: one decision for the whole dataset, so that two of
+    its images are never scaled differently. Files are read as 16-bit data and, when the
+    dataset is 12-bit, multiplied by 65535 / 4095 after resizing (a linear map), with the
+    darkness measured at the matching level.
+    """
+    read = []
+    widening = (2 ** 16 - 1) / TWELVE_BITS
+    for position, (name, read_item) in enumerate(items):
         if progress:
             _report_reading(kind, position + 1, len(items))
-        image, labels, bit_depth = read()
-        fraction = dark_fraction(image, dark_level)
+        image, labels, bit_depth = read_item()
+        sixteen = bit_depth == 16
+        fractions = (dark_fraction(image, dark_level),
+                     dark_fraction(image, dark_level / widening) if sixteen else None)
+        peak = float(image.max(initial=0.0)) * (2 ** 16 - 1) if sixteen else 0.0
+        resized = resize_image(image, size) if image.shape != tuple(size) else image
+        read.append((name, position, resized, resize_labels(labels, size), bit_depth, fractions, peak))
+    if progress and items and sys.stderr.isatty():
+        print(file=sys.stderr)
+    sixteen_bit = [r for r in read if r[4] == 16]
+    twelve = bool(sixteen_bit) and max(r[6] for r in sixteen_bit) <= TWELVE_BITS + 0.5
+    kept = _Kept(sixteen_bit_depth=12 if twelve else 16)
+    for name, position, image, labels, bit_depth, fractions, _ in read:
+        fraction = fractions[0]
+        if bit_depth == 16 and twelve:
+            image, bit_depth, fraction = image * np.float32(widening), 12, fractions[1]
         if max_dark_fraction is not None and fraction > max_dark_fraction:
             kept.excluded[name] = fraction
             continue
         kept.names.append(name)
         kept.positions.append(position)
-        kept.images.append(resize_image(image, size) if image.shape != tuple(size) else image)
-        kept.labels.append(resize_labels(labels, size))
+        kept.images.append(image)
+        kept.labels.append(labels)
         kept.bit_depths.append(bit_depth)
         kept.dark_fractions.append(fraction)
-    if progress and items and sys.stderr.isatty():
-        print(file=sys.stderr)
     return kept
 
 
