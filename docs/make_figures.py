@@ -258,7 +258,10 @@ def im2col():
     c.text(ix + 2 * cell - 6, iy - 18, "window (0,0)", 12, BLUE, anchor="rm")
     c.text(ix + 2 * cell + 6, iy - 18, "window (1,1)", 12, ORANGE, anchor="lm")
 
-    cols = np.stack([image[r:r + 3, s:s + 3].ravel() for r in range(2) for s in range(2)], axis=1)
+    from tinyseg.ops.cpu.im2col import im2col as gather
+
+    columns = gather(image[None, None].astype(np.float64), 3, 3, 1, 0, 2, 2)   # (C*kh*kw, N, Ho*Wo)
+    cols = columns[:, 0].astype(int)
     cx, cy = 390, 40
     colour = {0: FILLS[BLUE], 3: FILLS[ORANGE]}
     fills = [[colour.get(j) for j in range(4)] for _ in range(9)]
@@ -267,8 +270,8 @@ def im2col():
         c.text(cx + (j + 0.5) * cell * 0.8, cy + 9 * cell * 0.8 + 12, label, 11, GREY)
     for i in range(9):
         c.text(cx - 8, cy + (i + 0.5) * cell * 0.8, f"i={i // 3} j={i % 3}", 11, GREY, anchor="rm")
-    c.text(cx + 1.6 * cell, cy + 9 * cell * 0.8 + 34, "cols (1, 9, 4): one column per output pixel",
-           12, INK)
+    c.text(cx + 1.6 * cell, cy + 9 * cell * 0.8 + 34,
+           f"cols {tuple(columns.shape)}: one column per output pixel", 12, INK)
     c.arrow(ix + 4 * cell + 20, iy + 2 * cell, cx - 70, iy + 2 * cell, INK, 2)
     c.text((ix + 4 * cell + cx - 50) / 2, iy + 2 * cell - 14, "im2col", 13, bold=True)
 
