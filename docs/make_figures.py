@@ -664,16 +664,17 @@ def _psnr(image, reference):
 
 @figure
 def denoise_before_after():
-    """A synthetic radiograph, the same with noise, and both K-SVD denoisers' results."""
-    from tinyseg.denoise import adaptive_filter_denoise, ksvd_denoise
+    """A synthetic radiograph, the same with noise, and the three K-SVD denoisers' results."""
+    from tinyseg.denoise import adaptive_filter_denoise, collaborative_denoise, ksvd_denoise
 
     clean, noisy, sigma = _noisy_radiograph()
     panels = [("clean", clean), (f"noisy (sigma {sigma})", noisy),
               ("K-SVD (Elad & Aharon)", ksvd_denoise(noisy, sigma=sigma)),
-              ("adaptive filters (paper)", adaptive_filter_denoise(noisy, sigma=sigma))]
+              ("adaptive filters (paper)", adaptive_filter_denoise(noisy, sigma=sigma)),
+              ("groups (collaborative)", collaborative_denoise(noisy, sigma=sigma))]
     h, w = clean.shape
     crop = (slice(60, 124), slice(40, 104))       # lung field and ribs, shown 3x
-    c = Canvas(4 * (w + 20) + 20, h + 3 * 64 + 110)
+    c = Canvas(len(panels) * (w + 20) + 20, h + 3 * 64 + 110)
     for k, (title, image) in enumerate(panels):
         x = 20 + k * (w + 20)
         _paste(c, _gray(image), x, 40)
