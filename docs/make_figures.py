@@ -619,6 +619,48 @@ def lstm_kernel():
     c.save("lstm_kernel")
 
 
+# -- chapter 9 -----------------------------------------------------------------------------------
+
+@figure
+def lstm_unrolled():
+    """An LSTM unrolled over three steps: h and c flow right, their gradients flow back left."""
+    c = Canvas(1040, 400)
+    cw, ch, gap, x0, y0 = 220, 150, 95, 95, 120
+    c.text(520, 22, "forward (black): each step hands h_t and c_t to the next; "
+           "backward (red): gradients return the same way", 13, bold=True)
+    for k in range(3):
+        x = x0 + k * (cw + gap)
+        c.rect(x, y0, x + cw, y0 + ch, fill=LIGHT, outline=INK, radius=8)
+        t = ["t-1", "t", "t+1"][k]
+        c.text(x + cw / 2, y0 + 22, f"step {t}", 14, bold=True)
+        c.text(x + cw / 2, y0 + 52, "i, f, g, o from x, h_prev", 11, mono=True)
+        c.text(x + cw / 2, y0 + 78, "c = f c_prev + i g", 11, mono=True)
+        c.text(x + cw / 2, y0 + 104, "h = o tanh(c)", 11, mono=True)
+        # input from below, output to the loss above
+        c.arrow(x + cw / 2, y0 + ch + 50, x + cw / 2, y0 + ch + 2, INK, 1.5)
+        c.text(x + cw / 2, y0 + ch + 62, f"x_{t}", 13)
+        c.arrow(x + cw / 2 - 20, y0 - 2, x + cw / 2 - 20, y0 - 48, INK, 1.5)
+        c.text(x + cw / 2 - 20, y0 - 60, f"h_{t} -> loss", 12)
+        c.arrow(x + cw / 2 + 20, y0 - 48, x + cw / 2 + 20, y0 - 2, RED, 1.5)
+        c.text(x + cw / 2 + 24, y0 - 30, f"gh_{t}", 12, RED, anchor="lm")
+        # recurrent links to the next step (or out of the picture)
+        right, nxt = x + cw, x + cw + gap
+        c.arrow(right + 2, y0 + 40, nxt - 2, y0 + 40, INK, 1.5)
+        c.text((right + nxt) / 2, y0 + 30, f"h_{t}", 12)
+        c.arrow(right + 2, y0 + 70, nxt - 2, y0 + 70, INK, 1.5)
+        c.text((right + nxt) / 2, y0 + 60, f"c_{t}", 12)
+        c.arrow(nxt - 2, y0 + 100, right + 2, y0 + 100, RED, 1.5)
+        c.text((right + nxt) / 2, y0 + 112, "dh_next", 11, RED)
+        c.arrow(nxt - 2, y0 + 130, right + 2, y0 + 130, RED, 1.5)
+        c.text((right + nxt) / 2, y0 + 142, "dc_next = dc f", 11, RED)
+    c.arrow(x0 - 60, y0 + 40, x0 - 2, y0 + 40, GREY, 1.5)
+    c.arrow(x0 - 60, y0 + 70, x0 - 2, y0 + 70, GREY, 1.5)
+    c.text(x0 - 90, y0 + 20, "h = c = 0", 11, GREY, anchor="lm")
+    c.text(520, 385, "at step t: dh = gh_t + dh_next;  dc = dh o (1 - tanh^2 c) + dc_next;  "
+           "dz from dc and dh;  dh_next = dz W_hh", 12, RED)
+    c.save("lstm_unrolled")
+
+
 # -- chapter 6 -----------------------------------------------------------------------------------
 
 def _gray(array, lo=0.0, hi=1.0, scale=1):
