@@ -170,12 +170,34 @@ def _power(t):
 
 @figure
 def autograd_graph():
-    """f = (x*y + x)^2 at x=3, y=-2: forward values in black, gradients in red."""
+    """f = (x*y + x)^2 at x=3, y=-2: forward values in black, gradients in red, all from the engine."""
+    import tinyseg as ts
+    from tinyseg.autograd import _topological_order
+
+    def leaf(value):
+        return ts.tensor(np.float64(value), requires_grad=True)
+
+    # forward values, and each intermediate's gradient by making it the leaf of the rest
+    xt, yt = leaf(3), leaf(-2)
+    u = xt * yt
+    v = u + xt
+    f = v ** 2
+    steps = {type(fn).__name__: str(k) for k, fn in enumerate(_topological_order(f), 1)}
+    f.backward()
+    u_leaf, v_leaf, f_leaf = leaf(u.item()), leaf(v.item()), leaf(f.item())
+    ((u_leaf + xt.item()) ** 2).backward()
+    (v_leaf ** 2).backward()
+    (f_leaf * 1.0).backward()
+    values = {"x": xt, "y": yt, "u": u, "v": v, "f": f}
+    grads = {"x": xt.grad, "y": yt.grad, "u": u_leaf.grad, "v": v_leaf.grad, "f": f_leaf.grad}
+
+    def label(name):
+        return f"{name} = {values[name].item():g}", f"grad {float(grads[name]):g}"
+
     c = Canvas(900, 320)
-    tensors = {"x": (70, 80, "x = 3", "grad 6"), "y": (70, 220, "y = -2", "grad -18"),
-               "u": (350, 190, "u = -6", "grad -6"), "v": (600, 135, "v = -3", "grad -6"),
-               "f": (840, 135, "f = 9", "grad 1")}
-    ops = {"Mul": (215, 190, "3"), "Add": (480, 135, "2"), "Pow": (720, 135, "1")}
+    places = {"x": (70, 80), "y": (70, 220), "u": (350, 190), "v": (600, 135), "f": (840, 135)}
+    tensors = {name: xy + label(name) for name, xy in places.items()}
+    ops = {"Mul": (215, 190, steps["Mul"]), "Add": (480, 135, steps["Add"]), "Pow": (720, 135, steps["Pow"])}
     edges = [("x", "Mul"), ("y", "Mul"), ("Mul", "u"), ("u", "Add"), ("x", "Add"), ("Add", "v"),
              ("v", "Pow"), ("Pow", "f")]
     half_w, half_h, r = 48, 24, 26
@@ -204,8 +226,10 @@ def autograd_graph():
         c.circle(x + 22, y - 22, 10, fill=RED, outline=RED)
         c.text(x + 22, y - 22, step, 11, "white", bold=True)
     c.text(20, 22, "forward: values flow left to right", 13, INK, anchor="lm")
-    c.text(20, 298, "backward: steps 1, 2, 3 (red) run right to left; x gets -6 from Add plus 12 from Mul",
-           13, RED, anchor="lm")
+    from_add = float(grads["v"])                   # dv/dx = 1
+    from_mul = float(grads["u"]) * yt.item()       # du/dx = y
+    c.text(20, 298, f"backward: steps 1, 2, 3 (red) run right to left; x gets {from_add:g} from Add "
+           f"plus {from_mul:g} from Mul", 13, RED, anchor="lm")
     c.save("autograd_graph")
 
 
