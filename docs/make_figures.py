@@ -338,7 +338,12 @@ def conv_transpose():
             c.rect(x0, y0, x0 + oc, y0 + oc, outline=GREY, width=1)
             c.text(x0 + oc / 2, y0 + oc / 2, "+".join("abcd"[k] for k in who), 12 if len(who) < 4 else 11)
     c.rect(ox, oy, ox + 5 * oc, oy + 5 * oc, outline=INK, width=1.5)
-    c.text(ox + 2.5 * oc, oy + 5 * oc + 20, "output (5x5) = (2 - 1) * 2 + 3", 13)
+    import tinyseg as ts
+    import tinyseg.functional as F
+
+    out = F.conv_transpose2d(ts.tensor(np.ones((1, 1, 2, 2))), ts.tensor(np.ones((1, 1, 3, 3))), stride=2)
+    side = out.shape[2]
+    c.text(ox + 2.5 * oc, oy + 5 * oc + 20, f"output ({side}x{out.shape[3]}) = (2 - 1) * 2 + 3", 13)
     tx = 610
     for i, line in enumerate(["Each input pixel paints", "its value times the kernel",
                               "at stride 2; where two", "paintings overlap they add.",
@@ -350,9 +355,19 @@ def conv_transpose():
 @figure
 def maxpool():
     """2x2 max pooling of a 4x4 map: forward keeps the winners, backward routes to them."""
+    import tinyseg as ts
+    import tinyseg.functional as F
+
     c = Canvas(700, 500)
     x = np.array([[1, 5, 2, 0], [3, 4, 8, 1], [0, 2, 1, 1], [6, 1, 3, 7]])
-    win = {(0, 1), (1, 2), (3, 0), (3, 3)}
+    dy = np.array([[10, 20], [30, 40]])
+    xt = ts.tensor(x[None, None].astype(np.float64), requires_grad=True)
+    pooled = F.max_pool2d(xt, 2)
+    y = pooled.numpy()[0, 0].astype(int)
+    argmax = pooled.creator.saved()["argmax"][0, 0]           # flat indices into the 4x4 plane
+    win = {divmod(int(a), 4) for a in argmax.ravel()}
+    pooled.backward(dy[None, None].astype(np.float64))
+    g = xt.grad[0, 0].astype(int)
     cell = 40
     fills = [[FILLS[RED] if (r, s) in win else None for s in range(4)] for r in range(4)]
 
@@ -366,13 +381,10 @@ def maxpool():
     windows(lx + 60, top)
     c.arrow(lx + 60 + 4 * cell + 20, top + 2 * cell, rx + 40, top + 2 * cell, INK, 2)
     c.text((lx + 4 * cell + rx + 140) / 2, top + 2 * cell - 16, "max of each window", 12, GREY)
-    c.grid(rx + 60, top + cell, [[5, 8], [6, 7]], cell, [[FILLS[RED]] * 2] * 2, size=14)
+    c.grid(rx + 60, top + cell, y.tolist(), cell, [[FILLS[RED]] * 2] * 2, size=14)
 
-    g = np.zeros((4, 4), dtype=int)
-    for (r, s), v in zip(sorted(win, key=lambda p: (p[0] // 2, p[1] // 2)), [10, 20, 30, 40]):
-        g[r, s] = v
     c.text(20, bottom + 2 * cell, "backward", 14, bold=True, anchor="lm")
-    c.grid(rx + 60, bottom + cell, [[10, 20], [30, 40]], cell, [[FILLS[BLUE]] * 2] * 2, size=14)
+    c.grid(rx + 60, bottom + cell, dy.tolist(), cell, [[FILLS[BLUE]] * 2] * 2, size=14)
     c.arrow(rx + 40, bottom + 2 * cell, lx + 60 + 4 * cell + 20, bottom + 2 * cell, INK, 2)
     c.text((lx + 4 * cell + rx + 140) / 2, bottom + 2 * cell - 16, "to the argmax", 12, GREY)
     gfill = [[FILLS[BLUE] if (r, s) in win else None for s in range(4)] for r in range(4)]
