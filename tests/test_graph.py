@@ -52,3 +52,14 @@ def test_labels_are_quoted():
     x = ts.tensor(np.zeros(2), requires_grad=True)
     dot = to_dot(x.sum(), {x: 'say "hi"'})
     assert 'label="say \\"hi\\""' in dot
+
+
+def test_backward_unlinks_what_it_walked():
+    x = ts.tensor(np.ones(3), requires_grad=True)
+    y = (x * 2.0).sum()
+    assert to_dot(y, {x: "x"}).count("shape=ellipse") == 2
+    y.backward()                                                  # frees the graph as it goes
+    assert nodes_and_edges(to_dot(y))[0] == {"n0": "()"}          # y is a leaf now
+    z = (x * 2.0).sum()
+    z.backward(retain_graph=True)
+    assert to_dot(z).count("shape=ellipse") == 2                  # kept
