@@ -36,14 +36,14 @@ assert np.isclose(engine.item(), loss) and np.allclose(logits.grad, grad)
 
 
 def naive_target_grad(margin):
-    """float32 softmax_t - 1 for two classes whose logits differ by ``margin``."""
-    z32 = np.array([margin, 0.0], np.float32)
-    e = np.exp(z32 - z32.max())
-    return (e / e.sum())[0] - np.float32(1)
+    """float32 softmax_t - 1 for two classes whose logits differ by ``margin`` (an array of them)."""
+    z32 = np.stack([np.asarray(margin, np.float32), np.zeros(np.shape(margin), np.float32)])
+    e = np.exp(z32 - z32.max(axis=0))
+    return (e / e.sum(axis=0))[0] - np.float32(1)
 
 
 margins = np.arange(10.0, 25.0, 0.01)
-first_zero = margins[np.argmax([naive_target_grad(m) == 0 for m in margins])]
+first_zero = margins[np.argmax(naive_target_grad(margins) == 0)]
 # The shifted exponentials are 1 and e^-m; their sum 1 + e^-m rounds to exactly 1 once e^-m
 # is below half the spacing of float32 numbers above 1 (2^-23 / 2): m > 24 ln 2 = 16.6.
 # Before that the naive gradient is a multiple of 2^-23 ~ 1.2e-7: at most a digit right.
