@@ -90,7 +90,8 @@ def dice(pred, target, n_classes, reduction="mean"):
 
 
 def jaccard(pred, target, n_classes, reduction="mean"):
-    """Per-class Jaccard index (IoU), shape (n_classes,); equals Dice / (2 - Dice)."""
+    """Per-class Jaccard index (IoU), shape (n_classes,). Per image it equals Dice / (2 - Dice);
+    the mean over images does not (the map is not linear)."""
     return _overlap(pred, target, n_classes, reduction,
                     lambda both, p, t: both / (p + t - both))
 
