@@ -145,6 +145,53 @@ class _CompileException(Exception):
     pass
 
 
+class _Cublas:
+    """``cupy.cublas``: the one wrapper tinyseg calls, ``gemm``, with CuPy's argument rules.
+
+    As CuPy does, an operand that is neither C- nor F-contiguous is copied first (cuBLAS
+    needs a leading dimension), and so is an ``out`` that is neither; ``operand_copies``
+    counts those copies, so tests can show that the GEMMs tinyseg makes need none. With
+    beta = 0 ``out`` is not read (cuBLAS ignores what it held, NaN included)."""
+
+    operand_copies = 0
+
+    def gemm(self, transa, transb, a, b, out=None, alpha=1.0, beta=0.0):
+        assert a.ndim == b.ndim == 2
+        assert a.dtype == b.dtype
+        if a.dtype.char not in "fdFD":
+            raise TypeError("invalid dtype")
+        op_a, op_b = (m.T if _transposed(t) else m for m, t in ((a, transa), (b, transb)))
+        (m, k), n = op_a.shape, op_b.shape[1]
+        assert op_b.shape[0] == k
+        if out is None:
+            out = numpy.empty((m, n), dtype=a.dtype, order="F").view(ndarray)
+            beta = 0.0
+        else:
+            assert out.ndim == 2 and out.shape == (m, n) and out.dtype == a.dtype
+        for array in (a, b, out):
+            if not (array.flags.c_contiguous or array.flags.f_contiguous):
+                _Cublas.operand_copies += 1
+        product = numpy.matmul(_to_host(op_a), _to_host(op_b))
+        if alpha != 1.0:
+            product *= alpha
+        host = _to_host(out)
+        if beta == 0.0:
+            host[...] = product
+        else:
+            host *= beta
+            host += product
+        return out
+
+
+def _transposed(trans):
+    if trans not in ("N", "T", "H"):
+        raise TypeError(f"invalid trans (actual: {trans})")
+    return trans != "N"
+
+
+cublas = _Cublas()
+
+
 class _Device:
     id = 0
 
