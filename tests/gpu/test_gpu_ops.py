@@ -144,6 +144,31 @@ def test_cross_entropy_takes_labels_from_the_host():
     assert F.cross_entropy(z, ts.tensor(target), ts.tensor(np.ones(3, np.float32))).item() == pytest.approx(on_device)
 
 
+@pytest.mark.parametrize("bad", [-1, 3, 7])
+def test_cross_entropy_refuses_targets_out_of_range_as_the_cpu_does(bad):
+    rng = np.random.default_rng(6)
+    logits, target = randn(rng, np.float32, 2, 3, 4, 5), rng.integers(0, 3, (2, 4, 5))
+    target[1, 2, 3] = bad
+    messages = []
+    for device in ("cpu", "cuda"):
+        with pytest.raises(ValueError, match="target values must lie in") as error:
+            F.cross_entropy(ts.tensor(logits, device=device), ts.tensor(target, device=device))
+        messages.append(str(error.value))
+    assert messages[0] == messages[1]
+
+
+def test_cross_entropy_checks_targets_on_the_device(monkeypatch):
+    # valid targets: no host-side reduction of the targets (only the kernel's flag is read)
+    import tinyseg.ops.loss as loss_op
+
+    def host_check(*args):
+        raise AssertionError("targets were checked on the host")
+    monkeypatch.setattr(loss_op, "check_target_range", host_check)
+    rng = np.random.default_rng(7)
+    z = ts.tensor(randn(rng, np.float32, 2, 3, 4, 5), device="cuda")
+    assert np.isfinite(F.cross_entropy(z, ts.tensor(rng.integers(0, 3, (2, 4, 5)), device="cuda")).item())
+
+
 @EXAMPLES
 @given(st.integers(1, 3), st.integers(1, 40), dtypes, seeds)
 def test_relu(n, m, dt, seed):
