@@ -18,7 +18,7 @@ import types
 
 import numpy
 
-from .build import Kernel, compile_source
+from .build import DEVICE, Kernel, compile_source
 
 
 class ndarray(numpy.ndarray):
@@ -127,8 +127,8 @@ class RawModule:
         self.compile()
         if name not in self._kernels:
             raise AttributeError(f"no kernel named {name!r}")
-        library, parameters, barriers = self._kernels[name]
-        return Kernel(library, name, parameters, barriers, ndarray)
+        library, parameters, barriers, launch_bound = self._kernels[name]
+        return Kernel(library, name, parameters, barriers, ndarray, launch_bound)
 
 
 def _source_name(code):
@@ -205,7 +205,7 @@ class _Device:
 cuda = types.SimpleNamespace(
     runtime=types.SimpleNamespace(
         getDeviceCount=lambda: 1,
-        getDeviceProperties=lambda device_id: {"name": b"CUDA emulator (CPU)", "multiProcessorCount": 4},
+        getDeviceProperties=lambda device_id: dict(DEVICE),
     ),
     compiler=types.SimpleNamespace(CompileException=_CompileException),
     Device=_Device,

@@ -212,14 +212,48 @@ def test_lstm_with_more_hidden_units_than_threads(reverse):
         check(lambda x, *w: F.lstm(x, *w, reverse=reverse), arrays)
 
 
+H100 = gpu_lstm.Limits(processors=132, max_threads=1024, shared_bytes=48 * 1024, shared_optin=227 * 1024)
+
+
 def test_lstm_launch_shapes():
     # spread over the multiprocessors first, then pack; shared memory caps the packing
-    assert gpu_lstm.launch_shape(13, 256, 4, 2, 132) == ((13, 2), (256,), 1)
-    assert gpu_lstm.launch_shape(208, 256, 4, 2, 132) == ((52, 2), (256,), 4)
-    assert gpu_lstm.launch_shape(1000, 256, 8, 1, 132) == ((250, 1), (256,), 4)   # 5*4*256*8 B <= 48 KiB
-    assert gpu_lstm.launch_shape(3, 33, 4, 1, 1) == ((1, 1), (64,), 3)
+    back, fwd = gpu_lstm.BACKWARD_WORDS, gpu_lstm.FORWARD_WORDS
+    assert gpu_lstm.launch_shape(13, 256, 4, 2, back, H100) == ((13, 2), (256,), 1, 5 * 256 * 4)
+    assert gpu_lstm.launch_shape(208, 256, 4, 2, back, H100) == ((52, 2), (256,), 4, 4 * 5 * 256 * 4)
+    assert gpu_lstm.launch_shape(1000, 256, 8, 1, back, H100)[:3] == ((250, 1), (256,), 4)   # 5*4*256*8 B <= 48 KiB
+    assert gpu_lstm.launch_shape(1000, 256, 8, 1, fwd, H100)[:3] == ((125, 1), (256,), 8)    # forward: H values each
+    assert gpu_lstm.launch_shape(3, 33, 4, 1, back, H100._replace(processors=1))[:3] == ((1, 1), (64,), 3)
+
+
+def test_lstm_block_size_follows_the_kernels_registers():
+    # the float64 backward kernel's 142 registers allow 448 threads, not the 512 cap
+    assert gpu_lstm.threads_for_registers(142, 65536) == 448
+    assert gpu_lstm.threads_for_registers(88, 65536) == 736
+    few = H100._replace(max_threads=gpu_lstm.threads_for_registers(142, 65536))
+    assert gpu_lstm.launch_shape(4, 1000, 8, 1, gpu_lstm.BACKWARD_WORDS, few)[1] == (448,)
+    assert gpu_lstm.launch_shape(4, 1000, 4, 1, gpu_lstm.BACKWARD_WORDS, H100)[1] == (512,)
+    assert gpu_lstm.launch_shape(4, 100, 4, 1, gpu_lstm.BACKWARD_WORDS, few)[1] == (128,)
+
+
+def test_lstm_hidden_sizes_past_the_default_shared_memory_opt_in():
+    # 2458 float32 units: 5 * 2458 * 4 B = 49160 B per sequence, past 48 KiB: one sequence, opted in
+    assert gpu_lstm.launch_shape(6, 2458, 4, 2, gpu_lstm.BACKWARD_WORDS, H100)[2:] == (1, 49160)
+    assert gpu_lstm.launch_shape(6, 2457, 4, 2, gpu_lstm.BACKWARD_WORDS, H100)[2:] == (1, 49140)
+    assert gpu_lstm.launch_shape(6, 11000, 4, 2, gpu_lstm.BACKWARD_WORDS, H100)[2:] == (1, 220000)
     with pytest.raises(ValueError, match="shared memory"):
-        gpu_lstm.launch_shape(4, 2000, 8, 1, 132)
+        gpu_lstm.launch_shape(4, 12000, 4, 1, gpu_lstm.BACKWARD_WORDS, H100)
+    with pytest.raises(ValueError, match="shared memory"):      # a GPU that allows no more than 48 KiB
+        gpu_lstm.launch_shape(4, 2458, 4, 1, gpu_lstm.BACKWARD_WORDS, H100._replace(shared_optin=48 * 1024))
+
+
+def test_lstm_with_more_shared_memory_than_a_block_has_by_default():
+    # backward keeps 5 * 2500 float32 values per sequence (50 000 B > 48 KiB): the kernel is opted in
+    rng = np.random.default_rng(8)
+    h, n_in = 2500, 2
+    arrays = [randn(rng, np.float32, 2, 1, n_in)]
+    arrays += [randn(rng, np.float32, *shape, scale=0.02) for shape in ((4 * h, n_in), (4 * h, h), (4 * h,),
+                                                                          (4 * h,))]
+    check(lambda x, *w: F.lstm(x, *w), arrays)
 
 
 @settings(max_examples=15, deadline=None)
