@@ -23,6 +23,7 @@ if not ts.cuda_available():
 import tinyseg.functional as F  # noqa: E402
 from parity import check  # noqa: E402
 from tinyseg.ops.gpu import lstm as gpu_lstm  # noqa: E402
+from tinyseg.ops.gpu import norm as gpu_norm  # noqa: E402
 
 EXAMPLES = settings(max_examples=25, deadline=None)
 dtypes = st.sampled_from([np.float32, np.float64])
@@ -106,6 +107,39 @@ def test_batch_norm(n, c, h, w, training, affine, dt, seed):
         arrays += [randn(rng, dt, c), randn(rng, dt, c)]
     differentiable = [True, not training, not training] + [True] * (2 if affine else 0)
     check(lambda x, m, v, *wb: F.batch_norm(x, m, v, *wb, training=training), arrays, differentiable)
+
+
+def test_batch_norm_splits_few_channels_over_several_blocks():
+    assert gpu_norm.reduction_parts(4096, 16 * 775, 132) == 1            # many channels: one block each
+    assert gpu_norm.reduction_parts(64, 16 * 200 * 250, 132) == 9        # few: 4 blocks per multiprocessor
+    assert gpu_norm.reduction_parts(8, 3000, 132) == 1                   # too few values to share out
+    assert gpu_norm.reduction_parts(8, 40 * 2048, 132) == 40
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 4), st.integers(1, 9), st.integers(1, 9), st.sampled_from([2, 3, 7, 50]),
+       st.booleans(), dtypes, seeds)
+def test_batch_norm_split_over_blocks(n, c, h, w, parts, training, dt, seed):
+    # slices of every length, across plane boundaries; `parts` past the count gives one value a slice
+    assume(not training or n * h * w > 3)
+    rng = np.random.default_rng(seed)
+    arrays = [randn(rng, dt, n, c, h, w, scale=3.0) + 1.5, randn(rng, dt, c, scale=0.1),
+              rng.uniform(0.5, 2.0, c).astype(dt), randn(rng, dt, c), randn(rng, dt, c)]
+    with mock.patch.object(gpu_norm, "reduction_parts", lambda *args: parts):
+        check(lambda x, m, v, *wb: F.batch_norm(x, m, v, *wb, training=training), arrays,
+              [True, not training, not training, True, True])
+
+
+def test_batch_norm_reductions_launch_with_their_bound():
+    import os
+    import re
+    from tinyseg.backend import CUDA_SOURCE_DIR
+    with open(os.path.join(CUDA_SOURCE_DIR, "batchnorm.cu"), encoding="utf-8") as f:
+        assert int(re.search(r"#define BN_THREADS (\d+)", f.read()).group(1)) == gpu_norm.REDUCE_THREADS
+    for name in ("batch_norm_stats_partial", "batch_norm_backward_partial"):
+        assert gpu_norm._reduction(name, np.float32).max_threads_per_block == gpu_norm.REDUCE_THREADS
+    with mock.patch.object(gpu_norm, "REDUCE_THREADS", 128), pytest.raises(RuntimeError, match="BN_THREADS"):
+        gpu_norm._reduction.__wrapped__("batch_norm_stats_partial", np.float64)
 
 
 @EXAMPLES

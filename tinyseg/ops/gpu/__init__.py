@@ -44,6 +44,16 @@ def _function(filename, name):   # looked up once: launches then cost no driver 
     return load_module(filename, INCLUDE).get_function(name)
 
 
+def device_properties(xp):
+    """CUDA's properties of the current device (multiProcessorCount, sharedMemPerBlock, ...)."""
+    return _properties(xp, xp.cuda.Device().id)
+
+
+@functools.lru_cache(maxsize=None)
+def _properties(xp, device_id):
+    return xp.cuda.runtime.getDeviceProperties(device_id)
+
+
 def empty(like, shape, dtype=None):
     """A new device buffer that a kernel will fill (NaN- or -1-filled under POISON)."""
     cupy = get_array_module(like)
@@ -91,5 +101,5 @@ def gemm(a, b, out, transa=False, transb=False, accumulate=False):
 
 from . import conv, elementwise, loss, lstm, norm, pool  # noqa: E402  (they use the helpers above)
 
-__all__ = ["POISON", "THREADS", "blocks", "contiguous", "conv", "elementwise", "empty", "gemm", "kernel",
+__all__ = ["POISON", "THREADS", "blocks", "contiguous", "conv", "device_properties", "elementwise", "empty", "gemm", "kernel",
            "launch_per_element", "loss", "lstm", "norm", "on_gpu", "pool"]

@@ -27,7 +27,7 @@ from typing import NamedTuple
 from numpy import int32
 
 from ...backend import get_array_module
-from . import contiguous, empty, kernel
+from . import contiguous, device_properties, empty, kernel
 
 MAX_GROUP = 8                   # LSTM_MAX_GROUP in cuda/lstm.cu
 MAX_THREADS = 512
@@ -63,18 +63,13 @@ def threads_for_registers(registers, registers_per_block):
 
 
 def limits(xp, kern):
-    props = _properties(xp, xp.cuda.Device().id)
+    props = device_properties(xp)
     return Limits(multiprocessors(xp), _max_threads(kern, props["regsPerBlock"]), props["sharedMemPerBlock"],
                   props["sharedMemPerBlockOptin"])
 
 
 def multiprocessors(xp):
-    return _properties(xp, xp.cuda.Device().id)["multiProcessorCount"]
-
-
-@functools.lru_cache(maxsize=None)
-def _properties(xp, device_id):
-    return xp.cuda.runtime.getDeviceProperties(device_id)
+    return device_properties(xp)["multiProcessorCount"]
 
 
 @functools.lru_cache(maxsize=None)
