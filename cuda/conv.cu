@@ -70,25 +70,31 @@ __device__ void im2col_impl(const T* __restrict__ image, T* __restrict__ cols, l
 
 template <typename T>
 __device__ void col2im_impl(const T* __restrict__ cols, T* __restrict__ image, long long first,
-                            long long positions, long long first_image, long long pixels,
-                            CONV_GEOMETRY)
+                            long long positions, long long first_image, long long threads,
+                            int rows_per_thread, CONV_GEOMETRY)
 {
-    // Gather: one thread per pixel (n, c, y, x) of the images the chunk touches (image
-    // first_image onwards, `pixels` of them in memory order), on a 1-D grid of
-    // ceil(pixels / blockDim.x) blocks. The thread sums every entry of the chunk's columns
-    // read from its pixel, so each output is written by one thread and no atomics are
-    // needed. The first chunk that reaches an image writes its pixels; a later one adds.
+    // Gather: one thread per pixel column x of a group of `rows_per_thread` rows of one
+    // plane (n, c), for the images the chunk touches (image first_image onwards), numbered
+    // (plane, row group, x): `threads` of them on a 1-D grid of ceil(threads / blockDim.x)
+    // blocks, consecutive threads on consecutive pixels of a row. A thread sums, for each of
+    // its pixels, every entry of the chunk's columns read from it, so each output is
+    // written by one thread and no atomics are needed. The first chunk that reaches an
+    // image writes its pixels; a later one adds.
     //
     // In padded coordinates (yp, xp) = (y + p, x + p) the pixel is tap (i, j) of
     // window (oh, ow) when yp = oh*s + i and xp = ow*s + j. So i runs over
     // yp % s, yp % s + s, ... with oh = (yp - i) / s falling by one each time
-    // (while oh >= 0, and only oh < out_h counts); likewise for j and ow.
+    // (while oh >= 0, and only oh < out_h counts); likewise for j and ow. The thread
+    // decodes its first pixel once; moving down a row, yp % s and (yp - yp % s) / s
+    // are updated by counting.
     const long long index = global_thread_index();
-    if (index >= pixels) return;
-    const long long plane_size = (long long)height * width;
-    const long long plane = index / plane_size;                       // (n - first_image) * C + c
-    const int rest = (int)(index - plane * plane_size);
-    const int yp = rest / width + padding, xp = rest % width + padding;
+    if (index >= threads) return;
+    const int groups = (height + rows_per_thread - 1) / rows_per_thread;
+    const long long rest = index / width;                             // plane * groups + group
+    const long long plane = rest / groups;                            // (n - first_image) * C + c
+    const int y_first = (int)(rest - plane * groups) * rows_per_thread;
+    const int y_end = min(height, y_first + rows_per_thread);
+    const int xp = (int)(index - rest * width) + padding;
     const long long n = first_image + plane / channels;
     const int c = (int)(plane % channels);
     const long long length = (long long)out_h * out_w;
@@ -96,18 +102,26 @@ __device__ void col2im_impl(const T* __restrict__ cols, T* __restrict__ image, l
     const long long lo = start < 0 ? -start : 0;                      // windows of image n in the chunk:
     const long long hi = positions - start < length ? positions - start : length;   // [lo, hi)
     const T* channel_cols = cols + (long long)c * kh * kw * positions;  // rows (c, i, j)
-    const int i0 = yp % stride, j0 = xp % stride;
-    T sum = 0;
-    for (int i = i0, oh = (yp - i0) / stride; i < kh && oh >= 0; i += stride, --oh) {
-        if (oh >= out_h) continue;
-        for (int j = j0, ow = (xp - j0) / stride; j < kw && ow >= 0; j += stride, --ow) {
-            const long long l = (long long)oh * out_w + ow;
-            if (ow >= out_w || l < lo || l >= hi) continue;
-            sum += channel_cols[((long long)i * kw + j) * positions + start + l];
+    const int j0 = xp % stride, ow0 = (xp - j0) / stride;
+    int i0 = (y_first + padding) % stride, oh0 = (y_first + padding - i0) / stride;
+    T* out = image + (first_image * channels + plane) * height * width + (xp - padding);
+    for (int y = y_first; y < y_end; ++y) {
+        T sum = 0;
+        for (int i = i0, oh = oh0; i < kh && oh >= 0; i += stride, --oh) {
+            if (oh >= out_h) continue;
+            for (int j = j0, ow = ow0; j < kw && ow >= 0; j += stride, --ow) {
+                const long long l = (long long)oh * out_w + ow;
+                if (ow >= out_w || l < lo || l >= hi) continue;
+                sum += channel_cols[((long long)i * kw + j) * positions + start + l];
+            }
+        }
+        T* pixel = out + (long long)y * width;
+        *pixel = start < 0 ? *pixel + sum : sum;
+        if (++i0 == stride) {                                         // the next row: yp + 1
+            i0 = 0;
+            ++oh0;
         }
     }
-    const long long out = (first_image * channels + plane) * plane_size + rest;
-    image[out] = start < 0 ? image[out] + sum : sum;
 }
 
 template <typename T>
@@ -158,9 +172,11 @@ __device__ void maps_to_columns_impl(const T* __restrict__ x, const T* __restric
         im2col_impl<T>(image, cols, first, positions, rows_per_thread, CONV_GEOMETRY_ARGS);      \
     }                                                                                            \
     extern "C" __global__ void col2im_##SUFFIX(const T* cols, T* image, long long first,         \
-        long long positions, long long first_image, long long pixels, CONV_GEOMETRY)             \
+        long long positions, long long first_image, long long threads, int rows_per_thread,      \
+        CONV_GEOMETRY)                                                                           \
     {                                                                                            \
-        col2im_impl<T>(cols, image, first, positions, first_image, pixels, CONV_GEOMETRY_ARGS);  \
+        col2im_impl<T>(cols, image, first, positions, first_image, threads, rows_per_thread,     \
+                       CONV_GEOMETRY_ARGS);                                                      \
     }                                                                                            \
     extern "C" __global__ void columns_to_maps_##SUFFIX(const T* z, const T* bias, T* y,         \
         long long first, long long positions, int channels, long long length,                    \

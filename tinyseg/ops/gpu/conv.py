@@ -11,8 +11,9 @@ the maps directly.
 
 Launches: im2col and the two layout moves (``columns_to_maps``, ``maps_to_columns``) run a
 2-D grid of 1-D blocks of 256 threads, (ceil(positions / 256), ceil(rows / rows_per_thread)):
-one thread per position and group of rows; col2im runs one thread per pixel of the images
-a chunk touches (a gather: no atomics), grid ceil(pixels / 256) x block 256.
+one thread per position and group of rows; col2im runs one thread per pixel column of
+each group of COL2IM_ROWS image rows of the images a chunk touches (a gather: no atomics),
+grid ceil(threads / 256) x block 256.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from . import THREADS, blocks, contiguous, empty, gemm, kernel
 from .elementwise import bias_relu
 
 ROWS_PER_THREAD = 16   # rows (or channels) one thread of im2col and the layout moves walks through
+COL2IM_ROWS = 4        # image rows one thread of col2im walks down
 MAX_GRID_Y = 65535     # CUDA's limit on gridDim.y
 
 
@@ -94,11 +96,12 @@ def col2im(cols, image, first, kh, kw, stride, padding, out_h, out_w):
     positions = cols.shape[1]
     length = out_h * out_w
     first_image, last_image = first // length, (first + positions - 1) // length
-    pixels = (last_image - first_image + 1) * c * h * w
+    threads = (last_image - first_image + 1) * c * -(-h // COL2IM_ROWS) * w
     kernel("conv.cu", "col2im", cols.dtype)(
-        (blocks(pixels),), (THREADS,), (cols, image, int64(first), int64(positions), int64(first_image),
-                                        int64(pixels), int32(c), int32(h), int32(w), int32(kh), int32(kw),
-                                        int32(stride), int32(padding), int32(out_h), int32(out_w)))
+        (blocks(threads),), (THREADS,), (cols, image, int64(first), int64(positions), int64(first_image),
+                                         int64(threads), int32(COL2IM_ROWS), int32(c), int32(h), int32(w),
+                                         int32(kh), int32(kw), int32(stride), int32(padding), int32(out_h),
+                                         int32(out_w)))
     return image
 
 
@@ -241,7 +244,7 @@ def conv_transpose2d_backward(gy, x, weight, stride, padding, needs, budget):
     gw = _weight_gradient(x, (c_in, k), need_w)
     spans = chunks(n * length, max(k, c_in), length, w, x.dtype.itemsize, budget)
     x_scratch, cols_scratch = Scratch(x, c_in, spans), Scratch(x, k, spans)
-    for number, (first, last) in enumerate(spans):
+    for number, (first, last) in enumerate(spans if need_x or need_w else ()):
         image = whole_image(first, last, length)
         gcols = im2col(gy, cols_scratch.matrix(last - first), first, kh, kw, stride, padding, h, w)
         if need_w:
