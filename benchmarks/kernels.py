@@ -23,7 +23,8 @@ weight-gradient GEMMs) and GB/s (memory-bound rows: each input read and each out
 written once, the least traffic any implementation needs) are set against the device's
 measured peaks: a float32 8192^3 ``cupy.matmul`` and a 1 GiB device-to-device copy.
 
-Writes benchmarks/results/kernels-<device>-<date>.json and .md (device name, date, commit).
+Writes benchmarks/results/kernels-<device>-<date>.json and .md (device name, date, commit),
+rewritten after every row, so that a run stopped part way keeps what it measured.
 """
 from __future__ import annotations
 
@@ -231,6 +232,13 @@ def main():
         return timing.compare({"tinyseg": run_ts, "torch": run_th}, args.repeats, args.warmup, sync)
 
     rows = []
+    stem = f"kernels-{_slug(device_name)}-{timing.today()}"
+    payload = {"device": device_name, "date": timing.today(), "commit": timing.git_commit(), "batch": n,
+               "input": [HEIGHT, WIDTH], "repeats": args.repeats, "warmup": args.warmup, "tf32": False,
+               "peak_tflops_fp32_gemm": peak_flops / 1e12, "peak_gbs_device_copy": peak_bandwidth / 1e9,
+               "versions": {"cupy": cupy.__version__, "torch": torch.__version__, "numpy": np.__version__,
+                            "cudnn": torch.backends.cudnn.version(), "python": sys.version.split()[0]},
+               "rows": rows}
 
     def record(name, shape, flops, nbytes, times, what="fwd+bwd"):
         row = {"op": name, "shape": shape, "pass": what}
@@ -243,6 +251,8 @@ def main():
         row["flops"], row["bytes"] = flops, nbytes
         rows.append(row)
         print(_format(row, peak_flops, peak_bandwidth), flush=True)
+        # rewritten after every row: a run stopped part way keeps the rows it measured
+        timing.write_results(args.out, stem, payload, markdown(payload))
         cupy.get_default_memory_pool().free_all_blocks()
         torch.cuda.empty_cache()
 
@@ -286,13 +296,6 @@ def main():
 
     model_row(np, ts, torch, n, wanted, record, sync, args)
 
-    stem = f"kernels-{_slug(device_name)}-{timing.today()}"
-    payload = {"device": device_name, "date": timing.today(), "commit": timing.git_commit(), "batch": n,
-               "input": [HEIGHT, WIDTH], "repeats": args.repeats, "warmup": args.warmup, "tf32": False,
-               "peak_tflops_fp32_gemm": peak_flops / 1e12, "peak_gbs_device_copy": peak_bandwidth / 1e9,
-               "versions": {"cupy": cupy.__version__, "torch": torch.__version__, "numpy": np.__version__,
-                            "cudnn": torch.backends.cudnn.version(), "python": sys.version.split()[0]},
-               "rows": rows}
     paths = timing.write_results(args.out, stem, payload, markdown(payload))
     print("wrote", *paths)
 
