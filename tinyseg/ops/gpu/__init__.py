@@ -81,8 +81,8 @@ def launch_per_element(kern, total, *args):
 def gemm(a, b, out, transa=False, transb=False, accumulate=False):
     """out = op(a) @ op(b), or out += op(a) @ op(b) with ``accumulate``, one cuBLAS GEMM;
     op(a) is a.T when ``transa``, likewise for b. a, b and out are C-contiguous 2-D device
-    arrays: cuBLAS reads a transposed operand in place through its transpose flag (no copy,
-    unlike ``a.T @ b`` on a C-contiguous a, which may copy it) and writes out in place."""
+    arrays: cuBLAS reads a transposed operand in place through its transpose flag, so no
+    transposed copy is ever made, and writes out in place."""
     for name, array in (("a", a), ("b", b), ("out", out)):
         if array.ndim != 2 or not array.flags.c_contiguous:
             raise ValueError(f"gemm: {name} must be a C-contiguous matrix, got shape {array.shape} "
