@@ -5,6 +5,9 @@ tells them from host arrays and sends them down its GPU code paths; kernels come
 ``RawModule``, which compiles the CUDA source with g++ (``build.py``). Like CuPy, and
 unlike plain NumPy, an operation that mixes a device array with a host array (other than
 a scalar or a 0-d array) raises TypeError, and ``asarray`` of a host array copies it.
+``cublas.gemm`` is CuPy's cuBLAS wrapper with its argument rules, computed by NumPy, and
+``cuda.runtime.getDeviceProperties`` gives the limits in ``build.DEVICE``; kernels have
+RawKernel's attributes (``build.Kernel``).
 
 What it cannot show: speed, races between threads of a block (threads run one at a
 time), and float32 rounding of the GPU's own math library and of cuBLAS. Reads and
