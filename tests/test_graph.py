@@ -54,12 +54,12 @@ def test_labels_are_quoted():
     assert 'label="say \\"hi\\""' in dot
 
 
-def test_backward_unlinks_what_it_walked():
+def test_backward_frees_what_it_walked():
     x = ts.tensor(np.ones(3), requires_grad=True)
     y = (x * 2.0).sum()
     assert to_dot(y, {x: "x"}).count("shape=ellipse") == 2
     y.backward()                                                  # frees the graph as it goes
-    assert nodes_and_edges(to_dot(y))[0] == {"n0": "()"}          # y is a leaf now
+    assert nodes_and_edges(to_dot(y))[0] == {"n0": "()"}          # the graph is spent: y alone
     z = (x * 2.0).sum()
     z.backward(retain_graph=True)
     assert to_dot(z).count("shape=ellipse") == 2                  # kept

@@ -23,7 +23,8 @@ def to_dot(root, names=None) -> str:
     """DOT text of the graph that ``root.backward()`` would walk.
 
     ``names`` maps leaf tensors to labels, e.g. ``{x: "x", w: "weight"}``; other leaves
-    are labelled by shape. A leaf without a creator and without inputs is a graph of one box.
+    are labelled by shape. A leaf, or a tensor whose graph a backward() has freed, is a graph
+    of one box.
     """
     labels = {id(t): name for t, name in (names or {}).items()}
     lines = ["digraph autograd {", "  rankdir=LR;", '  node [fontname="Helvetica", fontsize=11];']
@@ -41,7 +42,7 @@ def to_dot(root, names=None) -> str:
         return node(("leaf", id(tensor)), f"shape=box, style=filled, fillcolor={_quote(fill)}, "
                                           f"label={_quote(label)}")
 
-    if root.creator is None:
+    if root.creator is None or root.creator.freed:   # a leaf, or a graph backward() has spent
         leaf(root)
     else:
         for fn in reversed(_topological_order(root)):   # producers first: a readable file

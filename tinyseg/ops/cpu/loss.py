@@ -6,7 +6,7 @@ logits' dtype (all ones for the unweighted loss).
 """
 from __future__ import annotations
 
-from math import exp, log
+from math import exp, log1p
 
 import numpy as np
 from numba import njit, prange
@@ -34,20 +34,26 @@ def cross_entropy_forward(logits, target, weight, softmax, pixel_loss, pixel_wei
             z = logits[k, c, start:stop]
             for p in range(stop - start):
                 top[p] = max(top[p], z[p])
-        total = np.zeros(top.shape, np.float64)   # float64: log(1 + tiny) keeps the tiny part
+        # rest = s - 1, the sum over every class but one maximal one, in float64:
+        # log s = log1p(rest) keeps the digits of a confident pixel's tiny loss
+        rest = np.zeros(top.shape, np.float64)
+        skipped = np.zeros(top.shape, np.bool_)
         for c in range(classes):
             z, e = logits[k, c, start:stop], softmax[k, c, start:stop]
             for p in range(stop - start):
                 e[p] = exp(z[p] - top[p])
-                total[p] += e[p]
+                if z[p] == top[p] and not skipped[p]:
+                    skipped[p] = True          # its exp(0) = 1 is the 1 of 1 + rest
+                else:
+                    rest[p] += e[p]
         for p in range(stop - start):
             t = target[k, start + p]
             pixel_weight[k, start + p] = weight[t]
-            pixel_loss[k, start + p] = weight[t] * ((logits[k, t, start + p] - top[p]) - log(total[p]))
+            pixel_loss[k, start + p] = weight[t] * ((logits[k, t, start + p] - top[p]) - log1p(rest[p]))
         for c in range(classes):
             e = softmax[k, c, start:stop]
             for p in range(stop - start):
-                e[p] /= total[p]
+                e[p] /= 1.0 + rest[p]
 
 
 @njit(parallel=True, cache=True)
