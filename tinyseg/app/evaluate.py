@@ -39,8 +39,12 @@ def evaluate(model, images, labels, input_scale, device, n_classes, batch_size=8
         y = labels[start:start + batch_size]
         loss_sum += F.cross_entropy(logits, tensor(y, device=device)).item() * len(y)
         predictions.append(logits.numpy().argmax(axis=1))
-    predictions = np.concatenate(predictions)
-    return {"loss": loss_sum / len(images),
+    return score_predictions(np.concatenate(predictions), labels, n_classes, loss_sum / len(images))
+
+
+def score_predictions(predictions, labels, n_classes, loss):
+    """The scores of ``evaluate`` from the predicted labels and the mean loss."""
+    return {"loss": loss,
             "dice": dice(predictions, labels, n_classes), "jaccard": jaccard(predictions, labels, n_classes),
             "pixel_accuracy": pixel_accuracy(predictions, labels, n_classes), "predictions": predictions}
 
@@ -50,12 +54,14 @@ def foreground(values, class_names):
     return {name: float(v) for name, v in zip(class_names[1:], values[1:])}
 
 
-def write_results(out, run_facts, model, dataset, input_scale, device, history):
-    """Score the final model on the test split; write metrics.json (with ``run_facts``),
-    history.json, curves.png and one overlay per test image to ``out``."""
+def write_results(out, run_facts, model, dataset, input_scale, device, history, scores=None):
+    """Score the final model on the test split (unless its ``scores`` are given); write
+    metrics.json (with ``run_facts``), history.json, curves.png and one overlay per test
+    image to ``out``."""
     class_names = tuple(dataset.class_names)
     test_x, test_y = dataset.split("test")
-    scores = evaluate(model, test_x, test_y, input_scale, device, dataset.n_classes)
+    if scores is None:
+        scores = evaluate(model, test_x, test_y, input_scale, device, dataset.n_classes)
     metrics = {"dice": foreground(scores["dice"], class_names),
                "jaccard": foreground(scores["jaccard"], class_names),
                "pixel_accuracy": scores["pixel_accuracy"], "loss": scores["loss"], "split": "test",
