@@ -39,6 +39,7 @@ import os
 import sys
 import time
 import traceback
+from typing import NamedTuple
 
 import numpy as np
 
@@ -221,10 +222,10 @@ class MPICommunicator:
         return (self.comm.Iallreduce(self.MPI.IN_PLACE, array, op=self.MPI.SUM), what)
 
     def wait(self, handle):
-        if isinstance(handle, tuple):
-            self._wait(*handle)
-        else:
+        if isinstance(handle, DeviceWait):
             self._device().wait(handle)
+        else:
+            self._wait(*handle)
 
     def _device(self):
         if self.device_comm is None:
@@ -301,6 +302,12 @@ def _describe(error):
     return text.splitlines()[0]
 
 
+class DeviceWait(NamedTuple):
+    """A started NCCL reduction: the event recorded after it on the stream."""
+    event: object
+    what: str
+
+
 class NCCLCommunicator:
     """Sums of CuPy arrays between GPUs with NCCL, on the current stream; MPI carries the
     NCCL id. Waiting polls the stream's completion with the same deadline as MPI."""
@@ -320,7 +327,7 @@ class NCCLCommunicator:
                             getattr(self.nccl, self.DTYPES[array.dtype.name]), self.nccl.NCCL_SUM, stream.ptr)
         event = self.cupy.cuda.Event(disable_timing=True)
         event.record(stream)
-        return event, what
+        return DeviceWait(event, what)
 
     def wait(self, handle):
         event, what = handle
