@@ -131,6 +131,9 @@ class SingleProcess:
     def wait(self, handle):
         pass
 
+    def progress(self, handles):
+        pass
+
     def allgather(self, value, what="gather"):
         return [value]
 
@@ -161,20 +164,19 @@ class MPICommunicator:
     def _wait(self, request, what):
         """Poll ``request`` until it completes; past the deadline, stop the whole job.
         (A blocking MPI call would hold the interpreter, so no other thread could notice.)"""
-        deadline = time.monotonic() + self.timeout
-        pause = 0.0
+        started = time.monotonic()
         while True:
             try:
-                if request.Test():
+                if request.Test():        # MPICH moves a transfer on only inside MPI calls
                     return
             except self.MPI.Exception as err:
                 self.abort(f"{what} failed: {err.Get_error_string()}; another rank has probably died")
-            if time.monotonic() > deadline:
+            waited = time.monotonic() - started
+            if waited > self.timeout:
                 self.abort(f"no answer from the other ranks for {self.timeout:g} s during {what}: a rank "
                            "died or hangs (--rank-timeout sets this limit)")
-            if pause:
-                time.sleep(pause)
-            pause = min(2 * pause or 1e-5, 1e-3)
+            # first only yield the core (a rank sharing it may be the one we wait for), then sleep
+            time.sleep(0 if waited < 0.05 else min(waited / 50, 1e-3))
 
     def abort(self, message):
         """Print ``message`` as this rank's error line and end every process of the job."""
@@ -220,6 +222,12 @@ class MPICommunicator:
         if get_array_module(array) is not np:
             return self._device().start_allreduce(array, what)
         return (self.comm.Iallreduce(self.MPI.IN_PLACE, array, op=self.MPI.SUM), what)
+
+    def progress(self, handles):
+        """Let started reductions advance (MPI moves them on only inside its calls)."""
+        for handle in handles:
+            if not isinstance(handle, DeviceWait):
+                handle[0].Test()
 
     def wait(self, handle):
         if isinstance(handle, DeviceWait):
@@ -412,6 +420,7 @@ class GradientReducer:
         flat[offset:offset + p.data.size] = p.grad.reshape(-1)
         self.missing[b] -= 1
         self._launch_ready()
+        self.comm.progress(self.handles)
 
     def _launch_ready(self):
         while len(self.handles) < len(self.buckets) and self.missing[len(self.handles)] == 0:
