@@ -156,7 +156,8 @@ def test_errors_every_rank_meets_are_reported_once(tmp_path):
     args = ["-m", "tinyseg.app", "--n-synthetic", "8", "--size", "32", "48", "--epochs", "1", "--quiet",
             "--out", str(tmp_path / "run")]
     for extra, message in ((["--batch-size", "1"], "--batch-size 1 is the global batch, shared by the 2 ranks"),
-                           (["--lr", "-1"], "--lr must be")):
+                           (["--lr", "-1"], "--lr must be"),
+                           (["--rank-timeout", "0"], "--rank-timeout must be a positive number")):
         result = mpirun(args + extra)
         assert result.returncode == 2, result.stderr
         assert result.stderr.count("error:") == 1 and message in result.stderr, result.stderr

@@ -97,6 +97,8 @@ def communicator(distributed=None, timeout=DEFAULT_RANK_TIMEOUT):
     """The communicator for a run: ``distributed`` True, False, or None (on when launched by
     mpiexec with more than one process). One MPI communicator serves a whole process."""
     global _current
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        timeout = DEFAULT_RANK_TIMEOUT          # check_settings reports it, once setup is agreed
     if distributed is None:
         distributed = launched_ranks() > 1
     if not distributed:
@@ -242,6 +244,7 @@ class MPICommunicator:
 
     def use_device(self, device):
         """Give this rank its own GPU (by its place on the machine) and connect the GPUs."""
+        self._setup_agreed()
         if device != "cuda" or self.device_comm is not None:
             return
         from ..backend import _cupy as cupy
@@ -587,10 +590,15 @@ def synchronise_batchnorm(model, comm):
 
 # -- the pieces of a distributed run -----------------------------------------------------------
 
-def check_global_batch(comm, batch_size):
-    if batch_size < comm.size:
-        raise ValueError(f"--batch-size {batch_size} is the global batch, shared by the {comm.size} ranks: "
-                         f"it must be at least {comm.size}; raise --batch-size or launch fewer ranks")
+def check_settings(comm, config):
+    """The settings of distributed training, each with its own message."""
+    if config.batch_size < comm.size:
+        raise ValueError(f"--batch-size {config.batch_size} is the global batch, shared by the {comm.size} "
+                         f"ranks: it must be at least {comm.size}; raise --batch-size or launch fewer ranks")
+    for flag, value in (("--bucket-mb", config.bucket_mb), ("--rank-timeout", config.rank_timeout)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
+                or not math.isfinite(value):
+            raise ValueError(f"{flag} must be a positive number, got {value!r}")
 
 
 def check_same_everywhere(comm, value, what):

@@ -201,7 +201,7 @@ def _train(config, dataset, on_epoch_end, comm):
         checkpoint = read_checkpoint(last_path)
         config = adopt_stored_settings(config, checkpoint.metadata.get("config", {}))
     config = resolve_defaults(dataclasses.replace(config, progress=config.progress and comm.rank == 0))
-    distributed.check_global_batch(comm, config.batch_size)
+    distributed.check_settings(comm, config)
     device = pick_device(config.device)
     comm.use_device(device)
     comm.on_root(prepare_output, config)
