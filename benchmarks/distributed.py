@@ -182,7 +182,7 @@ def main(argv=None):
           f"H-ReNet small, {args.size[0]}x{args.size[1]} synthetic radiographs, global batch {args.batch}, "
           f"Adam, synchronised batch norm, buckets of {args.bucket_mb:g} MB; median of {args.steps} steps "
           "after 2 warm-up steps. Each set-up runs under mpiexec.", "",
-          "| set-up | images/s | step (ms) | all-reduce wait per step (ms) | blocking all-reduce of all gradients (ms) |",
+          "| set-up | images/s | step (ms) | waiting for the all-reduce per step (ms) | blocking all-reduce of all gradients (ms) |",
           "|---|---|---|---|---|"]
     for name, r in results.items():
         slowest = max(r["per_rank"], key=lambda f: f["step_s"])
@@ -192,7 +192,15 @@ def main(argv=None):
     threads_speedup = results[SETUPS[2][0]]["images_per_s"] / results[SETUPS[0][0]]["images_per_s"]
     md += ["", f"Gradients: {base['parameters']:,} parameters, {small_bytes / 2 ** 20:.2f} MiB per step in "
            f"{two[0]['buckets']} buckets. Two ranks: {speedup:.2f}x the images/s of one; two threads in one "
-           f"process: {threads_speedup:.2f}x.", "",
+           f"process: {threads_speedup:.2f}x. The wait per step is what backward did not hide: the "
+           "transfer, plus the time the faster rank waits for the slower one. The blocking all-reduce "
+           "reduces every bucket once more after the steps, with nothing to overlap."]
+    if info["load_average"][0] > info["cpu_count"]:
+        md += ["", f"The machine was shared: load average {info['load_average'][0]:.1f} on "
+               f"{info['cpu_count']} cores. Threads of one process wait for each other at every "
+               "parallel loop, so a descheduled thread stalls them all; separate ranks meet only at "
+               "the all-reduces, a likely reason why they suffered less from the other load."]
+    md += ["",
            "## Scaling model", "",
            "Weak scaling (the per-GPU batch fixed). Ring all-reduce of S bytes over N GPUs takes "
            "2 (N-1)/N * S / B + 2 (N-1) * a (bandwidth B, per-hop latency a); a step takes the compute "
