@@ -63,6 +63,7 @@ def worker(args):
     distributed.synchronise_batchnorm(model, comm)
     reducer = distributed.GradientReducer(comm, model.parameters(), args.bucket_mb * 2 ** 20)
     optimizer = Adam(model.parameters(), lr=1e-3)
+    comm.end_setup()
     waited = [0.0]
     wait = comm.wait
 

@@ -4,6 +4,8 @@
     reduce  the bucketed gradient all-reduce against per-parameter sums, and split evaluation
     kill    train; rank 1 kills itself (SIGKILL) after the first epoch's checkpoint
     hang    train; rank 1 stops itself (SIGSTOP) after the first epoch's checkpoint
+    fail    train through the CLI's error handling; the ranks in "fail_ranks" raise a ValueError
+            after the first collectives of setup (in check_splits)
 """
 import json
 import os
@@ -81,6 +83,7 @@ def reduce_check(out):
     from tinyseg.models import HReNet
     comm = distributed.communicator(True)
     model = HReNet(n_classes=3, preset="small", seed=0, **TINY_MODEL)
+    comm.end_setup()
     rng = np.random.default_rng(comm.rank)
     x = rng.standard_normal((2, 1, 32, 48)).astype(np.float32)
     y = rng.integers(0, 3, (2, 32, 48))
@@ -119,11 +122,26 @@ def reduce_check(out):
         json.dump(result, f)
 
 
+def fail_in_setup(out, changes):
+    import tinyseg.app.loop as loop
+    from tinyseg.app import distributed
+    from tinyseg.app.cli import run_command
+    failing = changes.pop("fail_ranks")
+
+    def check_splits(dataset, heldout):
+        if distributed.current().rank in failing:
+            raise ValueError(f"the splits of rank {distributed.current().rank} are wrong")
+    loop.check_splits = check_splits
+    sys.exit(run_command(lambda argv: train(out, changes), []))
+
+
 if __name__ == "__main__":
     mode, out = sys.argv[1], sys.argv[2]
     changes = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
     if mode == "train":
         train(out, changes)
+    elif mode == "fail":
+        fail_in_setup(out, changes)
     elif mode == "reduce":
         reduce_check(out)
     elif mode in ("kill", "hang"):

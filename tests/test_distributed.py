@@ -121,7 +121,8 @@ def test_bucketed_all_reduce_equals_per_parameter_sums_and_evaluation_splits(tmp
 
 @needs_mpi
 def test_per_rank_batchnorm_keeps_the_ranks_identical(tmp_path):
-    result = drive("train", tmp_path / "run", epochs=1, batchnorm="per-rank")
+    # a global batch of 3: the epoch's last batch (1 image) leaves rank 0 without one
+    result = drive("train", tmp_path / "run", epochs=1, batchnorm="per-rank", batch_size=3)
     assert result.returncode == 0, result.stderr[-3000:]
     state = read_checkpoint(tmp_path / "run" / "last.npz")
     assert state.metadata["config"]["batchnorm"] == "per-rank"
@@ -161,6 +162,15 @@ def test_errors_every_rank_meets_are_reported_once(tmp_path):
         result = mpirun(args + extra)
         assert result.returncode == 2, result.stderr
         assert result.stderr.count("error:") == 1 and message in result.stderr, result.stderr
+
+
+@needs_mpi
+@pytest.mark.parametrize("failing, message", [([0, 1], "error: the splits of rank 0 are wrong"),
+                                              ([1], "error: rank 1: the splits of rank 1 are wrong")])
+def test_a_setup_error_after_the_first_collectives_is_reported_once(tmp_path, failing, message):
+    result = drive("fail", tmp_path / "run", fail_ranks=failing, timeout=60)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.count("error:") == 1 and message in result.stderr, result.stderr
 
 
 @needs_mpi

@@ -104,7 +104,7 @@ STAND_IN_CUPY = types.SimpleNamespace(cuda=types.SimpleNamespace(
 def rank_communicator(nccl_comm):
     """An MPICommunicator routing device arrays to ``nccl_comm`` (its MPI side unused)."""
     comm = object.__new__(distributed.MPICommunicator)
-    comm.rank, comm.size, comm.agreed, comm.timeout = nccl_comm.mpi.rank, nccl_comm.mpi.size, True, 60.0
+    comm.rank, comm.size, comm.setup, comm.timeout = nccl_comm.mpi.rank, nccl_comm.mpi.size, False, 60.0
     comm.device_comm = nccl_comm
     return comm
 

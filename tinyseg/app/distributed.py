@@ -116,7 +116,6 @@ class SingleProcess:
     """One process: the collectives are identities, and errors travel as they are."""
 
     rank, size, local_rank = 0, 1, 0
-    batchnorm = "sync"
 
     def run(self, fn, *args, **kwargs):
         return fn(*args, **kwargs)
@@ -142,11 +141,11 @@ class SingleProcess:
     def on_root(self, fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
-    def root_only(self, fn):
-        return fn
-
     def agreed_error(self, err):
         return err
+
+    def end_setup(self):
+        pass
 
 
 class MPICommunicator:
@@ -157,10 +156,9 @@ class MPICommunicator:
         self.comm.Set_errhandler(MPI.ERRORS_RETURN)
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.local_rank = self.comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank).Get_rank()
-        self.agreed = False           # set once every rank has passed setup
+        self.setup = True             # until training starts: every collective first checks errors
         self.together = False         # the error in flight is known to every rank
         self.device_comm = None       # NCCL, once the run moves to a GPU
-        self.batchnorm = "sync"
 
     # -- waiting with a deadline -------------------------------------------------------
     def _wait(self, request, what):
@@ -190,12 +188,19 @@ class MPICommunicator:
 
     # -- collectives -----------------------------------------------------------------
     def _setup_agreed(self):
-        if not self.agreed:
-            self.agreed = True
+        if self.setup:
             self._agree(None)
 
+    def end_setup(self):
+        """Training starts: from now on an error on one rank ends the job (see ``run``)."""
+        if self.setup:
+            self._agree(None)
+            self.setup = False
+
     def _agree(self, error):
-        """Every rank says whether its setup failed; all raise when one did."""
+        """Every rank says whether its setup failed; all raise when one did. While setting up,
+        each collective starts with this, so a rank that failed (and calls it from ``run``)
+        meets the others there."""
         failures = self._objects(self.comm.allgather, (self.rank, _describe(error)), "setup")
         failed = [(rank, message) for rank, message in failures if message is not None]
         if failed:
@@ -271,21 +276,17 @@ class MPICommunicator:
             raise DistributedError(f"rank 0: {outcome[1]}")
         return outcome[0]
 
-    def root_only(self, fn):
-        return lambda *args, **kwargs: self.on_root(fn, *args, **kwargs)
-
     # -- a whole run -------------------------------------------------------------------
     def run(self, fn, *args, **kwargs):
         """Run ``fn`` on this rank with the fault rules of the module docstring."""
         global _current
-        _current = self
+        _current, self.setup, self.together = self, True, False
         try:
             return fn(*args, **kwargs)
         except (SystemExit, GeneratorExit):
             raise
         except BaseException as err:
-            if not self.agreed and not self.together:   # the others meet it at their first collective
-                self.agreed = True
+            if self.setup and not self.together:   # the others meet it at their next collective
                 try:
                     self._agree(err)
                 except BaseException as first:
@@ -652,10 +653,11 @@ def evaluate(comm, evaluate_all, model, images, labels, input_scale, device, n_c
     if comm.size == 1:
         return evaluate_all(model, images, labels, input_scale, device, n_classes, batch_size)
     share = batch_share(comm, len(images), batch_size)
-    predictions, loss_sum = np.zeros((0,) + labels.shape[1:], np.uint8), 0.0
+    label_type = np.min_scalar_type(n_classes)          # a byte per pixel to send
+    predictions, loss_sum = np.zeros((0,) + labels.shape[1:], label_type), 0.0
     if share.stop > share.start:
         local = evaluate_all(model, images[share], labels[share], input_scale, device, n_classes, batch_size)
-        predictions, loss_sum = local["predictions"].astype(np.uint8), local["loss"] * (share.stop - share.start)
+        predictions, loss_sum = local["predictions"].astype(label_type), local["loss"] * (share.stop - share.start)
     parts = comm.allgather((loss_sum, predictions), "gathering the scores")
     predictions = np.concatenate([p for _, p in parts]).astype(np.int64)
     return score_predictions(predictions, labels, n_classes, sum(s for s, _ in parts) / len(images))
@@ -683,6 +685,7 @@ class DataParallel:
         """
         from .loop import TrainingDiverged, _all_finite
         comm, model = self.comm, self.model
+        comm.end_setup()
         model.train()
         losses, seen, n_train = [], 0, len(dataset.train)
         batches = dataset.batches("train", config.batch_size, seed=seed, augment=augment,
