@@ -183,7 +183,8 @@ def main(argv=None):
           f"H-ReNet small, {args.size[0]}x{args.size[1]} synthetic radiographs, global batch {args.batch}, "
           f"Adam, synchronised batch norm, buckets of {args.bucket_mb:g} MB; median of {args.steps} steps "
           "after 2 warm-up steps. Each set-up runs under mpiexec.", "",
-          "| set-up | images/s | step (ms) | waiting for the all-reduce per step (ms) | blocking all-reduce of all gradients (ms) |",
+          "| set-up | images/s | step (ms) | waiting for the all-reduce per step (ms) "
+          "| blocking all-reduce of all gradients (ms) |",
           "|---|---|---|---|---|"]
     for name, r in results.items():
         slowest = max(r["per_rank"], key=lambda f: f["step_s"])

@@ -194,6 +194,16 @@ def test_distributed_without_mpi4py_says_what_to_install(tmp_path, capsys, monke
     assert 'pip install -e ".[mpi]"' in err
 
 
+def test_without_mpi4py_only_the_launchers_rank_0_reports(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    monkeypatch.setenv("PMI_RANK", "1")
+    with pytest.raises(SystemExit):
+        distributed.import_mpi()
+    monkeypatch.setenv("PMI_RANK", "0")
+    with pytest.raises(distributed.DistributedError, match="mpi4py"):
+        distributed.import_mpi()
+
+
 def test_launch_detection(monkeypatch):
     for name in distributed.LAUNCH_SIZE_VARIABLES:
         monkeypatch.delenv(name, raising=False)

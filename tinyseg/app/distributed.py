@@ -55,8 +55,9 @@ BATCHNORM_MODES = ("sync", "per-rank")
 DEFAULT_BUCKET_MB = 25.0          # DDP's default bucket size
 DEFAULT_RANK_TIMEOUT = 600.0      # seconds a rank waits for the others before giving up
 MPI_EXTRA = 'pip install -e ".[mpi]" (mpi4py and the mpich wheel, which brings mpiexec)'
-# Environment variables through which launchers announce the number of processes.
+# Environment variables through which launchers announce the number of processes and the rank.
 LAUNCH_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE")
+LAUNCH_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK")
 
 
 class DistributedError(RuntimeError):
@@ -76,6 +77,8 @@ def import_mpi():
     try:
         from mpi4py import MPI
     except ImportError as err:
+        if any(os.environ.get(name, "0") != "0" for name in LAUNCH_RANK_VARIABLES):
+            raise SystemExit(2) from None          # the launcher's rank 0 says it, once
         raise DistributedError(f"--distributed needs mpi4py and an MPI library; install them with "
                                f"{MPI_EXTRA}, then launch with mpiexec -n N ({err})") from None
     return MPI
