@@ -376,15 +376,15 @@ class GradientReducer:
     def __init__(self, comm, params, bucket_bytes=DEFAULT_BUCKET_MB * 2 ** 20):
         self.comm, self.params = comm, list(params)
         self.buckets = []                        # [(flat array, [(param, offset)])]
-        groups = {}
-        for p in reversed(self.params):          # by device and dtype, in reverse order
-            key = (p.device, p.dtype.str)
-            if key not in groups or groups[key][-1][1] + p.data.nbytes > bucket_bytes and groups[key][-1][0]:
-                groups.setdefault(key, []).append([[], 0])
-            groups[key][-1][0].append(p)
-            groups[key][-1][1] += p.data.nbytes
-        for key in groups:
-            for members, _ in groups[key]:
+        groups = {}                              # (device, dtype) -> [[members, bytes], ...]
+        for p in reversed(self.params):
+            buckets = groups.setdefault((p.device, p.dtype.str), [[[], 0]])
+            if buckets[-1][0] and buckets[-1][1] + p.data.nbytes > bucket_bytes:
+                buckets.append([[], 0])          # full: start the next (a large parameter fills one alone)
+            buckets[-1][0].append(p)
+            buckets[-1][1] += p.data.nbytes
+        for buckets in groups.values():
+            for members, _ in buckets:
                 xp = get_array_module(members[0].data)
                 flat = xp.zeros(sum(p.data.size for p in members), dtype=members[0].dtype)
                 offsets = np.cumsum([0] + [p.data.size for p in members])
