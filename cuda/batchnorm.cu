@@ -1,24 +1,30 @@
 // Batch normalisation of (N, C, H, W) over (N, H, W), one set of statistics per channel.
 // Channel c of image n is the contiguous plane x[(n*C + c) * HW ... + HW).
 //
-// Reductions (statistics, and the two sums backward needs) run one block per channel:
-// for each image n, BN_THREADS threads stride over the channel's HW plane (coalesced
-// reads), each keeping a double partial sum, then a shared-memory tree halves the partial sums down to one.
-// Summing in double keeps float32 statistics of large maps (N*HW in the hundreds of
-// thousands) exact to float32 rounding. The elementwise kernels use one thread per
-// element in memory order.
+// Reductions (statistics, and the two sums backward needs) run in two launches. First a
+// 2-D grid (C, parts) of BN_THREADS-thread blocks: block (c, b) reduces slice b of the
+// channel's N*HW values (the values numbered image by image, `span` to a slice), its
+// threads striding over each plane's part of the slice (coalesced reads), each keeping a
+// double partial sum, which a shared-memory tree then halves down to one. Then one
+// thread per channel combines the channel's `parts` partial results in order, so the
+// result does not depend on scheduling. Several blocks per channel keep the GPU busy
+// when channels are few; with many channels, parts = 1. Summing in double keeps float32
+// statistics of large maps (N*HW in the hundreds of thousands) exact to float32
+// rounding. The elementwise kernels use one thread per element in memory order.
 
 #include "common.cuh"
 
-#define BN_THREADS 256   // threads of the per-channel reduction blocks: a power of two
+#define BN_THREADS 256   // threads of the reduction blocks; their launch bound, which the launcher checks
 
-// Sum of `value` over the block, returned to every thread. `partial` holds BN_THREADS
-// doubles; the tree needs blockDim.x == BN_THREADS. Every thread of the block must call it.
+// Sum of `value` over a block of THREADS threads, returned to every thread. `partial`
+// holds THREADS doubles. Every thread of the block must call it.
+template <int THREADS>
 __device__ double block_sum(double value, double* partial)
 {
+    static_assert(THREADS > 0 && (THREADS & (THREADS - 1)) == 0, "block_sum halves: a power of two");
     partial[threadIdx.x] = value;
     __syncthreads();
-    for (unsigned half = BN_THREADS / 2; half > 0; half /= 2) {
+    for (unsigned half = THREADS / 2; half > 0; half /= 2) {
         if (threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half];
         __syncthreads();
     }
@@ -27,35 +33,69 @@ __device__ double block_sum(double value, double* partial)
     return total;
 }
 
+// The values [begin, end) of channel c's slice: plane n covers values n*HW ... n*HW + HW - 1.
+// FOR_SLICE(k, offset) runs its body for this thread's values, `offset` the value's index
+// in the maps.
+#define FOR_SLICE(k, offset)                                                                     \
+    for (long long n = begin / plane; n * plane < end; ++n)                                      \
+        for (long long k = max(begin - n * plane, 0LL) + threadIdx.x,                            \
+                       k##_end = min(end - n * plane, plane),                                    \
+                       offset = (n * channels + c) * plane + k;                                  \
+             k < k##_end; k += BN_THREADS, offset += BN_THREADS)
+
 template <typename T>
-__device__ void batch_norm_stats_impl(const T* x, T* mean, T* var, T* inv_std, int batch,
-                                      int channels, long long plane, double eps)
+__device__ void batch_norm_stats_partial_impl(const T* __restrict__ x, double* __restrict__ partial,
+                                              int batch, int channels, long long plane,
+                                              long long span)
 {
-    // Grid: C blocks (blockIdx.x = channel) of BN_THREADS threads.
-    // Two passes, as NumPy's var: the mean, then the mean squared deviation from it.
-    __shared__ double partial[BN_THREADS];
-    const int c = blockIdx.x;
+    // Grid (C, parts): slice blockIdx.y of channel blockIdx.x. Writes the slice's sum and its
+    // sum of squared deviations from the slice's own mean (two passes over the slice, as
+    // NumPy's var) to partial[0][c][b] and partial[1][c][b].
+    __shared__ double scratch[BN_THREADS];
+    const int c = blockIdx.x, b = blockIdx.y, parts = gridDim.y;
     const long long count = (long long)batch * plane;
+    const long long begin = b * span, end = min(count, begin + span);
     double sum = 0;
-    for (int n = 0; n < batch; ++n) {
-        const T* row = x + ((long long)n * channels + c) * plane;
-        for (long long k = threadIdx.x; k < plane; k += BN_THREADS) sum += (double)row[k];
-    }
-    const double mu = block_sum(sum, partial) / (double)count;
+    FOR_SLICE(k, at) sum += (double)x[at];
+    sum = block_sum<BN_THREADS>(sum, scratch);
+    const double mu = sum / (double)(end - begin);
     double squares = 0;
-    for (int n = 0; n < batch; ++n) {
-        const T* row = x + ((long long)n * channels + c) * plane;
-        for (long long k = threadIdx.x; k < plane; k += BN_THREADS) {
-            const double d = (double)row[k] - mu;
-            squares += d * d;
-        }
+    FOR_SLICE(k, at) {
+        const double d = (double)x[at] - mu;
+        squares += d * d;
     }
-    const double sigma2 = block_sum(squares, partial) / (double)count;   // biased variance
+    squares = block_sum<BN_THREADS>(squares, scratch);
     if (threadIdx.x == 0) {
-        mean[c] = (T)mu;
-        var[c] = (T)sigma2;
-        inv_std[c] = (T)(1.0 / sqrt(sigma2 + eps));
+        partial[(long long)c * parts + b] = sum;
+        partial[((long long)channels + c) * parts + b] = squares;
     }
+}
+
+template <typename T>
+__device__ void batch_norm_stats_finish_impl(const double* __restrict__ partial, T* __restrict__ mean,
+                                             T* __restrict__ var, T* __restrict__ inv_std,
+                                             int channels, int parts, long long count,
+                                             long long span, double eps)
+{
+    // One thread per channel, grid ceil(C / blockDim.x). Combines the slices' sums and
+    // squared deviations (Chan et al.): M2 = sum_b M2_b + n_b (mean_b - mean)^2.
+    const long long c = global_thread_index();
+    if (c >= channels) return;
+    const double* sums = partial + c * parts;
+    const double* squares = partial + ((long long)channels + c) * parts;
+    double total = 0;
+    for (int b = 0; b < parts; ++b) total += sums[b];
+    const double mu = total / (double)count;
+    double m2 = 0;
+    for (int b = 0; b < parts; ++b) {
+        const double n_b = (double)(min(count, (b + 1) * span) - b * span);
+        const double d = sums[b] / n_b - mu;
+        m2 += squares[b] + n_b * d * d;
+    }
+    const double sigma2 = m2 / (double)count;   // biased variance
+    mean[c] = (T)mu;
+    var[c] = (T)sigma2;
+    inv_std[c] = (T)(1.0 / sqrt(sigma2 + eps));
 }
 
 template <typename T>
@@ -73,30 +113,48 @@ __device__ void batch_norm_apply_impl(const T* x, const T* mean, const T* inv_st
 }
 
 template <typename T>
-__device__ void batch_norm_backward_sums_impl(const T* gy, const T* x, const T* mean,
-                                              const T* inv_std, T* sum_gy, T* sum_gy_xhat,
-                                              int batch, int channels, long long plane)
+__device__ void batch_norm_backward_partial_impl(const T* __restrict__ gy, const T* __restrict__ x,
+                                                 const T* __restrict__ mean,
+                                                 double* __restrict__ partial, int batch,
+                                                 int channels, long long plane, long long span)
 {
-    // Grid: C blocks of BN_THREADS threads. Per channel: sum(gy) (= d bias) and
-    // sum(gy * x_hat) (= d weight), x_hat = (x - mean) * inv_std, accumulated as
-    // sum(gy * (x - mean)) and scaled by inv_std once; the input gradient is built from both.
-    __shared__ double partial[BN_THREADS];
-    const int c = blockIdx.x;
+    // Grid (C, parts), as the statistics. Per slice: sum(gy) and sum(gy * (x - mean)), to
+    // partial[0][c][b] and partial[1][c][b].
+    __shared__ double scratch[BN_THREADS];
+    const int c = blockIdx.x, b = blockIdx.y, parts = gridDim.y;
+    const long long count = (long long)batch * plane;
+    const long long begin = b * span, end = min(count, begin + span);
     const double mu = (double)mean[c];
-    double a = 0, b = 0;
-    for (int n = 0; n < batch; ++n) {
-        const long long row = ((long long)n * channels + c) * plane;
-        for (long long k = threadIdx.x; k < plane; k += BN_THREADS) {
-            a += (double)gy[row + k];
-            b += (double)gy[row + k] * ((double)x[row + k] - mu);
-        }
+    double sum_gy = 0, sum_gy_xc = 0;
+    FOR_SLICE(k, at) {
+        sum_gy += (double)gy[at];
+        sum_gy_xc += (double)gy[at] * ((double)x[at] - mu);
     }
-    a = block_sum(a, partial);
-    b = block_sum(b, partial);
+    sum_gy = block_sum<BN_THREADS>(sum_gy, scratch);
+    sum_gy_xc = block_sum<BN_THREADS>(sum_gy_xc, scratch);
     if (threadIdx.x == 0) {
-        sum_gy[c] = (T)a;
-        sum_gy_xhat[c] = (T)(b * (double)inv_std[c]);
+        partial[(long long)c * parts + b] = sum_gy;
+        partial[((long long)channels + c) * parts + b] = sum_gy_xc;
     }
+}
+
+template <typename T>
+__device__ void batch_norm_backward_finish_impl(const double* __restrict__ partial,
+                                                const T* __restrict__ inv_std,
+                                                T* __restrict__ sum_gy, T* __restrict__ sum_gy_xhat,
+                                                int channels, int parts)
+{
+    // One thread per channel: sum(gy) (= d bias) and sum(gy * x_hat) (= d weight), x_hat =
+    // (x - mean) * inv_std, accumulated as sum(gy * (x - mean)) and scaled by inv_std once.
+    const long long c = global_thread_index();
+    if (c >= channels) return;
+    double a = 0, b = 0;
+    for (int part = 0; part < parts; ++part) {
+        a += partial[c * parts + part];
+        b += partial[((long long)channels + c) * parts + part];
+    }
+    sum_gy[c] = (T)a;
+    sum_gy_xhat[c] = (T)(b * (double)inv_std[c]);
 }
 
 template <typename T>
@@ -124,10 +182,17 @@ __device__ void batch_norm_backward_input_impl(const T* gy, const T* x, const T*
 }
 
 #define BATCH_NORM_KERNELS(T, SUFFIX)                                                            \
-    extern "C" __global__ void batch_norm_stats_##SUFFIX(const T* x, T* mean, T* var,            \
-        T* inv_std, int batch, int channels, long long plane, double eps)                        \
+    extern "C" __global__ void __launch_bounds__(BN_THREADS) batch_norm_stats_partial_##SUFFIX(  \
+        const T* x, double* partial, int batch, int channels, long long plane, long long span)   \
     {                                                                                            \
-        batch_norm_stats_impl<T>(x, mean, var, inv_std, batch, channels, plane, eps);            \
+        batch_norm_stats_partial_impl<T>(x, partial, batch, channels, plane, span);              \
+    }                                                                                            \
+    extern "C" __global__ void batch_norm_stats_finish_##SUFFIX(const double* partial, T* mean,  \
+        T* var, T* inv_std, int channels, int parts, long long count, long long span,            \
+        double eps)                                                                              \
+    {                                                                                            \
+        batch_norm_stats_finish_impl<T>(partial, mean, var, inv_std, channels, parts, count,     \
+                                        span, eps);                                              \
     }                                                                                            \
     extern "C" __global__ void batch_norm_apply_##SUFFIX(const T* x, const T* mean,              \
         const T* inv_std, const T* weight, const T* bias, T* y, long long total, int channels,   \
@@ -135,12 +200,17 @@ __device__ void batch_norm_backward_input_impl(const T* gy, const T* x, const T*
     {                                                                                            \
         batch_norm_apply_impl<T>(x, mean, inv_std, weight, bias, y, total, channels, plane);     \
     }                                                                                            \
-    extern "C" __global__ void batch_norm_backward_sums_##SUFFIX(const T* gy, const T* x,        \
-        const T* mean, const T* inv_std, T* sum_gy, T* sum_gy_xhat, int batch, int channels,     \
-        long long plane)                                                                         \
+    extern "C" __global__ void __launch_bounds__(BN_THREADS) batch_norm_backward_partial_##SUFFIX( \
+        const T* gy, const T* x, const T* mean, double* partial, int batch, int channels,        \
+        long long plane, long long span)                                                         \
     {                                                                                            \
-        batch_norm_backward_sums_impl<T>(gy, x, mean, inv_std, sum_gy, sum_gy_xhat, batch,       \
-                                         channels, plane);                                       \
+        batch_norm_backward_partial_impl<T>(gy, x, mean, partial, batch, channels, plane, span); \
+    }                                                                                            \
+    extern "C" __global__ void batch_norm_backward_finish_##SUFFIX(const double* partial,        \
+        const T* inv_std, T* sum_gy, T* sum_gy_xhat, int channels, int parts)                    \
+    {                                                                                            \
+        batch_norm_backward_finish_impl<T>(partial, inv_std, sum_gy, sum_gy_xhat, channels,      \
+                                           parts);                                               \
     }                                                                                            \
     extern "C" __global__ void batch_norm_backward_input_##SUFFIX(const T* gy, const T* x,       \
         const T* mean, const T* inv_std, const T* scale, const T* sum_gy, const T* sum_gy_xhat,  \

@@ -10,7 +10,7 @@
 // array stays in natural time order (h_t is stored at position t either way).
 //
 // Thread layout. Grid (ceil(B / group), directions); block (threads,), threads a
-// multiple of 32. blockIdx.y picks a direction (its own weights and its own slice of
+// multiple of 32 that the kernel's register count allows (the launcher asks the driver). blockIdx.y picks a direction (its own weights and its own slice of
 // every array); blockIdx.x picks `group` consecutive sequences b = first ... first +
 // count - 1. Thread x owns hidden units j = x, x + blockDim.x, ... of all the block's
 // sequences: for each it computes the four gate rows j, H + j, 2H + j, 3H + j, so the
@@ -20,7 +20,9 @@
 // makes consecutive threads read consecutive addresses. Each step ends with two
 // __syncthreads(): one after everyone has read the old shared state, one after the
 // new state has been written. The recurrence is sequential in t, so the parallelism
-// is over units, sequences and directions.
+// is over units, sequences and directions. Read-only arrays are `const __restrict__`:
+// no output aliases them, so the compiler may keep them in registers or read them
+// through the read-only cache.
 //
 // Saved for backward, as tinyseg/ops/cpu/lstm.py saves them, in natural time order:
 // activated gates (T, B, 4H), cells c, tanh(c) and hidden states h (T, B, H), per direction.
@@ -36,9 +38,10 @@ template <typename T> __device__ __forceinline__ T sigmoid_(T v)
 }
 
 template <typename T>
-__device__ void lstm_forward_impl(const T* z_input, const T* w_hh_t, T* gates, T* cells,
-                                  T* tanh_cells, T* hs, int steps, int batch, int hidden,
-                                  int group, int reverse_flags)
+__device__ void lstm_forward_impl(const T* __restrict__ z_input, const T* __restrict__ w_hh_t,
+                                  T* __restrict__ gates, T* __restrict__ cells,
+                                  T* __restrict__ tanh_cells, T* __restrict__ hs, int steps,
+                                  int batch, int hidden, int group, int reverse_flags)
 {
     // z_input, gates: (D, T, B, 4H); cells, tanh_cells, hs: (D, T, B, H);
     // w_hh_t: (D, H, 4H), W_hh transposed, so unit j's four gate weights for input unit m
@@ -121,9 +124,10 @@ __device__ void lstm_forward_impl(const T* z_input, const T* w_hh_t, T* gates, T
 }
 
 template <typename T>
-__device__ void lstm_backward_impl(const T* gh, const T* w_hh, const T* gates, const T* cells,
-                                   const T* tanh_cells, T* gz, int steps, int batch, int hidden,
-                                   int group, int reverse_flags)
+__device__ void lstm_backward_impl(const T* __restrict__ gh, const T* __restrict__ w_hh,
+                                   const T* __restrict__ gates, const T* __restrict__ cells,
+                                   const T* __restrict__ tanh_cells, T* __restrict__ gz, int steps,
+                                   int batch, int hidden, int group, int reverse_flags)
 {
     // Back-propagation through time, the sweep visited last step first. Inputs: gh, the
     // gradient of every h (D, T, B, H); w_hh (D, 4H, H) in PyTorch's layout (unit j's

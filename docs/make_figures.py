@@ -170,12 +170,34 @@ def _power(t):
 
 @figure
 def autograd_graph():
-    """f = (x*y + x)^2 at x=3, y=-2: forward values in black, gradients in red."""
+    """f = (x*y + x)^2 at x=3, y=-2: forward values in black, gradients in red, all from the engine."""
+    import tinyseg as ts
+    from tinyseg.autograd import _topological_order
+
+    def leaf(value):
+        return ts.tensor(np.float64(value), requires_grad=True)
+
+    # forward values, and each intermediate's gradient by making it the leaf of the rest
+    xt, yt = leaf(3), leaf(-2)
+    u = xt * yt
+    v = u + xt
+    f = v ** 2
+    steps = {type(fn).__name__: str(k) for k, fn in enumerate(_topological_order(f), 1)}
+    f.backward()
+    u_leaf, v_leaf, f_leaf = leaf(u.item()), leaf(v.item()), leaf(f.item())
+    ((u_leaf + xt.item()) ** 2).backward()
+    (v_leaf ** 2).backward()
+    (f_leaf * 1.0).backward()
+    values = {"x": xt, "y": yt, "u": u, "v": v, "f": f}
+    grads = {"x": xt.grad, "y": yt.grad, "u": u_leaf.grad, "v": v_leaf.grad, "f": f_leaf.grad}
+
+    def label(name):
+        return f"{name} = {values[name].item():g}", f"grad {float(grads[name]):g}"
+
     c = Canvas(900, 320)
-    tensors = {"x": (70, 80, "x = 3", "grad 6"), "y": (70, 220, "y = -2", "grad -18"),
-               "u": (350, 190, "u = -6", "grad -6"), "v": (600, 135, "v = -3", "grad -6"),
-               "f": (840, 135, "f = 9", "grad 1")}
-    ops = {"Mul": (215, 190, "3"), "Add": (480, 135, "2"), "Pow": (720, 135, "1")}
+    places = {"x": (70, 80), "y": (70, 220), "u": (350, 190), "v": (600, 135), "f": (840, 135)}
+    tensors = {name: xy + label(name) for name, xy in places.items()}
+    ops = {"Mul": (215, 190, steps["Mul"]), "Add": (480, 135, steps["Add"]), "Pow": (720, 135, steps["Pow"])}
     edges = [("x", "Mul"), ("y", "Mul"), ("Mul", "u"), ("u", "Add"), ("x", "Add"), ("Add", "v"),
              ("v", "Pow"), ("Pow", "f")]
     half_w, half_h, r = 48, 24, 26
@@ -204,8 +226,10 @@ def autograd_graph():
         c.circle(x + 22, y - 22, 10, fill=RED, outline=RED)
         c.text(x + 22, y - 22, step, 11, "white", bold=True)
     c.text(20, 22, "forward: values flow left to right", 13, INK, anchor="lm")
-    c.text(20, 298, "backward: steps 1, 2, 3 (red) run right to left; x gets -6 from Add plus 12 from Mul",
-           13, RED, anchor="lm")
+    from_add = float(grads["v"])                   # dv/dx = 1
+    from_mul = float(grads["u"]) * yt.item()       # du/dx = y
+    c.text(20, 298, f"backward: steps 1, 2, 3 (red) run right to left; x gets {from_add:g} from Add "
+           f"plus {from_mul:g} from Mul", 13, RED, anchor="lm")
     c.save("autograd_graph")
 
 
@@ -258,7 +282,10 @@ def im2col():
     c.text(ix + 2 * cell - 6, iy - 18, "window (0,0)", 12, BLUE, anchor="rm")
     c.text(ix + 2 * cell + 6, iy - 18, "window (1,1)", 12, ORANGE, anchor="lm")
 
-    cols = np.stack([image[r:r + 3, s:s + 3].ravel() for r in range(2) for s in range(2)], axis=1)
+    from tinyseg.ops.cpu.im2col import im2col as gather
+
+    columns = gather(image[None, None].astype(np.float64), 3, 3, 1, 0, 2, 2)   # (C*kh*kw, N, Ho*Wo)
+    cols = columns[:, 0].astype(int)
     cx, cy = 390, 40
     colour = {0: FILLS[BLUE], 3: FILLS[ORANGE]}
     fills = [[colour.get(j) for j in range(4)] for _ in range(9)]
@@ -267,8 +294,8 @@ def im2col():
         c.text(cx + (j + 0.5) * cell * 0.8, cy + 9 * cell * 0.8 + 12, label, 11, GREY)
     for i in range(9):
         c.text(cx - 8, cy + (i + 0.5) * cell * 0.8, f"i={i // 3} j={i % 3}", 11, GREY, anchor="rm")
-    c.text(cx + 1.6 * cell, cy + 9 * cell * 0.8 + 34, "cols (1, 9, 4): one column per output pixel",
-           12, INK)
+    c.text(cx + 1.6 * cell, cy + 9 * cell * 0.8 + 34,
+           f"cols {tuple(columns.shape)}: one column per output pixel", 12, INK)
     c.arrow(ix + 4 * cell + 20, iy + 2 * cell, cx - 70, iy + 2 * cell, INK, 2)
     c.text((ix + 4 * cell + cx - 50) / 2, iy + 2 * cell - 14, "im2col", 13, bold=True)
 
@@ -311,7 +338,12 @@ def conv_transpose():
             c.rect(x0, y0, x0 + oc, y0 + oc, outline=GREY, width=1)
             c.text(x0 + oc / 2, y0 + oc / 2, "+".join("abcd"[k] for k in who), 12 if len(who) < 4 else 11)
     c.rect(ox, oy, ox + 5 * oc, oy + 5 * oc, outline=INK, width=1.5)
-    c.text(ox + 2.5 * oc, oy + 5 * oc + 20, "output (5x5) = (2 - 1) * 2 + 3", 13)
+    import tinyseg as ts
+    import tinyseg.functional as F
+
+    out = F.conv_transpose2d(ts.tensor(np.ones((1, 1, 2, 2))), ts.tensor(np.ones((1, 1, 3, 3))), stride=2)
+    side = out.shape[2]
+    c.text(ox + 2.5 * oc, oy + 5 * oc + 20, f"output ({side}x{out.shape[3]}) = (2 - 1) * 2 + 3", 13)
     tx = 610
     for i, line in enumerate(["Each input pixel paints", "its value times the kernel",
                               "at stride 2; where two", "paintings overlap they add.",
@@ -323,9 +355,19 @@ def conv_transpose():
 @figure
 def maxpool():
     """2x2 max pooling of a 4x4 map: forward keeps the winners, backward routes to them."""
+    import tinyseg as ts
+    import tinyseg.functional as F
+
     c = Canvas(700, 500)
     x = np.array([[1, 5, 2, 0], [3, 4, 8, 1], [0, 2, 1, 1], [6, 1, 3, 7]])
-    win = {(0, 1), (1, 2), (3, 0), (3, 3)}
+    dy = np.array([[10, 20], [30, 40]])
+    xt = ts.tensor(x[None, None].astype(np.float64), requires_grad=True)
+    pooled = F.max_pool2d(xt, 2)
+    y = pooled.numpy()[0, 0].astype(int)
+    argmax = pooled.creator.saved()["argmax"][0, 0]           # flat indices into the 4x4 plane
+    win = {divmod(int(a), 4) for a in argmax.ravel()}
+    pooled.backward(dy[None, None].astype(np.float64))
+    g = xt.grad[0, 0].astype(int)
     cell = 40
     fills = [[FILLS[RED] if (r, s) in win else None for s in range(4)] for r in range(4)]
 
@@ -339,13 +381,10 @@ def maxpool():
     windows(lx + 60, top)
     c.arrow(lx + 60 + 4 * cell + 20, top + 2 * cell, rx + 40, top + 2 * cell, INK, 2)
     c.text((lx + 4 * cell + rx + 140) / 2, top + 2 * cell - 16, "max of each window", 12, GREY)
-    c.grid(rx + 60, top + cell, [[5, 8], [6, 7]], cell, [[FILLS[RED]] * 2] * 2, size=14)
+    c.grid(rx + 60, top + cell, y.tolist(), cell, [[FILLS[RED]] * 2] * 2, size=14)
 
-    g = np.zeros((4, 4), dtype=int)
-    for (r, s), v in zip(sorted(win, key=lambda p: (p[0] // 2, p[1] // 2)), [10, 20, 30, 40]):
-        g[r, s] = v
     c.text(20, bottom + 2 * cell, "backward", 14, bold=True, anchor="lm")
-    c.grid(rx + 60, bottom + cell, [[10, 20], [30, 40]], cell, [[FILLS[BLUE]] * 2] * 2, size=14)
+    c.grid(rx + 60, bottom + cell, dy.tolist(), cell, [[FILLS[BLUE]] * 2] * 2, size=14)
     c.arrow(rx + 40, bottom + 2 * cell, lx + 60 + 4 * cell + 20, bottom + 2 * cell, INK, 2)
     c.text((lx + 4 * cell + rx + 140) / 2, bottom + 2 * cell - 16, "to the argmax", 12, GREY)
     gfill = [[FILLS[BLUE] if (r, s) in win else None for s in range(4)] for r in range(4)]
@@ -616,6 +655,48 @@ def lstm_kernel():
     c.save("lstm_kernel")
 
 
+# -- chapter 9 -----------------------------------------------------------------------------------
+
+@figure
+def lstm_unrolled():
+    """An LSTM unrolled over three steps: h and c flow right, their gradients flow back left."""
+    c = Canvas(1040, 400)
+    cw, ch, gap, x0, y0 = 220, 150, 95, 95, 120
+    c.text(520, 22, "forward (black): each step hands h_t and c_t to the next; "
+           "backward (red): gradients return the same way", 13, bold=True)
+    for k in range(3):
+        x = x0 + k * (cw + gap)
+        c.rect(x, y0, x + cw, y0 + ch, fill=LIGHT, outline=INK, radius=8)
+        t = ["t-1", "t", "t+1"][k]
+        c.text(x + cw / 2, y0 + 22, f"step {t}", 14, bold=True)
+        c.text(x + cw / 2, y0 + 52, "i, f, g, o from x, h_prev", 11, mono=True)
+        c.text(x + cw / 2, y0 + 78, "c = f c_prev + i g", 11, mono=True)
+        c.text(x + cw / 2, y0 + 104, "h = o tanh(c)", 11, mono=True)
+        # input from below, output to the loss above
+        c.arrow(x + cw / 2, y0 + ch + 50, x + cw / 2, y0 + ch + 2, INK, 1.5)
+        c.text(x + cw / 2, y0 + ch + 62, f"x_{t}", 13)
+        c.arrow(x + cw / 2 - 20, y0 - 2, x + cw / 2 - 20, y0 - 48, INK, 1.5)
+        c.text(x + cw / 2 - 20, y0 - 60, f"h_{t} -> loss", 12)
+        c.arrow(x + cw / 2 + 20, y0 - 48, x + cw / 2 + 20, y0 - 2, RED, 1.5)
+        c.text(x + cw / 2 + 24, y0 - 30, f"gh_{t}", 12, RED, anchor="lm")
+        # recurrent links to the next step (or out of the picture)
+        right, nxt = x + cw, x + cw + gap
+        c.arrow(right + 2, y0 + 40, nxt - 2, y0 + 40, INK, 1.5)
+        c.text((right + nxt) / 2, y0 + 30, f"h_{t}", 12)
+        c.arrow(right + 2, y0 + 70, nxt - 2, y0 + 70, INK, 1.5)
+        c.text((right + nxt) / 2, y0 + 60, f"c_{t}", 12)
+        c.arrow(nxt - 2, y0 + 100, right + 2, y0 + 100, RED, 1.5)
+        c.text((right + nxt) / 2, y0 + 112, "dh_next", 11, RED)
+        c.arrow(nxt - 2, y0 + 130, right + 2, y0 + 130, RED, 1.5)
+        c.text((right + nxt) / 2, y0 + 142, "dc_next = dc f", 11, RED)
+    c.arrow(x0 - 60, y0 + 40, x0 - 2, y0 + 40, GREY, 1.5)
+    c.arrow(x0 - 60, y0 + 70, x0 - 2, y0 + 70, GREY, 1.5)
+    c.text(x0 - 90, y0 + 20, "h = c = 0", 11, GREY, anchor="lm")
+    c.text(520, 385, "at step t: dh = gh_t + dh_next;  dc = dh o (1 - tanh^2 c) + dc_next;  "
+           "dz from dc and dh;  dh_next = dz W_hh", 12, RED)
+    c.save("lstm_unrolled")
+
+
 # -- chapter 6 -----------------------------------------------------------------------------------
 
 def _gray(array, lo=0.0, hi=1.0, scale=1):
@@ -661,16 +742,17 @@ def _psnr(image, reference):
 
 @figure
 def denoise_before_after():
-    """A synthetic radiograph, the same with noise, and both K-SVD denoisers' results."""
-    from tinyseg.denoise import adaptive_filter_denoise, ksvd_denoise
+    """A synthetic radiograph, the same with noise, and the three K-SVD denoisers' results."""
+    from tinyseg.denoise import adaptive_filter_denoise, collaborative_denoise, ksvd_denoise
 
     clean, noisy, sigma = _noisy_radiograph()
     panels = [("clean", clean), (f"noisy (sigma {sigma})", noisy),
               ("K-SVD (Elad & Aharon)", ksvd_denoise(noisy, sigma=sigma)),
-              ("adaptive filters (paper)", adaptive_filter_denoise(noisy, sigma=sigma))]
+              ("adaptive filters (paper)", adaptive_filter_denoise(noisy, sigma=sigma)),
+              ("groups (collaborative)", collaborative_denoise(noisy, sigma=sigma))]
     h, w = clean.shape
     crop = (slice(60, 124), slice(40, 104))       # lung field and ribs, shown 3x
-    c = Canvas(4 * (w + 20) + 20, h + 3 * 64 + 110)
+    c = Canvas(len(panels) * (w + 20) + 20, h + 3 * 64 + 110)
     for k, (title, image) in enumerate(panels):
         x = 20 + k * (w + 20)
         _paste(c, _gray(image), x, 40)

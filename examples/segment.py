@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tinyseg.app import Segmenter, read_radiograph  # noqa: E402
+from tinyseg.app import Segmenter  # noqa: E402
 from tinyseg.app.inference import check_plausible_radiograph  # noqa: E402
 from tinyseg.app.cli import run_command  # noqa: E402
 from tinyseg.app.pictures import label_image  # noqa: E402
@@ -57,7 +57,7 @@ def main(argv=None):
                               "--overwrite to replace them or choose another --out")
     segmenter = Segmenter.from_checkpoint(args.checkpoint, device=pick_device(args.device))
     for path, stem in zip(args.images, stems):
-        image = read_radiograph(path)
+        image = segmenter.read(path)
         check_plausible_radiograph(image.shape, path)
         labels = segmenter.segment(image)
         for suffix, picture in zip(SUFFIXES, (Image.fromarray(overlay_labels(image, labels)),

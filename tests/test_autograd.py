@@ -78,8 +78,8 @@ def test_graph_is_freed_after_backward():
     y = h.sum()
     fn = h.creator
     y.backward()
-    assert h.creator is None and y.creator is None
-    assert not hasattr(fn, "inputs")  # saved arrays and edges released
+    assert h.creator is fn and fn.freed        # the output still knows its maker, now spent
+    assert not any(hasattr(fn, name) for name in ("inputs",) + fn.saves)   # edges and arrays released
 
 
 def test_retain_graph_allows_second_backward():
@@ -188,3 +188,33 @@ def test_operators_come_from_the_ops():
     x = t64([[1.0, 2.0]])
     assert isinstance((x + 1).creator, elementwise.Add) and isinstance((x @ x.T).creator, elementwise.MatMul)
     assert isinstance(x[0].creator, elementwise.GetItem) and x.reshape(2, 1).shape == (2, 1)
+
+
+# -- a freed graph is never silently reused ---------------------------------------------------
+def test_reusing_an_intermediate_after_backward_freed_its_graph_is_an_error():
+    a = ts.tensor(np.array([3.0]), requires_grad=True)
+    z = a * a
+    z.sum().backward()
+    assert a.grad[0] == 6.0
+    with pytest.raises(RuntimeError, match="retain_graph=True"):
+        (3 * z).sum().backward()
+    assert a.grad[0] == 6.0                                   # untouched by the refused pass
+
+
+def test_backward_twice_is_an_error_unless_the_graph_is_retained():
+    a = ts.tensor(np.array([2.0]), requires_grad=True)
+    y = (a * a).sum()
+    y.backward(retain_graph=True)
+    y.backward()                                              # retained once: a second pass works
+    assert a.grad[0] == 8.0
+    with pytest.raises(RuntimeError, match="freed"):
+        y.backward()
+
+
+def test_tensor_refuses_none_and_complex_data():
+    with pytest.raises(TypeError, match="None"):
+        ts.tensor(None)
+    with pytest.raises(TypeError, match="imaginary"):
+        ts.tensor(np.array([1 + 2j]))
+    with pytest.raises(TypeError):
+        ts.tensor(["a", "b"])

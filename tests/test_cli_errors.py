@@ -193,3 +193,20 @@ def test_python_m_tinyseg_data_errors(tmp_path):
     result = subprocess.run([sys.executable, "-m", "tinyseg.data", str(tmp_path / "nowhere")],
                             capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert_cli_error(result, "nowhere")
+
+
+def test_inference_reads_sixteen_bit_files_at_the_training_data_depth(tmp_path, checkpoint):
+    import json
+    from tinyseg.app import Segmenter
+    stored = read_checkpoint(checkpoint)
+    arrays = {f"model/{k}": v for k, v in stored.model_state.items()}
+    arrays["extra/mean_image"] = stored.extra["mean_image"]
+    twelve_bit = tmp_path / "twelve.npz"
+    np.savez(twelve_bit, metadata=np.array(json.dumps(dict(stored.metadata, sixteen_bit_depth=12))), **arrays)
+    image = np.full((64, 64), 4095, np.uint16)
+    image[:32] = 1000
+    Image.fromarray(image).save(tmp_path / "chest.png")
+    np.testing.assert_allclose(Segmenter.from_checkpoint(twelve_bit).read(tmp_path / "chest.png")[0, 0],
+                               1000 / 4095, rtol=1e-6)
+    np.testing.assert_allclose(Segmenter.from_checkpoint(checkpoint).read(tmp_path / "chest.png")[0, 0],
+                               1000 / 65535, rtol=1e-6)

@@ -53,6 +53,12 @@ extern "C" __global__ void read_unwritten_shared(double* out)
     out[threadIdx.x] = words[threadIdx.x];
 }
 
+// At most 64 threads per block.
+extern "C" __global__ void __launch_bounds__(THREADS) bounded(float* out)
+{
+    out[threadIdx.x] = 1.0f;
+}
+
 // One thread per element of a (rows, cols) grid in 2-D blocks.
 extern "C" __global__ void index_grid(long long* out, int rows, int cols)
 {
@@ -102,6 +108,44 @@ def test_two_dimensional_grids_cover_every_element(module):
     module.get_function("index_grid")((3, 2), (4, 4), (out, np.int32(7), np.int32(9)))
     rows, cols = np.indices((7, 9))
     np.testing.assert_array_equal(cp.asnumpy(out), rows * 1000 + cols)
+
+
+def test_launches_a_gpu_would_refuse_are_refused(module):
+    bounded = module.get_function("bounded")
+    assert bounded.max_threads_per_block == 64 and bounded.attributes["max_threads_per_block"] == 64
+    bounded((1,), (64,), (cp.zeros(64, np.float32),))
+    with pytest.raises(ValueError, match="threads per block"):
+        bounded((1,), (128,), (cp.zeros(128, np.float32),))
+    # dynamic shared memory: 48 KiB unless the kernel is opted in to more, up to the device's limit
+    reader = cp.RawModule(code=SOURCE).get_function("read_unwritten_shared")
+    assert reader.max_dynamic_shared_size_bytes == 48 * 1024
+    with pytest.raises(ValueError, match="dynamic shared memory"):
+        reader((1,), (8,), (cp.zeros(8, np.float64),), shared_mem=64 * 1024)
+    optin = cp.cuda.runtime.getDeviceProperties(0)["sharedMemPerBlockOptin"]
+    with pytest.raises(RuntimeError, match="INVALID_VALUE"):
+        reader.max_dynamic_shared_size_bytes = optin + 1
+    reader.max_dynamic_shared_size_bytes = 64 * 1024
+    reader((1,), (8,), (cp.zeros(8, np.float64),), shared_mem=64 * 1024)
+    # the setting belongs to the kernel, not to one Python handle of it (as with the driver)
+    assert module.get_function("read_unwritten_shared").max_dynamic_shared_size_bytes == 64 * 1024
+    assert reader.attributes["num_regs"] > 0
+
+
+def test_cublas_gemm_follows_cupy():
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((3, 4)), rng.standard_normal((5, 4))
+    out = cp.full((3, 5), np.nan)                       # beta = 0: what out held is not read
+    before = cp.cublas.operand_copies
+    cp.cublas.gemm("N", "T", cp.asarray(a), cp.asarray(b), out=out)
+    np.testing.assert_allclose(cp.asnumpy(out), a @ b.T)
+    cp.cublas.gemm("T", "N", cp.asarray(a.T.copy()), cp.asarray(b.T.copy()), out=out, beta=1.0)
+    np.testing.assert_allclose(cp.asnumpy(out), 2 * a @ b.T)
+    assert cp.cublas.operand_copies == before           # C- and F-contiguous operands are read in place
+    cp.cublas.gemm("N", "N", cp.asarray(rng.standard_normal((3, 8)))[:, ::2], cp.asarray(b.T.copy()), out=out)
+    assert cp.cublas.operand_copies == before + 1       # a strided one is copied first, as CuPy does
+    assert cp.cublas.gemm("N", "N", cp.asarray(a), cp.asarray(b.T.copy())).flags.f_contiguous
+    with pytest.raises(AssertionError):
+        cp.cublas.gemm("N", "N", cp.asarray(a), cp.asarray(b))
 
 
 @pytest.mark.parametrize("args, message", [

@@ -97,3 +97,28 @@ def test_unreadable_image_names_the_file(folder):
 def test_scr_root_is_refused_for_folder_datasets(folder, tmp_path):
     with pytest.raises(ValueError, match="folder dataset"):
         load_dataset(folder, scr=tmp_path)
+
+
+def sixteen_bit_folder(root, peaks):
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i, peak in enumerate(peaks):
+        image = np.full((40, 40), peak // 2, np.uint16)
+        image[:20] = peak
+        Image.fromarray(image).save(root / "images" / f"img{i}.png")
+        Image.fromarray(np.zeros((40, 40), np.uint8)).save(root / "masks" / f"img{i}.png")
+    return root
+
+
+def test_sixteen_bit_files_are_scaled_by_one_rule_for_the_whole_dataset(tmp_path):
+    """A folder of 12-bit data in 16-bit files reads as 12-bit; one file past 4095 makes the
+    whole folder 16-bit data. Two images of one dataset are never scaled differently."""
+    twelve = load_dataset(sixteen_bit_folder(tmp_path / "a", [4095, 4000, 3000]), size=(40, 40),
+                          subtract_mean=False)
+    assert twelve.sixteen_bit_depth == 12 and list(twelve.bit_depths) == [12, 12, 12]
+    np.testing.assert_allclose(twelve.images[:, 0, 0], np.array([4095, 4000, 3000]) / 4095, rtol=1e-5)
+    sixteen = load_dataset(sixteen_bit_folder(tmp_path / "b", [4095, 4096, 3000]), size=(40, 40),
+                           subtract_mean=False, max_dark_fraction=None)
+    assert sixteen.sixteen_bit_depth == 16 and list(sixteen.bit_depths) == [16, 16, 16]
+    ratio = sixteen.images[1, 0, 0] / sixteen.images[0, 0, 0]
+    assert ratio == pytest.approx(4096 / 4095, rel=1e-5)               # no 16x jump between them

@@ -78,9 +78,14 @@ def test_png_conversions_keep_their_look_and_report_bit_depth(tmp_path):
     r16 = read_jsrt_image(tmp_path / "JPCNN005.PNG")
     assert r16.bit_depth == 16
     np.testing.assert_allclose(r16.pixels, sixteen / 65535.0, atol=1e-6)
-    r12 = read_jsrt_image(tmp_path / "JPCNN006.png")
+    r12 = read_jsrt_image(tmp_path / "JPCNN006.png", sixteen_bit_depth=12)   # as a 12-bit dataset reads it
     assert r12.bit_depth == 12
     np.testing.assert_allclose(r12.pixels, twelve / 4095.0, atol=1e-6)
+    alone = read_jsrt_image(tmp_path / "JPCNN006.png")          # one file alone: 16-bit data, no guess
+    assert alone.bit_depth == 16
+    np.testing.assert_allclose(alone.pixels, twelve / 65535.0, atol=1e-6)
+    with pytest.raises(DatasetError, match="JPCNN005.PNG.*65535.*12-bit"):
+        read_jsrt_image(tmp_path / "JPCNN005.PNG", sixteen_bit_depth=12)
 
 
 def test_unreadable_png_names_the_file(tmp_path):

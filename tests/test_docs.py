@@ -3,20 +3,30 @@
 Every ```python block of a chapter runs, in order, in one namespace per
 chapter (so a later block uses names from an earlier one), from the
 repository root. A failure names the chapter, the block and its line.
+Excerpts are checked line by line against the files they quote: ```cuda
+blocks against cuda/*.cu and docs/solutions/*.cu, ```py blocks (shown, not
+run) against tinyseg/ and docs/solutions/. Every exercise's solution in
+docs/solutions/ runs.
 """
 import importlib.util
 import pathlib
 import re
+import runpy
+import shutil
+import subprocess
 import traceback
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
+SOLUTIONS = DOCS / "solutions"
 CHAPTERS = sorted(DOCS.glob("[0-9][0-9]-*.md"))
-PAGES = CHAPTERS + [DOCS / "README.md"]
+PAGES = CHAPTERS + [DOCS / "README.md", SOLUTIONS / "README.md"]
+SOLUTION_SCRIPTS = sorted(SOLUTIONS.glob("*.py"))
 FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
 CUDA_FENCE = re.compile(r"^```cuda[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
+PY_EXCERPT_FENCE = re.compile(r"^```py[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
 LINK = re.compile(r"!?\[([^\]]*)\]\(([^)\s]+)\)")
 IDENTIFIER = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 MODULE_ALIASES = {"ts", "F", "nn", "np"}
@@ -115,20 +125,73 @@ def test_hrenet_shape_table_matches_a_run():
     assert total and sum(params) == int(total.group(1).replace(",", ""))
 
 
-@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.name)
-def test_cuda_excerpts_are_in_the_kernels(chapter):
-    """Every line of a ```cuda excerpt is a line of some cuda/*.cu file (``...`` marks a cut)."""
-    excerpts = CUDA_FENCE.findall(chapter.read_text(encoding="utf-8"))
+def _lines_of(paths):
+    lines = set()
+    for path in paths:
+        lines.update(line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return lines
+
+
+def _check_excerpts(chapter, fence, paths, what):
+    excerpts = fence.findall(chapter.read_text(encoding="utf-8"))
     if not excerpts:
         return
-    source = set()
-    for path in sorted((ROOT / "cuda").glob("*.cu")):
-        source.update(line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+    source = _lines_of(paths)
     for number, excerpt in enumerate(excerpts, 1):
         for line in excerpt.splitlines():
             line = line.strip()
-            if line and line != "..." and not line.startswith("// ..."):
-                assert line in source, f"{chapter.name}: cuda excerpt {number} has a line not in cuda/: {line}"
+            if line and line != "..." and not line.startswith(("// ...", "# ...")):
+                assert line in source, f"{chapter.name}: {what} excerpt {number} has a line not in {what} sources: {line}"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.name)
+def test_cuda_excerpts_are_in_the_kernels(chapter):
+    """Every line of a ```cuda excerpt is a line of some cuda/*.cu or docs/solutions/*.cu file
+    (``...`` marks a cut)."""
+    _check_excerpts(chapter, CUDA_FENCE, sorted((ROOT / "cuda").glob("*.cu")) + sorted(SOLUTIONS.glob("*.cu")),
+                    "cuda")
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.name)
+def test_python_excerpts_are_in_the_code(chapter):
+    """Every line of a ```py excerpt is a line of tinyseg/ or docs/solutions/ (``...`` marks a cut)."""
+    _check_excerpts(chapter, PY_EXCERPT_FENCE, sorted((ROOT / "tinyseg").rglob("*.py")) + SOLUTION_SCRIPTS,
+                    "python")
+
+
+@pytest.mark.parametrize("solution", SOLUTION_SCRIPTS, ids=lambda p: p.name)
+def test_solutions_run(solution, monkeypatch):
+    """Each solution runs as ``python docs/solutions/<file>`` would. (A ``*_test.py`` file is
+    only imported here; chapter 8 runs its tests with pytest, on the emulated GPU.)"""
+    if "requires: g++" in solution.read_text(encoding="utf-8") and shutil.which("g++") is None:
+        pytest.skip("needs g++ for the CUDA emulator")
+    monkeypatch.chdir(ROOT)
+    monkeypatch.syspath_prepend(str(ROOT))
+    monkeypatch.syspath_prepend(str(SOLUTIONS))
+    runpy.run_path(str(solution), run_name=solution.stem if solution.stem.endswith("_test") else "__main__")
+
+
+def test_every_chapter_has_exercises_with_solutions():
+    linked = set()
+    for chapter in CHAPTERS:
+        text = chapter.read_text(encoding="utf-8")
+        assert "\n## Exercises\n" in text, f"{chapter.name} has no Exercises section"
+        exercises = text.split("\n## Exercises\n", 1)[1]
+        targets = [u for _, u in relative_links(chapter) if u.startswith("solutions/") and u in exercises]
+        assert targets, f"{chapter.name}: its exercises link no solution"
+        linked.update(pathlib.Path(u).name for _, u in relative_links(chapter) if u.startswith("solutions/"))
+    modules = {"leaky_relu.py"}            # imported by the chapter and by its test, not an exercise
+    unlinked = {p.name for p in SOLUTION_SCRIPTS} - linked - modules
+    assert not unlinked, f"solutions no chapter links: {sorted(unlinked)}"
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed")
+@pytest.mark.parametrize("source", sorted(SOLUTIONS.glob("*.cu")), ids=lambda p: p.name)
+def test_solution_kernels_compile_for_the_gpu(source, tmp_path):
+    """The tour's own .cu files compile to PTX as cuda/ does in CI (with cuda/ as the include path)."""
+    result = subprocess.run(["nvcc", "--ptx", "-std=c++14", "-arch=sm_80", f"-I{ROOT / 'cuda'}",
+                             "-o", str(tmp_path / "kernel.ptx"), str(source)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 
 def test_figures_come_from_make_figures():

@@ -118,3 +118,11 @@ def test_denoise_cache_entries_are_validated_on_read(tmp_path):
     np.save(entry, np.zeros((3, 3), np.float32))                    # damaged: wrong shape
     again = cached_apply(lambda x: x * 0.5, image, {}, tmp_path)
     np.testing.assert_array_equal(again, first)                     # recomputed, not trusted
+
+
+def test_an_image_over_pillows_decompression_bomb_limit_is_a_clear_error(tmp_path, monkeypatch):
+    path = tmp_path / "huge.png"
+    path.write_bytes(image_bytes("PNG", shape=(64, 64)))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)            # 4096 pixels > 2 x the limit
+    with pytest.raises(DatasetError, match="huge.png.*decompression-bomb"):
+        read_grayscale(path)

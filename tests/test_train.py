@@ -2,6 +2,7 @@
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -120,7 +121,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
 def test_defaults_and_schedule():
     synthetic = resolve_defaults(TrainConfig())
     assert (synthetic.preset, synthetic.size, synthetic.optimizer) == ("small", (128, 160), "adam")
-    real = resolve_defaults(TrainConfig(data="somewhere"))
+    real = resolve_defaults(TrainConfig(data="somewhere"), "cuda")
     assert (real.preset, real.size, real.augment) == ("paper", (400, 500), True)
     config = resolve_defaults(TrainConfig(lr=1.0, epochs=10))
     assert learning_rate(config, 0) == 1.0
@@ -176,3 +177,66 @@ def test_segmenter_matches_training_predictions(tmp_path):
     for image, labels in zip(raw, expected):
         np.testing.assert_array_equal(segmenter.segment(image), labels)
     assert isinstance(segmenter.model, ts.models.HReNet)
+
+
+def test_real_data_defaults_depend_on_the_device():
+    from tinyseg.app.config import REAL_DATA_DEVICE_DEFAULTS, faster_alternative
+    cpu = resolve_defaults(TrainConfig(data="somewhere"), "cpu")
+    assert (cpu.preset, cpu.size) == (REAL_DATA_DEVICE_DEFAULTS["cpu"]["preset"], (256, 256))
+    assert (cpu.epochs, cpu.augment, cpu.optimizer) == (150, True, "adam")     # the rest as on a GPU
+    # --preset and --size still decide; another preset comes at its own input size
+    assert resolve_defaults(TrainConfig(data="d", preset="paper"), "cpu").size == (400, 500)
+    assert resolve_defaults(TrainConfig(data="d", preset="small"), "cuda").size == (128, 160)
+    sized = resolve_defaults(TrainConfig(data="d", size=(320, 320)), "cpu")
+    assert (sized.preset, sized.size) == ("small", (320, 320))
+    assert resolve_defaults(TrainConfig(data="d", device="cpu")).size == (256, 256)   # device picked
+    assert resolve_defaults(TrainConfig(), "cuda").size == (128, 160)   # synthetic: same everywhere
+    paper = resolve_defaults(TrainConfig(data="d"), "cuda")
+    assert faster_alternative(paper, "cpu").startswith("--preset small --size 256 256 or a GPU")
+    assert "--preset" not in faster_alternative(cpu, "cpu") and "GPU" in faster_alternative(cpu, "cpu")
+
+
+def test_resume_keeps_the_stored_model_whatever_the_device(tmp_path):
+    from tinyseg.app.config import adopt_stored_settings, config_record
+    gpu_run = config_record(resolve_defaults(TrainConfig(data="d", out=str(tmp_path)), "cuda"))
+    resumed = resolve_defaults(adopt_stored_settings(TrainConfig(data="d", resume=True), gpu_run), "cpu")
+    assert (resumed.preset, resumed.size) == ("paper", (400, 500))
+
+
+def test_training_says_what_runs_and_how_long_in_a_log(tmp_path, capsys):
+    train(tiny_config(tmp_path, epochs=2, progress=True))
+    err = capsys.readouterr().err                        # pytest's stderr is no terminal
+    assert "\r" not in err
+    lines = err.splitlines()
+    estimate = [line for line in lines if line.startswith("estimate: ")]
+    assert len(estimate) == 1 and re.match(
+        r"estimate: preset small at 32x48 on cpu, 2 epochs of \d+ images in batches of 3, each scored "
+        r"on 1 val images; about [\d.]+ (s|min|h) in all \([\d.]+ s per batch of 3, timed on \d batch", estimate[0])
+    measured = [line for line in lines if line.startswith("measured: ")]
+    assert len(measured) == 1 and "to go for 1 more epoch and the test split" in measured[0]
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert len(epochs) == 2 and "epoch 2/2 [" in epochs[1] and "val_lungs" in epochs[1]
+    assert lines.index(estimate[0]) < lines.index(epochs[0]) < lines.index(measured[0]) < lines.index(epochs[1])
+
+    train(tiny_config(tmp_path, epochs=3, resume=True, progress=True))    # a resumed run: the rest
+    lines = capsys.readouterr().err.splitlines()
+    assert any(line.startswith("estimate: preset small at 32x48 on cpu, 1 epoch of") for line in lines)
+    assert not any(line.startswith("measured: ") for line in lines)       # nothing left to estimate
+
+
+def test_cli_on_real_data_takes_the_device_default_model(tmp_path, capsys):
+    from tinyseg.app.config import REAL_DATA_DEVICE_DEFAULTS
+    from tinyseg.data import make_synthetic_dataset
+    images, labels = make_synthetic_dataset(8, (64, 64), 3)
+    for sub in ("images", "masks"):
+        (tmp_path / "data" / sub).mkdir(parents=True)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        Image.fromarray((image * 255).astype(np.uint8)).save(tmp_path / "data" / "images" / f"c{i}.png")
+        Image.fromarray(label.astype(np.uint8)).save(tmp_path / "data" / "masks" / f"c{i}.png")
+    out = tmp_path / "run"
+    assert main(["--data", str(tmp_path / "data"), "--epochs", "1", "--device", "cpu", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    cpu = REAL_DATA_DEVICE_DEFAULTS["cpu"]
+    assert (metrics["preset"], metrics["size"], metrics["device"]) == (cpu["preset"], list(cpu["size"]), "cpu")
+    err = capsys.readouterr().err
+    assert f"estimate: preset {cpu['preset']} at {cpu['size'][0]}x{cpu['size'][1]} on cpu, 1 epoch of" in err

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import weakref
 from typing import NamedTuple
 
 import numpy
@@ -88,6 +87,7 @@ class Function:
     """
 
     saves = ()
+    freed = False     # set once backward() has released what the function saved
 
     def __call__(self, *inputs):
         from .tensor import Tensor, as_tensor
@@ -106,11 +106,9 @@ class Function:
             # input is kept (its .grad gets filled); a computed input only as an Edge
             # to the function that made it, so its array is freed once nobody else
             # holds it: a Function saves exactly the arrays its derivative needs (ReLU
-            # its output, not its input). Outputs are known by shape and dtype, plus a
-            # weak reference to unlink them afterwards.
+            # its output, not its input). Outputs are known by shape and dtype.
             self.inputs = tuple(t if t.creator is None else Edge(t.creator, t.output_index) for t in tensors)
             self.output_meta = tuple((y.shape, y.dtype) for y in outputs)
-            self.output_refs = tuple(weakref.ref(y) for y in results)
             self.xp = get_array_module(outputs[0])
             for index, y in enumerate(results):
                 y.creator, y.output_index = self, index
@@ -156,6 +154,11 @@ def _topological_order(root):
             continue
         if id(fn) in visited:
             continue
+        if fn.freed:
+            raise RuntimeError(
+                f"backward() reached a {type(fn).__name__} whose graph an earlier backward() freed "
+                "(its saved arrays are gone); pass retain_graph=True to the first backward() to "
+                "go through the graph again")
         visited.add(id(fn))
         stack.append((fn, True))
         for edge in fn.inputs:
@@ -209,9 +212,6 @@ def backward(root, grad=None, retain_graph=False):
             elif edge.requires_grad:             # a leaf: the gradient lands in .grad
                 _check_gradient(fn, g, edge.shape)
                 edge._accumulate(g)
-        if not retain_graph:  # free saved arrays and graph edges
-            for ref in fn.output_refs:
-                y = ref()
-                if y is not None:
-                    y.creator = None
-            fn.__dict__.clear()
+        if not retain_graph:  # free saved arrays and graph edges; outputs still know their maker,
+            fn.__dict__.clear()   # so a later backward() through them is an error, not a silent 0
+            fn.freed = True

@@ -6,10 +6,10 @@ matters with a different weight) against central differences
 
     dL/dx_i ~ (L(x + eps e_i) - L(x - eps e_i)) / (2 eps)
 
-one element at a time. Central differences have error O(eps^2); with float64
-and eps = 1e-6 the rounding error is about 1e-10 / eps, so agreement to
-about 1e-5 is expected from a correct backward pass. Use float64 inputs:
-in float32 rounding swamps the difference quotient.
+one element at a time. Central differences have error O(eps^2); in float64 the
+rounding error is about u |L| / eps with u = 1.1e-16 (1e-10 |L| at eps = 1e-6),
+so agreement to about 1e-5 is expected from a correct backward pass. Use float64
+inputs: in float32 rounding swamps the difference quotient.
 """
 from __future__ import annotations
 

@@ -95,8 +95,13 @@ def tensor(data, requires_grad=False, device="cpu", dtype=None) -> Tensor:
     """
     if isinstance(data, Tensor):
         data = data.data
+    if data is None:
+        raise TypeError("tensor(None): expected an array, a number or a (nested) list of numbers")
     xp = module_for(check_device(device))
     array = xp.asarray(to_device(data, device) if hasattr(data, "shape") else data)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"tensor() takes real numbers, got {array.dtype} data"
+                        + (" (complex values would lose their imaginary part)" if array.dtype.kind == "c" else ""))
     array = array.astype(dtype or _default_dtype(data, array, xp), copy=False)
     if requires_grad and array.dtype.kind != "f":
         raise TypeError(f"only floating tensors can require gradients, got {array.dtype}")

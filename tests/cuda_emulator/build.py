@@ -14,6 +14,10 @@ A launch checks what CUDA takes on trust: every pointer argument is an emulated 
 array of exactly the element type the kernel declares, every scalar a NumPy scalar of
 exactly the declared C type (CuPy passes a Python int as a 64-bit integer, which an
 ``int`` parameter would misread), arrays are C-contiguous, and the argument count matches.
+It also refuses what a GPU refuses: more threads per block than the kernel can launch
+with (1024, or its ``__launch_bounds__``), and more dynamic shared memory than the
+kernel's ``max_dynamic_shared_size_bytes`` (48 KiB unless raised, as CuPy's RawKernel
+raises it, up to the device's opt-in limit ``DEVICE["sharedMemPerBlockOptin"]``).
 """
 from __future__ import annotations
 
@@ -38,7 +42,8 @@ FLAGS = ("-O2", "-std=c++17", "-shared", "-fPIC", "-Wno-unknown-pragmas")
 if os.environ.get("TINYSEG_EMULATOR_ASAN") == "1":
     FLAGS += ("-fsanitize=address", "-fno-omit-frame-pointer", "-g")
 
-KERNEL = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(([^)]*)\)')
+KERNEL = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\s*\(\s*(\d+)[^)]*\)\s*)?'
+                    r'(\w+)\s*\(([^)]*)\)')
 DYNAMIC_SHARED = re.compile(r"extern\s+__shared__\s+(\w+)\s+(\w+)\s*\[\s*\]\s*;")
 
 # C scalar type -> (ctypes type, NumPy dtype a launch must pass)
@@ -64,6 +69,15 @@ def asan_environment():
     if not os.path.isabs(library) or not os.path.exists(library):
         return None
     return {"TINYSEG_EMULATOR_ASAN": "1", "LD_PRELOAD": library, "ASAN_OPTIONS": "detect_leaks=0"}
+
+
+# The properties of the emulated device that tinyseg reads (cupy.cuda.runtime.getDeviceProperties),
+# with the limits of a recent data-centre GPU.
+DEVICE = {"name": b"CUDA emulator (CPU)", "multiProcessorCount": 4, "maxThreadsPerBlock": 1024,
+          "warpSize": 32, "regsPerBlock": 65536, "sharedMemPerBlock": 48 * 1024,
+          "sharedMemPerBlockOptin": 227 * 1024}
+REGISTERS = 32   # registers per thread a kernel reports: the emulator allocates none
+_SHARED_LIMITS = {}   # (library path, kernel) -> max_dynamic_shared_size_bytes, as the driver keeps it
 
 
 class EmuLaunch(ctypes.Structure):
@@ -106,23 +120,56 @@ class Parameter:
 
 class Kernel:
     """One kernel of a compiled source, called as CuPy's RawModule functions are:
-    ``kernel(grid, block, args, shared_mem=0)``."""
+    ``kernel(grid, block, args, shared_mem=0)``, with RawKernel's attributes."""
 
-    def __init__(self, library, name, parameters, barriers, device_array):
+    def __init__(self, library, name, parameters, barriers, device_array, launch_bound=None):
         self.name, self.parameters, self.barriers = name, parameters, barriers
         self._device_array = device_array
+        self._key = (library._name, name)
+        self._max_threads = min(DEVICE["maxThreadsPerBlock"], launch_bound or DEVICE["maxThreadsPerBlock"])
         self._function = getattr(library, f"emu_launch_{name}")
         self._function.argtypes = [ctypes.POINTER(EmuLaunch)] + [p.ctype for p in parameters]
         self._function.restype = ctypes.c_int
         self._last_error = library.emu_last_error
         self._last_error.restype = ctypes.c_char_p
 
+    @property
+    def max_threads_per_block(self):
+        return self._max_threads
+
+    @property
+    def num_regs(self):
+        return REGISTERS
+
+    @property
+    def max_dynamic_shared_size_bytes(self):
+        return _SHARED_LIMITS.get(self._key, DEVICE["sharedMemPerBlock"])
+
+    @max_dynamic_shared_size_bytes.setter
+    def max_dynamic_shared_size_bytes(self, size):
+        if not 0 <= size <= DEVICE["sharedMemPerBlockOptin"]:
+            raise RuntimeError(f"{self.name}: CUDA_ERROR_INVALID_VALUE: {size} bytes of dynamic shared memory "
+                               f"is past the device's opt-in limit {DEVICE['sharedMemPerBlockOptin']}")
+        _SHARED_LIMITS[self._key] = int(size)
+
+    @property
+    def attributes(self):
+        return {"max_threads_per_block": self.max_threads_per_block, "shared_size_bytes": 0,
+                "const_size_bytes": 0, "local_size_bytes": 0, "num_regs": self.num_regs, "ptx_version": -1,
+                "binary_version": -1, "cache_mode_ca": 0,
+                "max_dynamic_shared_size_bytes": self.max_dynamic_shared_size_bytes,
+                "preferred_shared_memory_carveout": -1}
+
     def __call__(self, grid, block, args, shared_mem=0):
         if len(args) != len(self.parameters):
             raise TypeError(f"{self.name} takes {len(self.parameters)} arguments, got {len(args)}")
         grid, block = _dim3(grid, "grid"), _dim3(block, "block")
-        if block[0] * block[1] * block[2] > 1024:
-            raise ValueError(f"{self.name}: {block} is more than 1024 threads per block")
+        if block[0] * block[1] * block[2] > self._max_threads:
+            raise ValueError(f"{self.name}: {block} is more than the {self._max_threads} threads per block "
+                             "it can launch with")
+        if shared_mem > self.max_dynamic_shared_size_bytes:
+            raise ValueError(f"{self.name}: {shared_mem} bytes of dynamic shared memory, more than its "
+                             f"max_dynamic_shared_size_bytes ({self.max_dynamic_shared_size_bytes})")
         values = [p.convert(a, self.name, self._device_array) for p, a in zip(self.parameters, args)]
         launch = EmuLaunch((ctypes.c_uint * 3)(*grid), (ctypes.c_uint * 3)(*block), int(shared_mem),
                            int(self.barriers))
@@ -155,7 +202,8 @@ def _wrapper(name, params):
 
 
 def compile_source(code, options=(), filename="kernel.cu"):
-    """Build ``code`` (a .cu file's text); returns {kernel name: (library, parameters, barriers)}.
+    """Build ``code`` (a .cu file's text); returns {kernel name: (library, parameters, barriers,
+    launch bound or None)}.
     ``filename`` is the name compiler errors and sanitizer reports give the source."""
     if CXX is None:
         raise CompileError("the CUDA emulator needs g++ on PATH")
@@ -179,7 +227,8 @@ def compile_source(code, options=(), filename="kernel.cu"):
                              .encode()).hexdigest()[:24]
         library_path = os.path.join(folder, f"{key}.so")
         kernels = {name: [Parameter(p) for p in params.split(",") if p.strip()]
-                   for name, params in KERNEL.findall(expanded)}
+                   for _, name, params in KERNEL.findall(expanded)}
+        bounds = {name: int(bound) for bound, name, _ in KERNEL.findall(expanded) if bound}
         if not kernels:
             raise CompileError('no extern "C" __global__ kernels found')
         if not os.path.exists(library_path):
@@ -195,4 +244,4 @@ def compile_source(code, options=(), filename="kernel.cu"):
                 os.remove(path)
     barriers = "__syncthreads" in code
     library = ctypes.CDLL(library_path)
-    return {name: (library, params, barriers) for name, params in kernels.items()}
+    return {name: (library, params, barriers, bounds.get(name)) for name, params in kernels.items()}

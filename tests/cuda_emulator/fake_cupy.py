@@ -5,6 +5,9 @@ tells them from host arrays and sends them down its GPU code paths; kernels come
 ``RawModule``, which compiles the CUDA source with g++ (``build.py``). Like CuPy, and
 unlike plain NumPy, an operation that mixes a device array with a host array (other than
 a scalar or a 0-d array) raises TypeError, and ``asarray`` of a host array copies it.
+``cublas.gemm`` is CuPy's cuBLAS wrapper with its argument rules, computed by NumPy, and
+``cuda.runtime.getDeviceProperties`` gives the limits in ``build.DEVICE``; kernels have
+RawKernel's attributes (``build.Kernel``).
 
 What it cannot show: speed, races between threads of a block (threads run one at a
 time), and float32 rounding of the GPU's own math library and of cuBLAS. Reads and
@@ -18,7 +21,7 @@ import types
 
 import numpy
 
-from .build import Kernel, compile_source
+from .build import DEVICE, Kernel, compile_source
 
 
 class ndarray(numpy.ndarray):
@@ -127,8 +130,8 @@ class RawModule:
         self.compile()
         if name not in self._kernels:
             raise AttributeError(f"no kernel named {name!r}")
-        library, parameters, barriers = self._kernels[name]
-        return Kernel(library, name, parameters, barriers, ndarray)
+        library, parameters, barriers, launch_bound = self._kernels[name]
+        return Kernel(library, name, parameters, barriers, ndarray, launch_bound)
 
 
 def _source_name(code):
@@ -145,6 +148,53 @@ class _CompileException(Exception):
     pass
 
 
+class _Cublas:
+    """``cupy.cublas``: the one wrapper tinyseg calls, ``gemm``, with CuPy's argument rules.
+
+    As CuPy does, an operand that is neither C- nor F-contiguous is copied first (cuBLAS
+    needs a leading dimension), and so is an ``out`` that is neither; ``operand_copies``
+    counts those copies, so tests can show that the GEMMs tinyseg makes need none. With
+    beta = 0 ``out`` is not read (cuBLAS ignores what it held, NaN included)."""
+
+    operand_copies = 0
+
+    def gemm(self, transa, transb, a, b, out=None, alpha=1.0, beta=0.0):
+        assert a.ndim == b.ndim == 2
+        assert a.dtype == b.dtype
+        if a.dtype.char not in "fdFD":
+            raise TypeError("invalid dtype")
+        op_a, op_b = (m.T if _transposed(t) else m for m, t in ((a, transa), (b, transb)))
+        (m, k), n = op_a.shape, op_b.shape[1]
+        assert op_b.shape[0] == k
+        if out is None:
+            out = numpy.empty((m, n), dtype=a.dtype, order="F").view(ndarray)
+            beta = 0.0
+        else:
+            assert out.ndim == 2 and out.shape == (m, n) and out.dtype == a.dtype
+        for array in (a, b, out):
+            if not (array.flags.c_contiguous or array.flags.f_contiguous):
+                _Cublas.operand_copies += 1
+        product = numpy.matmul(_to_host(op_a), _to_host(op_b))
+        if alpha != 1.0:
+            product *= alpha
+        host = _to_host(out)
+        if beta == 0.0:
+            host[...] = product
+        else:
+            host *= beta
+            host += product
+        return out
+
+
+def _transposed(trans):
+    if trans not in ("N", "T", "H"):
+        raise TypeError(f"invalid trans (actual: {trans})")
+    return trans != "N"
+
+
+cublas = _Cublas()
+
+
 class _Device:
     id = 0
 
@@ -158,7 +208,7 @@ class _Device:
 cuda = types.SimpleNamespace(
     runtime=types.SimpleNamespace(
         getDeviceCount=lambda: 1,
-        getDeviceProperties=lambda device_id: {"name": b"CUDA emulator (CPU)", "multiProcessorCount": 4},
+        getDeviceProperties=lambda device_id: dict(DEVICE),
     ),
     compiler=types.SimpleNamespace(CompileException=_CompileException),
     Device=_Device,

@@ -31,6 +31,7 @@
 #define __host__
 #define __forceinline__ inline
 #define __restrict__ __restrict
+#define __launch_bounds__(...)
 #define __shared__ static
 
 using std::max;

@@ -4,7 +4,9 @@ TF32 policy: float32 GEMMs must run in full float32, or a 1e-4 comparison with t
 would measure TF32's 10-bit mantissa instead of our kernels. CuPy uses TF32 only when
 CUPY_TF32 is set to a positive value when it first multiplies float32 matrices; we set
 it to 0 and, where CuPy exposes it, also pin cuBLAS's float32 compute type to
-"pedantic" (CUBLAS_COMPUTE_32F_PEDANTIC: no reduced-precision shortcuts).
+"pedantic" (CUBLAS_COMPUTE_32F_PEDANTIC: no reduced-precision shortcuts). The
+convolutions' GEMMs (``cupy.cublas.gemm``, cublasSgemm) use the handle's math mode,
+which is full float32 unless TF32 is asked for, and NVIDIA_TF32_OVERRIDE=0 forbids it.
 
 Poisoning: every buffer a kernel is to fill starts as NaN (integers: -1), so a kernel
 that skips an element fails the comparison.

@@ -23,6 +23,7 @@ if not ts.cuda_available():
 import tinyseg.functional as F  # noqa: E402
 from parity import check  # noqa: E402
 from tinyseg.ops.gpu import lstm as gpu_lstm  # noqa: E402
+from tinyseg.ops.gpu import norm as gpu_norm  # noqa: E402
 
 EXAMPLES = settings(max_examples=25, deadline=None)
 dtypes = st.sampled_from([np.float32, np.float64])
@@ -108,6 +109,39 @@ def test_batch_norm(n, c, h, w, training, affine, dt, seed):
     check(lambda x, m, v, *wb: F.batch_norm(x, m, v, *wb, training=training), arrays, differentiable)
 
 
+def test_batch_norm_splits_few_channels_over_several_blocks():
+    assert gpu_norm.reduction_parts(4096, 16 * 775, 132) == 1            # many channels: one block each
+    assert gpu_norm.reduction_parts(64, 16 * 200 * 250, 132) == 9        # few: 4 blocks per multiprocessor
+    assert gpu_norm.reduction_parts(8, 3000, 132) == 1                   # too few values to share out
+    assert gpu_norm.reduction_parts(8, 40 * 2048, 132) == 40
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 4), st.integers(1, 9), st.integers(1, 9), st.sampled_from([2, 3, 7, 50]),
+       st.booleans(), dtypes, seeds)
+def test_batch_norm_split_over_blocks(n, c, h, w, parts, training, dt, seed):
+    # slices of every length, across plane boundaries; `parts` past the count gives one value a slice
+    assume(not training or n * h * w > 3)
+    rng = np.random.default_rng(seed)
+    arrays = [randn(rng, dt, n, c, h, w, scale=3.0) + 1.5, randn(rng, dt, c, scale=0.1),
+              rng.uniform(0.5, 2.0, c).astype(dt), randn(rng, dt, c), randn(rng, dt, c)]
+    with mock.patch.object(gpu_norm, "reduction_parts", lambda *args: parts):
+        check(lambda x, m, v, *wb: F.batch_norm(x, m, v, *wb, training=training), arrays,
+              [True, not training, not training, True, True])
+
+
+def test_batch_norm_reductions_launch_with_their_bound():
+    import os
+    import re
+    from tinyseg.backend import CUDA_SOURCE_DIR
+    with open(os.path.join(CUDA_SOURCE_DIR, "batchnorm.cu"), encoding="utf-8") as f:
+        assert int(re.search(r"#define BN_THREADS (\d+)", f.read()).group(1)) == gpu_norm.REDUCE_THREADS
+    for name in ("batch_norm_stats_partial", "batch_norm_backward_partial"):
+        assert gpu_norm._reduction(name, np.float32).max_threads_per_block >= gpu_norm.REDUCE_THREADS
+    with mock.patch.object(gpu_norm, "REDUCE_THREADS", 2048), pytest.raises(RuntimeError, match="BN_THREADS"):
+        gpu_norm._reduction.__wrapped__("batch_norm_stats_partial", np.float64)
+
+
 @EXAMPLES
 @given(st.integers(1, 3), st.integers(1, 6), st.integers(1, 3000), dtypes, seeds)
 def test_batch_norm_running_statistics(n, c, plane, dt, seed):
@@ -142,6 +176,31 @@ def test_cross_entropy_takes_labels_from_the_host():
     on_device = F.cross_entropy(z, ts.tensor(target, device="cuda")).item()
     assert F.cross_entropy(z, ts.tensor(target)).item() == on_device
     assert F.cross_entropy(z, ts.tensor(target), ts.tensor(np.ones(3, np.float32))).item() == pytest.approx(on_device)
+
+
+@pytest.mark.parametrize("bad", [-1, 3, 7])
+def test_cross_entropy_refuses_targets_out_of_range_as_the_cpu_does(bad):
+    rng = np.random.default_rng(6)
+    logits, target = randn(rng, np.float32, 2, 3, 4, 5), rng.integers(0, 3, (2, 4, 5))
+    target[1, 2, 3] = bad
+    messages = []
+    for device in ("cpu", "cuda"):
+        with pytest.raises(ValueError, match="target values must lie in") as error:
+            F.cross_entropy(ts.tensor(logits, device=device), ts.tensor(target, device=device))
+        messages.append(str(error.value))
+    assert messages[0] == messages[1]
+
+
+def test_cross_entropy_checks_targets_on_the_device(monkeypatch):
+    # valid targets: no host-side reduction of the targets (only the kernel's flag is read)
+    import tinyseg.ops.loss as loss_op
+
+    def host_check(*args):
+        raise AssertionError("targets were checked on the host")
+    monkeypatch.setattr(loss_op, "check_target_range", host_check)
+    rng = np.random.default_rng(7)
+    z = ts.tensor(randn(rng, np.float32, 2, 3, 4, 5), device="cuda")
+    assert np.isfinite(F.cross_entropy(z, ts.tensor(rng.integers(0, 3, (2, 4, 5)), device="cuda")).item())
 
 
 @EXAMPLES
@@ -187,14 +246,48 @@ def test_lstm_with_more_hidden_units_than_threads(reverse):
         check(lambda x, *w: F.lstm(x, *w, reverse=reverse), arrays)
 
 
+H100 = gpu_lstm.Limits(processors=132, max_threads=1024, shared_bytes=48 * 1024, shared_optin=227 * 1024)
+
+
 def test_lstm_launch_shapes():
     # spread over the multiprocessors first, then pack; shared memory caps the packing
-    assert gpu_lstm.launch_shape(13, 256, 4, 2, 132) == ((13, 2), (256,), 1)
-    assert gpu_lstm.launch_shape(208, 256, 4, 2, 132) == ((52, 2), (256,), 4)
-    assert gpu_lstm.launch_shape(1000, 256, 8, 1, 132) == ((250, 1), (256,), 4)   # 5*4*256*8 B <= 48 KiB
-    assert gpu_lstm.launch_shape(3, 33, 4, 1, 1) == ((1, 1), (64,), 3)
+    back, fwd = gpu_lstm.BACKWARD_WORDS, gpu_lstm.FORWARD_WORDS
+    assert gpu_lstm.launch_shape(13, 256, 4, 2, back, H100) == ((13, 2), (256,), 1, 5 * 256 * 4)
+    assert gpu_lstm.launch_shape(208, 256, 4, 2, back, H100) == ((52, 2), (256,), 4, 4 * 5 * 256 * 4)
+    assert gpu_lstm.launch_shape(1000, 256, 8, 1, back, H100)[:3] == ((250, 1), (256,), 4)   # 5*4*256*8 B <= 48 KiB
+    assert gpu_lstm.launch_shape(1000, 256, 8, 1, fwd, H100)[:3] == ((125, 1), (256,), 8)    # forward: H values each
+    assert gpu_lstm.launch_shape(3, 33, 4, 1, back, H100._replace(processors=1))[:3] == ((1, 1), (64,), 3)
+
+
+def test_lstm_block_size_follows_the_kernels_registers():
+    # the float64 backward kernel's 142 registers allow 448 threads, not the 512 cap
+    assert gpu_lstm.threads_for_registers(142, 65536) == 448
+    assert gpu_lstm.threads_for_registers(88, 65536) == 736
+    few = H100._replace(max_threads=gpu_lstm.threads_for_registers(142, 65536))
+    assert gpu_lstm.launch_shape(4, 1000, 8, 1, gpu_lstm.BACKWARD_WORDS, few)[1] == (448,)
+    assert gpu_lstm.launch_shape(4, 1000, 4, 1, gpu_lstm.BACKWARD_WORDS, H100)[1] == (512,)
+    assert gpu_lstm.launch_shape(4, 100, 4, 1, gpu_lstm.BACKWARD_WORDS, few)[1] == (128,)
+
+
+def test_lstm_hidden_sizes_past_the_default_shared_memory_opt_in():
+    # 2458 float32 units: 5 * 2458 * 4 B = 49160 B per sequence, past 48 KiB: one sequence, opted in
+    assert gpu_lstm.launch_shape(6, 2458, 4, 2, gpu_lstm.BACKWARD_WORDS, H100)[2:] == (1, 49160)
+    assert gpu_lstm.launch_shape(6, 2457, 4, 2, gpu_lstm.BACKWARD_WORDS, H100)[2:] == (1, 49140)
+    assert gpu_lstm.launch_shape(6, 11000, 4, 2, gpu_lstm.BACKWARD_WORDS, H100)[2:] == (1, 220000)
     with pytest.raises(ValueError, match="shared memory"):
-        gpu_lstm.launch_shape(4, 2000, 8, 1, 132)
+        gpu_lstm.launch_shape(4, 12000, 4, 1, gpu_lstm.BACKWARD_WORDS, H100)
+    with pytest.raises(ValueError, match="shared memory"):      # a GPU that allows no more than 48 KiB
+        gpu_lstm.launch_shape(4, 2458, 4, 1, gpu_lstm.BACKWARD_WORDS, H100._replace(shared_optin=48 * 1024))
+
+
+def test_lstm_with_more_shared_memory_than_a_block_has_by_default():
+    # backward keeps 5 * 2500 float32 values per sequence (50 000 B > 48 KiB): the kernel is opted in
+    rng = np.random.default_rng(8)
+    h, n_in = 2500, 2
+    arrays = [randn(rng, np.float32, 2, 1, n_in)]
+    arrays += [randn(rng, np.float32, *shape, scale=0.02) for shape in ((4 * h, n_in), (4 * h, h), (4 * h,),
+                                                                          (4 * h,))]
+    check(lambda x, *w: F.lstm(x, *w), arrays)
 
 
 @settings(max_examples=15, deadline=None)

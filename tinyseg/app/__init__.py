@@ -10,11 +10,11 @@ checkpoints, inference on new radiographs, progress bars and pictures.
     config.py      TrainConfig, the defaults for synthetic and real data, resume merging
     loop.py        train(): data, model, optimiser, epochs, divergence checks, checkpoints
     cli.py         argument parsing and main()
-    evaluate.py    scoring a split; metrics.json, history.json, curves and overlays
-    metrics.py     Dice, Jaccard, pixel accuracy
+    evaluate.py    scoring a split or a checkpoint; metrics.json, history.json, curves, overlays
+    metrics.py     Dice, Jaccard, pixel accuracy, contour distances (mean and Hausdorff)
     checkpoint.py  .npz checkpoints with JSON metadata
     inference.py   Segmenter: a checkpoint's model and preprocessing for new images
-    progress.py    a progress bar on stderr
+    progress.py    progress on stderr (a bar on a terminal, lines in a log) and the run-time estimate
     pictures.py    overlays, comparison panels and line charts as PNG
 """
 from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint

@@ -49,8 +49,11 @@ def parse_args(argv=None):
     p.add_argument("--data", help="JSRT folder (with --scr) or a folder dataset (images/ + masks/); "
                                   "default: synthetic radiographs")
     p.add_argument("--scr", help="root of the SCR masks for a JSRT folder")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="default: small (synthetic), paper (--data)")
-    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="default: the preset's input size")
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="default: small (synthetic); with --data, small at 256 x 256 on a CPU and "
+                        "paper at 400 x 500 on a GPU (tinyseg.app.config.REAL_DATA_DEVICE_DEFAULTS)")
+    p.add_argument("--size", type=int, nargs=2, metavar=("H", "W"),
+                   help="default: the preset's input size, or the device's with --data")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
@@ -78,7 +81,7 @@ def parse_args(argv=None):
                         "(0: evaluate on the test split every epoch)")
     p.add_argument("--keep-overexposed", action="store_true", default=None,
                    help="keep the images the exposure screen drops (those are listed when it does)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or time estimates")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     distributed.add_arguments(p)
     args = p.parse_args(argv)
@@ -98,5 +101,6 @@ def _train_command(argv):
         return 0
     summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics["dice"].items())
     print(f"test Dice: {summary}; pixel accuracy {metrics['pixel_accuracy']:.4f} "
-          f"({metrics['n_images']} images, {metrics['seconds']:.0f} s); results in {config.out}")
+          f"({metrics['n_images']} images, {metrics['seconds']:.0f} s); results in {config.out} "
+          "(per-image scores and contour distances in metrics.json)")
     return 0

@@ -678,7 +678,8 @@ class DataParallel:
         self.sync_layers = synchronise_batchnorm(model, comm) if batchnorm == "sync" else []
         self.reducer = GradientReducer(comm, model.parameters(), bucket_mb * 2 ** 20)
 
-    def train_one_epoch(self, optimizer, dataset, config, input_scale, device, seed, augment, bar):
+    def train_one_epoch(self, optimizer, dataset, config, input_scale, device, seed, augment, bar,
+                        on_step=None):
         """``loop.train_one_epoch`` over this rank's share of every global batch.
 
         Each rank weighs its mean loss by its share of the batch (n_rank / n_batch), so the
@@ -719,6 +720,8 @@ class DataParallel:
             losses.append(value)
             seen += n_batch
             bar.update(step + 1, seen, loss=float(np.mean(losses)))
+            if on_step is not None:
+                on_step(step + 1)
         if self.batchnorm == "per-rank":
             average_buffers(comm, model)
         if not _all_finite(model):

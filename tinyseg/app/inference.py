@@ -20,11 +20,13 @@ from .checkpoint import CheckpointError, read_checkpoint
 from .config import default_cache_dir
 
 
-def read_radiograph(path):
-    """A grey image in [0, 1]: JSRT ``.IMG`` files and PNG / JPEG / TIFF via the data package."""
+def read_radiograph(path, sixteen_bit_depth=16):
+    """A grey image in [0, 1]: JSRT ``.IMG`` files and PNG / JPEG / TIFF via the data package
+    (16-bit files as data of ``sixteen_bit_depth`` bits: ``Segmenter.read`` passes the
+    training data's)."""
     if str(path).lower().endswith(".img"):
         return read_jsrt_image(path).pixels
-    return read_grayscale(path)[0]
+    return read_grayscale(path, sixteen_bit_depth)[0]
 
 
 # Bounds on a stored architecture, checked before anything is allocated: the paper preset
@@ -92,10 +94,11 @@ def check_inference_metadata(path, metadata, extra):
 
 class Segmenter:
     def __init__(self, model, size, mean_image=None, input_scale=1.0, denoise="none",
-                 cache_dir=None, device="cpu"):
+                 cache_dir=None, device="cpu", sixteen_bit_depth=16):
         self.model, self.size = model.eval(), tuple(size)
         self.mean_image, self.input_scale = mean_image, input_scale
         self.denoise, self.cache_dir, self.device = denoise, cache_dir, device
+        self.sixteen_bit_depth = sixteen_bit_depth
 
     @classmethod
     def from_checkpoint(cls, path, device="cpu", cache_dir=None):
@@ -106,8 +109,16 @@ class Segmenter:
         checkpoint.load_into(model)
         # the training default, for a checkpoint in <out>
         cache_dir = cache_dir or default_cache_dir(os.path.dirname(os.path.abspath(path)))
+        depth = metadata.get("sixteen_bit_depth", 16)
+        if depth not in (12, 16):
+            raise CheckpointError(f"checkpoint {path!r}: sixteen_bit_depth {depth!r} is not 12 or 16")
         return cls(model.to(device), metadata["size"], extra.get("mean_image"),
-                   metadata.get("input_scale", 1.0), metadata.get("denoise", "none"), cache_dir, device)
+                   metadata.get("input_scale", 1.0), metadata.get("denoise", "none"), cache_dir, device,
+                   depth)
+
+    def read(self, path):
+        """An image file as the training data were read (16-bit files at their data depth)."""
+        return read_radiograph(path, self.sixteen_bit_depth)
 
     def preprocess(self, image):
         """(H, W) image in [0, 1] -> the network's (size) input, as in training."""

@@ -1,11 +1,15 @@
 """The training loop: one run from data to checkpoints and result files.
 
+Before training one line says what will run and about how long it will take
+(timed on the first batches), and another after the first epoch (measured).
 Every epoch the training split is reshuffled (as in the paper), the model is
 scored on the held-out split (validation when there is one, else test), and
 ``last.npz`` / ``best.npz`` are written atomically. At the end the final model
 is scored on the test split and ``--out`` receives:
 
-    metrics.json      Dice / Jaccard per foreground class, pixel accuracy, run facts
+    metrics.json      Dice / Jaccard per foreground class, pixel accuracy, run facts, and
+                      every test image's Dice, Jaccard and contour distances with their
+                      spread, at the network's resolution and at the images' own
     history.json      per-epoch training loss, held-out loss and Dice, learning rate
     curves.png        loss and Dice curves
     overlays/*.png    image | ground truth | prediction for every test image
@@ -28,6 +32,7 @@ import glob
 import math
 import os
 import shutil
+import sys
 import tempfile
 import time
 
@@ -41,9 +46,10 @@ from ..optim import SGD, Adam
 from ..tensor import tensor
 from . import distributed
 from .checkpoint import read_checkpoint, save_checkpoint
-from .config import TrainConfig, adopt_stored_settings, config_record, resolve_defaults
+from .config import (TrainConfig, adopt_stored_settings, config_record, faster_alternative,
+                     resolve_defaults)
 from .evaluate import evaluate, foreground, write_results
-from .progress import ProgressBar
+from .progress import ProgressBar, RunEstimate
 
 
 class TrainingDiverged(FloatingPointError):
@@ -144,6 +150,16 @@ def build_optimizer(config, model):
     return Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
 
+def run_estimate(config, device, dataset, heldout, start_epoch):
+    """The time estimate of the epochs left to run (see progress.RunEstimate)."""
+    epochs = config.epochs - start_epoch
+    plan = (f"preset {config.preset} at {config.size[0]}x{config.size[1]} on {device}, {epochs} "
+            f"epoch{'s' if epochs > 1 else ''} of {len(dataset.train)} images in batches of "
+            f"{config.batch_size}, each scored on {len(getattr(dataset, heldout))} {heldout} images")
+    return RunEstimate(plan, math.ceil(len(dataset.train) / config.batch_size), epochs, config.batch_size,
+                       len(getattr(dataset, heldout)), len(dataset.test), faster_alternative(config, device))
+
+
 def _last_good(config, last_path, history):
     lower = f"--lr {config.lr / 10:g}"
     if history and os.path.isfile(last_path):
@@ -200,9 +216,9 @@ def _train(config, dataset, on_epoch_end, comm):
             raise FileNotFoundError(f"--resume: no checkpoint {last_path} to continue from")
         checkpoint = read_checkpoint(last_path)
         config = adopt_stored_settings(config, checkpoint.metadata.get("config", {}))
-    config = resolve_defaults(dataclasses.replace(config, progress=config.progress and comm.rank == 0))
+    device = pick_device(config.device)      # before the defaults, which depend on it
+    config = resolve_defaults(dataclasses.replace(config, progress=config.progress and comm.rank == 0), device)
     distributed.check_settings(comm, config)
-    device = pick_device(config.device)
     comm.use_device(device)
     comm.on_root(prepare_output, config)
 
@@ -232,30 +248,35 @@ def _train(config, dataset, on_epoch_end, comm):
         return {"epoch": epoch, "config": config_record(config), "rng_state": rng.bit_generator.state,
                 "history": history, "best_score": best_score, "input_scale": input_scale,
                 "size": list(config.size), "class_names": list(class_names), "denoise": config.denoise,
-                "data": fingerprint}
+                "data": fingerprint, "sixteen_bit_depth": dataset.sixteen_bit_depth}
 
     extra = {"mean_image": dataset.mean_image} if dataset.mean_image is not None else {}
     augment = Augmentation() if config.augment else None
     eval_x, eval_y = dataset.split(heldout)
+    steps = math.ceil(len(dataset.train) / config.batch_size)
+    estimate = run_estimate(config, device, dataset, heldout, start_epoch) if config.progress else None
 
     for epoch in range(start_epoch, config.epochs):
         optimizer.lr = learning_rate(config, epoch)
         epoch_seed = int(rng.integers(2 ** 63))     # shuffling and augmentation of this epoch
-        bar = ProgressBar(math.ceil(len(dataset.train) / config.batch_size),
-                          f"epoch {epoch + 1}/{config.epochs}", enabled=config.progress)
+        bar = ProgressBar(steps, f"epoch {epoch + 1}/{config.epochs}", enabled=config.progress)
+        first = estimate is not None and epoch == start_epoch     # the one whose steps are timed
         try:
+            on_step = estimate.timer(bar) if first else None
             if parallel is not None:
                 train_loss = parallel.train_one_epoch(optimizer, dataset, config, input_scale, device,
-                                                      epoch_seed, augment, bar)
+                                                      epoch_seed, augment, bar, on_step)
             else:
                 train_loss = train_one_epoch(model, optimizer, dataset, config, input_scale, device,
-                                             epoch_seed, augment, bar)
+                                             epoch_seed, augment, bar, on_step)
         except TrainingDiverged as err:
             bar.close()
             raise TrainingDiverged(f"epoch {epoch + 1}: {err}; training stopped. "
                                    + _last_good(config, last_path, history)) from None
+        scoring_started = time.perf_counter()
         scores = distributed.evaluate(comm, evaluate, model, eval_x, eval_y, input_scale, device,
                                       dataset.n_classes)
+        scoring_seconds = time.perf_counter() - scoring_started
         record = {"epoch": epoch + 1, "lr": optimizer.lr, "train_loss": train_loss,
                   "heldout": heldout, "heldout_loss": scores["loss"],
                   "dice": foreground(scores["dice"], class_names),
@@ -265,6 +286,9 @@ def _train(config, dataset, on_epoch_end, comm):
         improved = score > best_score
         best_score = max(best_score, score)
         bar.close(**{f"{heldout}_{k}": v for k, v in record["dice"].items()})
+        if first and epoch + 1 < config.epochs:
+            print(estimate.measured(record["seconds"], scoring_seconds, config.epochs - epoch - 1),
+                  file=sys.stderr, flush=True)
         # best.npz first: last.npz records the new best score, so once it is written best.npz
         # must already hold that epoch's weights (an interruption in between reruns the epoch)
         if improved:   # for inference: no optimizer state, which would triple the file
@@ -275,15 +299,16 @@ def _train(config, dataset, on_epoch_end, comm):
 
     facts = {"seconds": round(time.perf_counter() - started, 1),
              "train_seconds": round(sum(h["seconds"] for h in history), 1), "preset": config.preset,
-             "size": list(config.size), "data": config.data or "synthetic", "device": device,
-             "excluded_as_overexposed": {name: round(float(share), 4) for name, share in dataset.excluded.items()}}
+             "size": list(config.size), "data": config.data or "synthetic", "device": device}
     test_scores = distributed.evaluate(comm, evaluate, model, *dataset.split("test"), input_scale, device,
                                        dataset.n_classes)
     return comm.on_root(write_results, config.out, facts, model, dataset, input_scale, device, history, test_scores)
 
 
-def train_one_epoch(model, optimizer, dataset, config, input_scale, device, seed, augment, bar):
-    """One pass over the shuffled training split; returns the mean loss.
+def train_one_epoch(model, optimizer, dataset, config, input_scale, device, seed, augment, bar,
+                    on_step=None):
+    """One pass over the shuffled training split; returns the mean loss. ``on_step(step)``
+    is called after each step (1-based).
 
     Raises TrainingDiverged (naming the batch) as soon as the loss is not
     finite, and after the last step if any weight is NaN or infinite, so
@@ -304,6 +329,8 @@ def train_one_epoch(model, optimizer, dataset, config, input_scale, device, seed
         losses.append(value)
         seen += len(y)
         bar.update(step + 1, seen, loss=float(np.mean(losses)))
+        if on_step is not None:
+            on_step(step + 1)
     if not _all_finite(model):
         raise TrainingDiverged("weights became NaN or infinite by the end of the epoch")
     return float(np.mean(losses))

@@ -17,8 +17,8 @@ import numpy as np
 from .classes import CLASS_NAMES
 from .errors import DatasetError, MissingFileError
 from .folder import SPLITS_FILE, find_folder_pairs, is_folder_dataset, read_splits_csv
-from .imagefile import read_grayscale, read_label_map
-from .jsrt import JSRT_BIT_DEPTH, find_jsrt_images, read_jsrt_image
+from .imagefile import read_binary_mask, read_grayscale, read_label_map
+from .jsrt import JSRT_BIT_DEPTH, JSRT_SHAPE, find_jsrt_images, read_jsrt_image
 from .preprocess import (DARK_LEVEL, MAX_DARK_FRACTION, check_mask_fits, dark_fraction, mean_image,
                          resize_image, resize_labels)
 from .scr import find_scr_masks, read_scr_labels
@@ -27,6 +27,7 @@ from .splits import (DEFAULT_VAL_FRACTION, PAPER_TEST_FRACTION, Splits, random_s
 from .synthetic import make_synthetic_dataset
 
 PROTOCOLS = ("random", "two_fold", "csv")
+JSRT_PIXEL_MM = 0.175   # pixel size of the JSRT films as digitised at 2048 x 2048
 
 
 @dataclass
@@ -38,6 +39,10 @@ class SegmentationDataset:
     0 background, 1 lungs, 2 heart.  ``train`` / ``val`` / ``test`` are sorted
     index arrays.  ``dark_fractions`` is the overexposure measure of each kept
     image; ``excluded`` maps the names dropped as overexposed to theirs.
+    ``field_mm`` is the (height, width) in millimetres that each image covers,
+    when known (JSRT); ``label_files`` names, per image, the file its labels
+    come from (a folder dataset's mask) or the files ({structure: path}, SCR);
+    None when ``labels`` are all there is (synthetic data).
     """
 
     images: np.ndarray
@@ -52,6 +57,9 @@ class SegmentationDataset:
     dark_fractions: np.ndarray
     excluded: dict = field(default_factory=dict)
     class_names: tuple = CLASS_NAMES
+    field_mm: tuple | None = None
+    label_files: list | None = None
+    sixteen_bit_depth: int = 16        # what the dataset's 16-bit files hold: 12- or 16-bit data
 
     @property
     def n_classes(self) -> int:
@@ -83,6 +91,21 @@ class SegmentationDataset:
             raise ValueError(f"unknown split {name!r}; expected 'train', 'val' or 'test'")
         indices = getattr(self, name)
         return self.images[indices], self.labels[indices]
+
+    def original_labels(self, index: int) -> np.ndarray:
+        """Labels of image ``index`` as stored on disk, before resizing (SCR: 1024 x 1024)."""
+        files = None if self.label_files is None else self.label_files[index]
+        if files is None:
+            return self.labels[index]
+        if isinstance(files, dict):
+            return read_scr_labels(files, read_binary_mask(files["heart"]).shape)
+        return read_label_map(files)
+
+    def pixel_spacing(self, shape):
+        """(row, column) pixel size in mm of a map of ``shape`` covering a whole image, or None."""
+        if self.field_mm is None:
+            return None
+        return self.field_mm[0] / shape[0], self.field_mm[1] / shape[1]
 
     def batches(self, split: str = "train", batch_size: int = 4, shuffle=None, seed: int = 0,
                 augment=None, drop_last: bool = False, shard=(0, 1)):
@@ -146,7 +169,21 @@ def load_dataset(path=None, scr=None, size=(128, 160), *, protocol=None, fold: i
         images=images, labels=np.stack(kept.labels).astype(np.int64, copy=False),
         names=kept.names, train=splits.train, val=splits.val, test=splits.test, mean_image=mean,
         source=kind, bit_depths=np.array(kept.bit_depths, dtype=np.int64),
-        dark_fractions=np.array(kept.dark_fractions), excluded=kept.excluded)
+        dark_fractions=np.array(kept.dark_fractions), excluded=kept.excluded,
+        sixteen_bit_depth=kept.sixteen_bit_depth,
+        field_mm=tuple(n * JSRT_PIXEL_MM for n in JSRT_SHAPE) if kind == "jsrt" else None,
+        label_files=_label_files(kind, path, scr, kept.names))
+
+
+def _label_files(kind, path, scr, names):
+    """Per image, the file(s) its labels are read from (see SegmentationDataset)."""
+    if kind == "folder":
+        pairs = find_folder_pairs(Path(path))
+        return [pairs[name][1] for name in names]
+    if kind == "jsrt":
+        masks = find_scr_masks(Path(scr) if scr is not None else Path(path))
+        return [masks[name] for name in names]
+    return None
 
 
 def _find_items(path, scr, size, n_synthetic, seed):
@@ -180,29 +217,61 @@ class _Kept:
     bit_depths: list = field(default_factory=list)
     dark_fractions: list = field(default_factory=list)
     excluded: dict = field(default_factory=dict)
+    sixteen_bit_depth: int = 16
+
+
+TWELVE_BITS = 2 ** 12 - 1     # the JSRT range
 
 
 def _read_and_screen(kind, items, size, max_dark_fraction, dark_level, progress) -> _Kept:
-    """Read every item, drop the overexposed ones and resize the rest."""
-    kept = _Kept()
-    for position, (name, read) in enumerate(items):
+    """Read every item, decide the data depth of 16-bit files, drop the overexposed
+    images and resize the rest.
+
+    16-bit files hold 12-bit data when every one of them stays within 4095 (JSRT
+    conversions), else 16-bit data: one decision for the whole dataset, so that two of
+    its images are never scaled differently. Files are read as 16-bit data and, when the
+    dataset is 12-bit, multiplied by 65535 / 4095 after resizing (a linear map), with the
+    darkness measured at the matching level.
+    """
+    read = []
+    widening = (2 ** 16 - 1) / TWELVE_BITS
+    for position, (name, read_item) in enumerate(items):
         if progress:
-            print(f"\rreading {kind} images: {position + 1}/{len(items)}", end="",
-                  file=sys.stderr, flush=True)
-        image, labels, bit_depth = read()
-        fraction = dark_fraction(image, dark_level)
+            _report_reading(kind, position + 1, len(items))
+        image, labels, bit_depth = read_item()
+        sixteen = bit_depth == 16
+        fractions = (dark_fraction(image, dark_level),
+                     dark_fraction(image, dark_level / widening) if sixteen else None)
+        peak = float(image.max(initial=0.0)) * (2 ** 16 - 1) if sixteen else 0.0
+        resized = resize_image(image, size) if image.shape != tuple(size) else image
+        read.append((name, position, resized, resize_labels(labels, size), bit_depth, fractions, peak))
+    if progress and items and sys.stderr.isatty():
+        print(file=sys.stderr)
+    sixteen_bit = [r for r in read if r[4] == 16]
+    twelve = bool(sixteen_bit) and max(r[6] for r in sixteen_bit) <= TWELVE_BITS + 0.5
+    kept = _Kept(sixteen_bit_depth=12 if twelve else 16)
+    for name, position, image, labels, bit_depth, fractions, _ in read:
+        fraction = fractions[0]
+        if bit_depth == 16 and twelve:
+            image, bit_depth, fraction = image * np.float32(widening), 12, fractions[1]
         if max_dark_fraction is not None and fraction > max_dark_fraction:
             kept.excluded[name] = fraction
             continue
         kept.names.append(name)
         kept.positions.append(position)
-        kept.images.append(resize_image(image, size) if image.shape != tuple(size) else image)
-        kept.labels.append(resize_labels(labels, size))
+        kept.images.append(image)
+        kept.labels.append(labels)
         kept.bit_depths.append(bit_depth)
         kept.dark_fractions.append(fraction)
-    if progress and items:
-        print(file=sys.stderr)
     return kept
+
+
+def _report_reading(kind, done, total):
+    """A count redrawn in place on a terminal; in a log file, a line every tenth of the way."""
+    if sys.stderr.isatty():
+        print(f"\rreading {kind} images: {done}/{total}", end="", file=sys.stderr, flush=True)
+    elif done == total or done * 10 // total != (done - 1) * 10 // total:
+        print(f"reading {kind} images: {done}/{total}", file=sys.stderr, flush=True)
 
 
 def _synthetic_items(n_images, size, seed):

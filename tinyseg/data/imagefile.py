@@ -28,13 +28,15 @@ def open_image(path) -> Image.Image:
         raise DatasetError(f"cannot read image {path}: {reason}", path) from error
 
 
-def read_grayscale(path):
+def read_grayscale(path, sixteen_bit_depth: int = 16):
     """Read an image as float32 grey levels in [0, 1].
 
-    Returns ``(pixels, bit_depth)``.  8-bit files are scaled by 255 and 16-bit
-    files by 65535, except that a 16-bit file whose values all fit in 12 bits
-    (the JSRT range) is scaled by 4095 and reported as 12-bit.  Colour images
-    are converted to luminance and an alpha channel is dropped.
+    Returns ``(pixels, bit_depth)``.  8-bit files are scaled by 255. Files of 16-bit
+    integers hold data of ``sixteen_bit_depth`` bits and are scaled by 2**bits - 1:
+    65535 by default; 12 for JSRT-range data, which a dataset decides once for all its
+    files (see ``load_dataset``) and a checkpoint remembers for inference. A value that
+    does not fit is an error naming the file. Colour images are converted to luminance
+    and an alpha channel is dropped.
     """
     image = open_image(path)
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
@@ -43,8 +45,12 @@ def read_grayscale(path):
             return _checked(values.astype(np.float32), 32, path)
         if values.min(initial=0.0) < 0:
             raise DatasetError(f"negative pixel values in {path}", path)
-        bit_depth = 12 if values.max(initial=0.0) <= 4095 else 16
-        return _checked((values / (2 ** bit_depth - 1)).astype(np.float32), bit_depth, path)
+        top = 2 ** sixteen_bit_depth - 1
+        if values.max(initial=0.0) > top:
+            raise DatasetError(f"{path} holds values up to {values.max():.0f}, more than {sixteen_bit_depth}-bit "
+                               f"data can ({top}); it is not {sixteen_bit_depth}-bit data like the images "
+                               "the model was trained on", path)
+        return _checked((values / top).astype(np.float32), sixteen_bit_depth, path)
     values = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
     return _checked(values, 8, path)
 

@@ -71,14 +71,15 @@ def write_jsrt_raw(path, raw) -> Path:
     return atomic_write(path, big_endian.tofile)
 
 
-def read_jsrt_image(path) -> Radiograph:
-    """Read an original ``.IMG`` file (inverted) or a converted image file."""
+def read_jsrt_image(path, sixteen_bit_depth: int = 16) -> Radiograph:
+    """Read an original ``.IMG`` file (inverted) or a converted image file (16-bit
+    conversions as data of ``sixteen_bit_depth`` bits, see ``read_grayscale``)."""
     path = Path(path)
     if path.suffix.lower() == RAW_SUFFIX:
         raw = read_jsrt_raw(path)
         pixels = (JSRT_MAX - raw.astype(np.float32)) / JSRT_MAX
         return Radiograph(pixels, JSRT_BIT_DEPTH, path)
-    pixels, bit_depth = read_grayscale(path)
+    pixels, bit_depth = read_grayscale(path, sixteen_bit_depth)
     return Radiograph(pixels, bit_depth, path)
 
 

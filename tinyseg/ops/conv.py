@@ -9,8 +9,10 @@ under the kernel,
     cols[(c, i, j), n, (oh, ow)] = x[n, c, oh*s + i - p, ow*s + j - p]   (0 in the padding)
 
 so that the convolution is one matrix product W (C_out, C*kh*kw) @ cols; col2im is
-its adjoint. The CPU keeps cols as (C*kh*kw, N, L) (``cpu/im2col.py``: one GEMM for
-the whole batch), the GPU as (N, C*kh*kw, L) (``gpu/conv.py``: cuBLAS's batched GEMM).
+its adjoint. Both devices keep cols as (C*kh*kw, N, L), one GEMM for the whole batch
+(``cpu/im2col.py``, ``gpu/conv.py``). On the GPU the columns are built for part of the
+batch (or of an image) at a time, so that no such scratch matrix exceeds
+``COLUMN_BUDGET_BYTES``.
 
 Between forward and backward a convolution keeps only its input (and, with a fused
 ReLU, its output), as PyTorch does: the column matrix is kh*kw times the input, so
@@ -21,10 +23,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Function
-from ..backend import get_array_module
 from . import gpu
 from .cpu import im2col as cpu_im2col
 from .cpu import layout
+
+# Most bytes one scratch matrix of a convolution (its columns, or a GEMM operand in the
+# columns' layout) may take; larger ones are built and used a chunk of positions at a time.
+COLUMN_BUDGET_BYTES = 256 * 2 ** 20
 
 
 def output_size(size, kernel, stride, padding=0):
@@ -109,13 +114,9 @@ class Conv2d(Function):
 
     def forward_gpu(self, x, weight, bias=None):
         out_h, out_w = self.output_hw(x, weight, bias)
-        xp = get_array_module(x)
-        c_out, _, kh, kw = weight.shape
         x = gpu.contiguous(x)
-        cols = gpu.conv.im2col(x, kh, kw, self.stride, self.padding, out_h, out_w)   # (N, K, L)
-        y = xp.matmul(weight.reshape(c_out, -1), cols)                               # batched GEMM
-        gpu.elementwise.bias_relu(y, bias, self.relu)                                # one pass for both
-        y = y.reshape(x.shape[0], c_out, out_h, out_w)
+        y = gpu.conv.conv2d_forward(x, weight, bias, self.stride, self.padding, out_h, out_w, self.relu,
+                                    COLUMN_BUDGET_BYTES)
         self.save(x=x, weight=weight, y=y if self.relu else None)
         return y
 
@@ -140,22 +141,10 @@ class Conv2d(Function):
         return with_bias_grad(self.needs_grad, gx, gw, lambda: channel_sums)
 
     def backward_gpu(self, gy):
-        xp = get_array_module(gy)
-        n, c_out, out_h, out_w = gy.shape
-        kh, kw = self.weight.shape[2:]
-        gz = gpu.contiguous(gy).reshape(n, c_out, out_h * out_w)
-        if self.y is not None:                                                    # through the fused ReLU
-            gz = gpu.elementwise.relu_backward(gz, self.y)
-        gx = gw = None
-        if self.needs_grad[1]:
-            cols = gpu.conv.im2col(self.x, kh, kw, self.stride, self.padding, out_h, out_w)
-            gw = gpu.conv.sum_over_batch(gz, cols).reshape(self.weight.shape)    # sum_n dZ[n] cols[n]^T
-            del cols
-        if self.needs_grad[0]:
-            gcols = xp.matmul(self.weight.reshape(c_out, -1).T, gz)              # one batched GEMM
-            gx = gpu.conv.col2im(gcols, self.x.shape, kh, kw, self.stride, self.padding, out_h, out_w)
-        return with_bias_grad(self.needs_grad, gx, gw, lambda: gz.sum(axis=(0, 2)))
-
+        needs = tuple(self.needs_grad) + (False,) * (3 - len(self.needs_grad))
+        gx, gw, gb = gpu.conv.conv2d_backward(gy, self.x, self.y, self.weight, self.stride, self.padding, needs,
+                                              COLUMN_BUDGET_BYTES)
+        return with_bias_grad(self.needs_grad, gx, gw, lambda: gb)
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, relu=False):
@@ -202,14 +191,10 @@ class ConvTranspose2d(Function):
 
     def forward_gpu(self, x, weight, bias=None):
         out_shape = self.output_shape(x, weight, bias)
-        xp = get_array_module(x)
-        n, c_in, h, w = x.shape
-        c_out, kh, kw = weight.shape[1:]
         x = gpu.contiguous(x)
         self.save(x=x, weight=weight)
-        cols = xp.matmul(weight.reshape(c_in, -1).T, x.reshape(n, c_in, h * w))  # (N, C_out*kh*kw, H*W)
-        return gpu.elementwise.bias_relu(gpu.conv.col2im(cols, out_shape, kh, kw, self.stride, self.padding,
-                                                         h, w), bias)
+        return gpu.conv.conv_transpose2d_forward(x, weight, bias, self.stride, self.padding, out_shape,
+                                                 COLUMN_BUDGET_BYTES)
 
     def backward_cpu(self, gy):
         n, c_in, h, w = self.x.shape
@@ -226,16 +211,10 @@ class ConvTranspose2d(Function):
         return with_bias_grad(self.needs_grad, gx, gw, lambda: gy.sum(axis=(0, 2, 3)))
 
     def backward_gpu(self, gy):
-        xp = get_array_module(gy)
-        n, c_in, h, w = self.x.shape
-        kh, kw = self.weight.shape[2:]
-        gcols = gpu.conv.im2col(gy, kh, kw, self.stride, self.padding, h, w)     # (N, C_out*kh*kw, H*W)
-        gx = gw = None
-        if self.needs_grad[0]:
-            gx = xp.matmul(self.weight.reshape(c_in, -1), gcols).reshape(self.x.shape)
-        if self.needs_grad[1]:
-            gw = gpu.conv.sum_over_batch(self.x.reshape(n, c_in, h * w), gcols).reshape(self.weight.shape)
-        return with_bias_grad(self.needs_grad, gx, gw, lambda: gy.sum(axis=(0, 2, 3)))
+        needs = tuple(self.needs_grad) + (False,) * (3 - len(self.needs_grad))
+        gx, gw, gb = gpu.conv.conv_transpose2d_backward(gy, self.x, self.weight, self.stride, self.padding, needs,
+                                                        COLUMN_BUDGET_BYTES)
+        return with_bias_grad(self.needs_grad, gx, gw, lambda: gb)
 
 
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0):

@@ -22,6 +22,13 @@ def pixels_last(a, leading):
     return a.reshape(a.shape[:leading] + (math.prod(a.shape[leading:]),))
 
 
+def check_target_range(target, n_classes):
+    """Raise ValueError unless every target lies in [0, n_classes)."""
+    if target.size and (int(target.min()) < 0 or int(target.max()) >= n_classes):
+        raise ValueError(f"cross_entropy: target values must lie in [0, {n_classes - 1}], "
+                         f"found [{int(target.min())}, {int(target.max())}]")
+
+
 class CrossEntropy(Function):
     """Mean over pixels of -weight[t] * log softmax(logits)[t].
 
@@ -38,16 +45,15 @@ class CrossEntropy(Function):
 
     saves = ("softmax", "target", "weight", "total")
 
-    def prepare(self, logits, target, weight):
+    def prepare(self, logits, target, weight, check_targets=True):
         if logits.ndim < 2 or target.shape != logits.shape[:1] + logits.shape[2:]:
             raise ValueError(f"cross_entropy: logits {logits.shape} need targets of shape "
                              f"{logits.shape[:1] + logits.shape[2:]}, got {target.shape}")
         if target.dtype.kind not in "iu":
             raise TypeError(f"cross_entropy: targets must be integer class indices, got {target.dtype}")
         n_classes = logits.shape[1]
-        if target.size and (int(target.min()) < 0 or int(target.max()) >= n_classes):
-            raise ValueError(f"cross_entropy: target values must lie in [0, {n_classes - 1}], "
-                             f"found [{int(target.min())}, {int(target.max())}]")
+        if check_targets:
+            check_target_range(target, n_classes)
         if weight is not None and weight.shape != (n_classes,):
             raise ValueError(f"cross_entropy: weight shape {weight.shape}, expected ({n_classes},)")
         # labels and class weights may still be on the host: they are small, copied over
@@ -65,8 +71,11 @@ class CrossEntropy(Function):
         return self.finish(softmax.reshape(logits.shape), target, weight, pixel_loss, pixel_weight)
 
     def forward_gpu(self, logits, target, weight=None):
-        logits3, target, weight = self.prepare(logits, target, weight)
-        softmax, pixel_loss, pixel_weight = gpu.loss.cross_entropy_forward(logits3, target, weight)
+        # the kernel checks the targets (reading back one flag), not two reductions here
+        logits3, target, weight = self.prepare(logits, target, weight, check_targets=False)
+        softmax, pixel_loss, pixel_weight, invalid = gpu.loss.cross_entropy_forward(logits3, target, weight)
+        if invalid:
+            check_target_range(target, logits.shape[1])
         return self.finish(softmax.reshape(logits.shape), target, weight, pixel_loss, pixel_weight)
 
     def finish(self, softmax, target, weight, pixel_loss, pixel_weight):

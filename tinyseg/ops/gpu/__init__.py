@@ -44,6 +44,16 @@ def _function(filename, name):   # looked up once: launches then cost no driver 
     return load_module(filename, INCLUDE).get_function(name)
 
 
+def device_properties(xp):
+    """CUDA's properties of the current device (multiProcessorCount, sharedMemPerBlock, ...)."""
+    return _properties(xp, xp.cuda.Device().id)
+
+
+@functools.lru_cache(maxsize=None)
+def _properties(xp, device_id):
+    return xp.cuda.runtime.getDeviceProperties(device_id)
+
+
 def empty(like, shape, dtype=None):
     """A new device buffer that a kernel will fill (NaN- or -1-filled under POISON)."""
     cupy = get_array_module(like)
@@ -68,7 +78,28 @@ def launch_per_element(kern, total, *args):
         kern((blocks(total),), (THREADS,), args)
 
 
+def gemm(a, b, out, transa=False, transb=False, accumulate=False):
+    """out = op(a) @ op(b), or out += op(a) @ op(b) with ``accumulate``, one cuBLAS GEMM;
+    op(a) is a.T when ``transa``, likewise for b. a, b and out are C-contiguous 2-D device
+    arrays: cuBLAS reads a transposed operand in place through its transpose flag, so no
+    transposed copy is ever made, and writes out in place."""
+    for name, array in (("a", a), ("b", b), ("out", out)):
+        if array.ndim != 2 or not array.flags.c_contiguous:
+            raise ValueError(f"gemm: {name} must be a C-contiguous matrix, got shape {array.shape} "
+                             f"and strides {array.strides}")
+    if out.size == 0:
+        return out
+    if (a.shape[0] if transa else a.shape[1]) == 0:      # an empty sum: cuBLAS need not write out
+        if not accumulate:
+            out.fill(0)
+        return out
+    from cupy import cublas   # CuPy's cuBLAS wrappers: gemm with transpose flags and beta
+    cublas.gemm("T" if transa else "N", "T" if transb else "N", a, b, out=out, alpha=1.0,
+                beta=1.0 if accumulate else 0.0)
+    return out
+
+
 from . import conv, elementwise, loss, lstm, norm, pool  # noqa: E402  (they use the helpers above)
 
-__all__ = ["POISON", "THREADS", "blocks", "contiguous", "conv", "elementwise", "empty", "kernel",
+__all__ = ["POISON", "THREADS", "blocks", "contiguous", "conv", "device_properties", "elementwise", "empty", "gemm", "kernel",
            "launch_per_element", "loss", "lstm", "norm", "on_gpu", "pool"]

@@ -3,13 +3,16 @@ of every sequence, one or both directions; backward likewise. The GEMMs before a
 (input projections, weight gradients) are in ``tinyseg/ops/lstm.py``.
 
 Launch: grid (ceil(B / group), directions) x block (threads,), threads = H rounded up to
-a warp, at most 256 (each thread then owns several hidden units); group = sequences per
-block. A block's step should cost about the same for 1 or 8 sequences (its time goes to
-streaming W_hh, read once per step whatever the group), so sequences are first spread
-over the multiprocessors, one block each, and only packed when there are more of them:
-group = ceil(B * directions / multiprocessors), at most 8 and small enough that the
-backward's shared memory (5 * group * H values) fits in 48 KiB. Forward shared memory:
-group * H values.
+a warp, at most 512 and at most what the kernel's register count allows (each thread
+then owns several hidden units); group = sequences per block. A block's step should cost
+about the same for 1 or 8 sequences (its time goes to streaming W_hh, read once per step
+whatever the group), so sequences are first spread over the multiprocessors, one block
+each, and only packed when there are more of them: group = ceil(B * directions /
+multiprocessors), at most 8 and small enough that the block's shared memory (forward
+group * H values, backward 5 * group * H) fits in the 48 KiB a block gets by default. A
+hidden size whose single sequence needs more opts the kernel in to more, up to the
+device's limit (``sharedMemPerBlockOptin``). ``launch_shape`` is a pure function of the
+sizes and of ``Limits``, which ``limits`` reads from the device and the compiled kernel.
 
 A ReNet sweep's two directions run in one launch (grid y = 2), so they proceed
 concurrently: the recurrence is sequential in time, and both directions together fill
@@ -19,36 +22,71 @@ is a flag of the kernel.
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 from numpy import int32
 
 from ...backend import get_array_module
-from . import contiguous, empty, kernel
+from . import contiguous, device_properties, empty, kernel
 
-MAX_GROUP = 8              # LSTM_MAX_GROUP in cuda/lstm.cu
-SHARED_BYTES = 48 * 1024   # dynamic shared memory a block gets without opting in to more
-MAX_THREADS = 256
+MAX_GROUP = 8                   # LSTM_MAX_GROUP in cuda/lstm.cu
+MAX_THREADS = 512
+FORWARD_WORDS, BACKWARD_WORDS = 1, 5   # shared-memory values per sequence and hidden unit
 
 
-def launch_shape(batch, hidden, itemsize, directions, processors):
-    """(grid, block, group) of both LSTM kernels on a GPU with ``processors`` multiprocessors."""
-    per_sequence = 5 * hidden * itemsize
-    fits = SHARED_BYTES // per_sequence
-    if fits < 1:
+class Limits(NamedTuple):
+    """What a launch of one LSTM kernel may use on one device."""
+    processors: int       # multiprocessors
+    max_threads: int      # threads per block the kernel can launch with (its registers decide)
+    shared_bytes: int     # dynamic shared memory per block without opting in
+    shared_optin: int     # the most a block may opt in to
+
+
+def launch_shape(batch, hidden, itemsize, directions, words, limits):
+    """(grid, block, group, shared-memory bytes) of an LSTM kernel that keeps ``words`` values
+    per sequence and hidden unit in shared memory (``FORWARD_WORDS`` or ``BACKWARD_WORDS``)."""
+    per_sequence = words * hidden * itemsize
+    if per_sequence > limits.shared_optin:
         raise ValueError(f"lstm: hidden size {hidden} needs {per_sequence} bytes of shared memory per "
-                         f"sequence on the GPU; a block has {SHARED_BYTES}")
-    group = min(MAX_GROUP, fits, batch, max(1, -(-batch * directions // processors)))
-    threads = min(MAX_THREADS, 32 * -(-hidden // 32))
-    return (-(-batch // group), directions), (threads,), group
+                         f"sequence on the GPU; a block of this device can have at most {limits.shared_optin}")
+    fits = max(1, limits.shared_bytes // per_sequence)    # past the default: one sequence, opted in
+    group = min(MAX_GROUP, fits, batch, max(1, -(-batch * directions // limits.processors)))
+    threads = min(MAX_THREADS, limits.max_threads // 32 * 32, 32 * -(-hidden // 32))
+    return (-(-batch // group), directions), (threads,), group, group * per_sequence
+
+
+def threads_for_registers(registers, registers_per_block):
+    """The most threads (whole warps) a block can have when each uses ``registers``: the
+    hardware allocates a warp's registers in units of 256."""
+    per_warp = -(-registers * 32 // 256) * 256
+    return registers_per_block // per_warp * 32
+
+
+def limits(xp, kern):
+    props = device_properties(xp)
+    return Limits(multiprocessors(xp), _max_threads(kern, props["regsPerBlock"]), props["sharedMemPerBlock"],
+                  props["sharedMemPerBlockOptin"])
 
 
 def multiprocessors(xp):
-    return _multiprocessors(xp, xp.cuda.Device().id)
+    return device_properties(xp)["multiProcessorCount"]
 
 
 @functools.lru_cache(maxsize=None)
-def _multiprocessors(xp, device_id):
-    return xp.cuda.runtime.getDeviceProperties(device_id)["multiProcessorCount"]
+def _max_threads(kern, registers_per_block):
+    attributes = kern.attributes
+    return min(attributes["max_threads_per_block"],
+               threads_for_registers(attributes["num_regs"], registers_per_block))
+
+
+_OPTED_IN = {}   # kernel -> the dynamic shared memory it may use, once raised past the default
+
+
+def _launch(kern, grid, block, args, shared, default):
+    if shared > max(default, _OPTED_IN.get(kern, 0)):
+        kern.max_dynamic_shared_size_bytes = shared
+        _OPTED_IN[kern] = shared
+    kern(grid, block, args, shared_mem=shared)
 
 
 def _flags(reverse):
@@ -66,11 +104,11 @@ def sweep_forward(z_input, w_hh, reverse):
     gates = empty(z_input, z_input.shape)
     cells, tanh_cells, hs = (empty(z_input, (directions, steps, batch, hidden)) for _ in range(3))
     if steps * batch * hidden:
-        grid, block, group = launch_shape(batch, hidden, dtype.itemsize, directions, multiprocessors(xp))
-        kernel("lstm.cu", "lstm_forward", dtype)(
-            grid, block, (z_input, w_hh_t, gates, cells, tanh_cells, hs, int32(steps), int32(batch),
-                          int32(hidden), int32(group), _flags(reverse)),
-            shared_mem=group * hidden * dtype.itemsize)
+        kern = kernel("lstm.cu", "lstm_forward", dtype)
+        device = limits(xp, kern)
+        grid, block, group, shared = launch_shape(batch, hidden, dtype.itemsize, directions, FORWARD_WORDS, device)
+        _launch(kern, grid, block, (z_input, w_hh_t, gates, cells, tanh_cells, hs, int32(steps), int32(batch),
+                                    int32(hidden), int32(group), _flags(reverse)), shared, device.shared_bytes)
     return gates, cells, tanh_cells, hs
 
 
@@ -83,9 +121,9 @@ def sweep_backward(gh, w_hh, gates, cells, tanh_cells, reverse):
     w_hh = contiguous(w_hh, dtype)
     gz = empty(gh, (directions, steps, batch, 4 * hidden))
     if steps * batch * hidden:
-        grid, block, group = launch_shape(batch, hidden, dtype.itemsize, directions, multiprocessors(xp))
-        kernel("lstm.cu", "lstm_backward", dtype)(
-            grid, block, (gh, w_hh, gates, cells, tanh_cells, gz, int32(steps), int32(batch),
-                          int32(hidden), int32(group), _flags(reverse)),
-            shared_mem=5 * group * hidden * dtype.itemsize)
+        kern = kernel("lstm.cu", "lstm_backward", dtype)
+        device = limits(xp, kern)
+        grid, block, group, shared = launch_shape(batch, hidden, dtype.itemsize, directions, BACKWARD_WORDS, device)
+        _launch(kern, grid, block, (gh, w_hh, gates, cells, tanh_cells, gz, int32(steps), int32(batch),
+                                    int32(hidden), int32(group), _flags(reverse)), shared, device.shared_bytes)
     return gz
