@@ -37,5 +37,7 @@ setup(
         # setuptools builds the wheel of the packaging test (bdist_wheel is built in since 70.1)
         "test": ["pytest>=7", "hypothesis>=6", "setuptools>=70.1"],
         "bench": ["torch"],
+        # data-parallel training: mpi4py, and MPICH's wheel, which brings mpiexec
+        "mpi": ["mpi4py", "mpich"],
     },
 )

@@ -13,6 +13,7 @@ import os
 import sys
 
 from ..models import PRESETS
+from . import distributed
 from .config import DENOISERS, TrainConfig
 from .loop import TrainingDiverged, train
 
@@ -82,6 +83,7 @@ def parse_args(argv=None):
                    help="keep the images the exposure screen drops (those are listed when it does)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or time estimates")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    distributed.add_arguments(p)
     args = p.parse_args(argv)
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in fields}
@@ -95,6 +97,8 @@ def main(argv=None):
 def _train_command(argv):
     config = parse_args(argv)
     metrics = train(config)
+    if not distributed.is_root():
+        return 0
     summary = ", ".join(f"{k} {v:.4f}" for k, v in metrics["dice"].items())
     print(f"test Dice: {summary}; pixel accuracy {metrics['pixel_accuracy']:.4f} "
           f"({metrics['n_images']} images, {metrics['seconds']:.0f} s); results in {config.out} "

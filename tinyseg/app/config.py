@@ -49,11 +49,16 @@ class TrainConfig:
     overwrite: bool = False            # start a fresh run in an --out that holds one, replacing it
     cache_dir: str | None = None       # denoising cache; default <out>/../denoise_cache
     progress: bool = True
+    # data-parallel training (tinyseg.app.distributed); batch_size stays the global batch
+    distributed: bool | None = None    # None: on when mpiexec started more than one process
+    batchnorm: str | None = None       # "sync" (statistics of the global batch) | "per-rank"
+    bucket_mb: float = 25.0            # size of the gradient buckets reduced together
+    rank_timeout: float = 600.0        # seconds a rank waits for the others before stopping the run
 
 
 DENOISERS = ("ksvd", "adaptive_filter", "collaborative")   # tinyseg.denoise.<name>_denoise
 COMMON_DEFAULTS = dict(momentum=0.9, denoise="none", seed=0, n_synthetic=240, val_fraction=0.1,
-                       keep_overexposed=False, model_options={})
+                       keep_overexposed=False, model_options={}, batchnorm="sync")
 SYNTHETIC_DEFAULTS = dict(preset="small", epochs=40, batch_size=8, lr=4e-3, optimizer="adam",
                           schedule="cosine", weight_decay=0.0, init="he", augment=False)
 REAL_DATA_DEFAULTS = dict(epochs=150, batch_size=4, lr=1e-3, optimizer="adam",
@@ -68,7 +73,7 @@ REAL_DATA_DEVICE_DEFAULTS = {
 # Fields that define the computation; a resumed run must not change them.
 RUN_DEFINING = ("data", "scr", "preset", "size", "batch_size", "lr", "momentum", "optimizer",
                 "schedule", "weight_decay", "init", "augment", "denoise", "seed", "n_synthetic",
-                "val_fraction", "keep_overexposed", "model_options")
+                "val_fraction", "keep_overexposed", "model_options", "batchnorm")
 # What a resumed run may change: train longer, or continue a diverged run at a lower rate.
 RESUME_MAY_CHANGE = ("epochs", "lr")
 
@@ -94,7 +99,7 @@ def resolve_defaults(config: TrainConfig, device: str | None = None) -> TrainCon
         config.cache_dir = default_cache_dir(config.out)
     for name, allowed in (("optimizer", ("sgd", "adam")), ("schedule", ("cosine", "constant")),
                           ("device", ("auto", "cpu", "cuda")), ("denoise", ("none",) + DENOISERS),
-                          ("preset", tuple(PRESETS))):
+                          ("preset", tuple(PRESETS)), ("batchnorm", ("sync", "per-rank"))):
         if getattr(config, name) not in allowed:
             raise ValueError(f"{name} must be one of {allowed}, got {getattr(config, name)!r}")
     check_numbers(config)

@@ -51,8 +51,12 @@ def evaluate(model, images, labels, input_scale, device, n_classes, batch_size=8
         y = labels[start:start + batch_size]
         loss_sum += F.cross_entropy(logits, tensor(y, device=device)).item() * len(y)
         predictions.append(logits.numpy().argmax(axis=1))
-    predictions = np.concatenate(predictions)
-    return {"loss": loss_sum / len(images),
+    return score_predictions(np.concatenate(predictions), labels, n_classes, loss_sum / len(images))
+
+
+def score_predictions(predictions, labels, n_classes, loss):
+    """The scores of ``evaluate`` from the predicted labels and the mean loss."""
+    return {"loss": loss,
             "dice": dice(predictions, labels, n_classes), "jaccard": jaccard(predictions, labels, n_classes),
             "pixel_accuracy": pixel_accuracy(predictions, labels, n_classes), "predictions": predictions}
 
@@ -143,12 +147,14 @@ def score_split(dataset, indices, predictions):
                 "summary": own_summary, "per_image": own}}
 
 
-def write_results(out, run_facts, model, dataset, input_scale, device, history):
-    """Score the final model on the test split; write metrics.json (with ``run_facts``),
-    history.json, curves.png and one overlay per test image to ``out``."""
+def write_results(out, run_facts, model, dataset, input_scale, device, history, scores=None):
+    """Score the final model on the test split (unless its ``scores`` are given); write
+    metrics.json (with ``run_facts``), history.json, curves.png and one overlay per test
+    image to ``out``."""
     class_names = tuple(dataset.class_names)
     test_x, test_y = dataset.split("test")
-    scores = evaluate(model, test_x, test_y, input_scale, device, dataset.n_classes)
+    if scores is None:
+        scores = evaluate(model, test_x, test_y, input_scale, device, dataset.n_classes)
     scored = score_split(dataset, dataset.test, scores["predictions"])
     metrics = {"dice": foreground(scores["dice"], class_names),
                "jaccard": foreground(scores["jaccard"], class_names),

@@ -27,6 +27,7 @@ continues exactly as if it had not stopped.
 """
 from __future__ import annotations
 
+import dataclasses
 import glob
 import math
 import os
@@ -43,6 +44,7 @@ from ..data import Augmentation, load_dataset
 from ..models import HReNet
 from ..optim import SGD, Adam
 from ..tensor import tensor
+from . import distributed
 from .checkpoint import read_checkpoint, save_checkpoint
 from .config import (TrainConfig, adopt_stored_settings, config_record, faster_alternative,
                      resolve_defaults)
@@ -125,6 +127,7 @@ def denoise_dataset(dataset, config):
     from ..denoise.cache import denoise_images   # Numba-compiled denoisers: load when used
     raw = dataset.images + (dataset.mean_image if dataset.mean_image is not None else 0)
     bar = ProgressBar(len(raw), f"denoising ({config.denoise})", enabled=config.progress)
+    distributed.denoise_share(distributed.current(), raw, config.denoise, config.cache_dir)
     clean = denoise_images(raw, config.denoise, config.cache_dir, on_image=lambda done: bar.update(done, done))
     bar.close()
     if dataset.mean_image is not None:
@@ -197,7 +200,14 @@ def train(config: TrainConfig, dataset=None, on_epoch_end=None):
 
     ``dataset`` (a ``tinyseg.data.SegmentationDataset``) skips loading;
     ``on_epoch_end(epoch, record)`` is called after each epoch's checkpoint.
+    Launched by mpiexec, every process runs this as one rank of a data-parallel run
+    (``tinyseg.app.distributed``).
     """
+    comm = distributed.communicator(config.distributed, config.rank_timeout)
+    return comm.run(_train, config, dataset, on_epoch_end, comm)
+
+
+def _train(config, dataset, on_epoch_end, comm):
     started = time.perf_counter()
     last_path, best_path = os.path.join(config.out, "last.npz"), os.path.join(config.out, "best.npz")
     checkpoint = None
@@ -207,8 +217,10 @@ def train(config: TrainConfig, dataset=None, on_epoch_end=None):
         checkpoint = read_checkpoint(last_path)
         config = adopt_stored_settings(config, checkpoint.metadata.get("config", {}))
     device = pick_device(config.device)      # before the defaults, which depend on it
-    config = resolve_defaults(config, device)
-    prepare_output(config)
+    config = resolve_defaults(dataclasses.replace(config, progress=config.progress and comm.rank == 0), device)
+    distributed.check_settings(comm, config)
+    comm.use_device(device)
+    comm.on_root(prepare_output, config)
 
     if dataset is None:
         dataset, input_scale = load_training_data(config)
@@ -218,9 +230,11 @@ def train(config: TrainConfig, dataset=None, on_epoch_end=None):
     heldout = "val" if len(dataset.val) else "test"
     check_splits(dataset, heldout)
     fingerprint = dataset.fingerprint()
+    distributed.check_same_everywhere(comm, fingerprint, "data")
     if checkpoint is not None:
         check_same_data(checkpoint.metadata.get("data"), fingerprint, last_path)
     model = build_model(config, dataset.n_classes).to(device)
+    parallel = distributed.DataParallel(comm, model, config.batchnorm, config.bucket_mb) if comm.size > 1 else None
     optimizer = build_optimizer(config, model)
     rng = np.random.default_rng(config.seed)
     history, best_score, start_epoch = [], -1.0, 0
@@ -248,14 +262,20 @@ def train(config: TrainConfig, dataset=None, on_epoch_end=None):
         bar = ProgressBar(steps, f"epoch {epoch + 1}/{config.epochs}", enabled=config.progress)
         first = estimate is not None and epoch == start_epoch     # the one whose steps are timed
         try:
-            train_loss = train_one_epoch(model, optimizer, dataset, config, input_scale, device,
-                                         epoch_seed, augment, bar, estimate.timer(bar) if first else None)
+            on_step = estimate.timer(bar) if first else None
+            if parallel is not None:
+                train_loss = parallel.train_one_epoch(optimizer, dataset, config, input_scale, device,
+                                                      epoch_seed, augment, bar, on_step)
+            else:
+                train_loss = train_one_epoch(model, optimizer, dataset, config, input_scale, device,
+                                             epoch_seed, augment, bar, on_step)
         except TrainingDiverged as err:
             bar.close()
             raise TrainingDiverged(f"epoch {epoch + 1}: {err}; training stopped. "
                                    + _last_good(config, last_path, history)) from None
         scoring_started = time.perf_counter()
-        scores = evaluate(model, eval_x, eval_y, input_scale, device, dataset.n_classes)
+        scores = distributed.evaluate(comm, evaluate, model, eval_x, eval_y, input_scale, device,
+                                      dataset.n_classes)
         scoring_seconds = time.perf_counter() - scoring_started
         record = {"epoch": epoch + 1, "lr": optimizer.lr, "train_loss": train_loss,
                   "heldout": heldout, "heldout_loss": scores["loss"],
@@ -272,15 +292,17 @@ def train(config: TrainConfig, dataset=None, on_epoch_end=None):
         # best.npz first: last.npz records the new best score, so once it is written best.npz
         # must already hold that epoch's weights (an interruption in between reruns the epoch)
         if improved:   # for inference: no optimizer state, which would triple the file
-            save_checkpoint(best_path, model, None, checkpoint_metadata(epoch + 1), extra)
-        save_checkpoint(last_path, model, optimizer, checkpoint_metadata(epoch + 1), extra)
+            comm.on_root(save_checkpoint, best_path, model, None, checkpoint_metadata(epoch + 1), extra)
+        comm.on_root(save_checkpoint, last_path, model, optimizer, checkpoint_metadata(epoch + 1), extra)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, record)
 
     facts = {"seconds": round(time.perf_counter() - started, 1),
              "train_seconds": round(sum(h["seconds"] for h in history), 1), "preset": config.preset,
              "size": list(config.size), "data": config.data or "synthetic", "device": device}
-    return write_results(config.out, facts, model, dataset, input_scale, device, history)
+    test_scores = distributed.evaluate(comm, evaluate, model, *dataset.split("test"), input_scale, device,
+                                       dataset.n_classes)
+    return comm.on_root(write_results, config.out, facts, model, dataset, input_scale, device, history, test_scores)
 
 
 def train_one_epoch(model, optimizer, dataset, config, input_scale, device, seed, augment, bar,

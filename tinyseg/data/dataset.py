@@ -108,13 +108,14 @@ class SegmentationDataset:
         return self.field_mm[0] / shape[0], self.field_mm[1] / shape[1]
 
     def batches(self, split: str = "train", batch_size: int = 4, shuffle=None, seed: int = 0,
-                augment=None, drop_last: bool = False):
+                augment=None, drop_last: bool = False, shard=(0, 1)):
         """Mini-batches of a split; see :func:`tinyseg.data.batches.iterate_batches`."""
         from .batches import iterate_batches
         if shuffle is None:
             shuffle = split == "train"
         return iterate_batches(self.images, self.labels, getattr(self, split), batch_size,
-                               shuffle=shuffle, seed=seed, augment=augment, drop_last=drop_last)
+                               shuffle=shuffle, seed=seed, augment=augment, drop_last=drop_last,
+                               shard=shard)
 
 
 def load_dataset(path=None, scr=None, size=(128, 160), *, protocol=None, fold: int = 0,
