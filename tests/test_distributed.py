@@ -187,7 +187,7 @@ def test_denoising_is_shared_out(tmp_path):
 
 def test_distributed_without_mpi4py_says_what_to_install(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "mpi4py", None)
-    monkeypatch.setattr(distributed, "_current", None)
+    monkeypatch.setattr(distributed.comm, "_current", None)
     code = main(["--distributed", "--epochs", "1", "--out", str(tmp_path / "run"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and err.startswith("error: ")

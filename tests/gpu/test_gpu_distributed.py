@@ -142,7 +142,7 @@ def step(model, x, y, weight=1.0, reducer=None):
 def test_two_gpu_ranks_with_stand_in_nccl_equal_one_model_on_the_whole_batch(monkeypatch):
     if not hasattr(cupy.ndarray, "ctypes"):
         pytest.skip("the NCCL stand-in reads buffers through host addresses (the emulator's arrays)")
-    monkeypatch.setattr(distributed, "device_pointer", lambda array: array.ctypes.data)
+    monkeypatch.setattr(distributed.comm, "device_pointer", lambda array: array.ctypes.data)
     serialise_emulated_kernels(monkeypatch)
     rng = np.random.default_rng(1)
     x = rng.standard_normal((4, 1, 8, 8)).astype(np.float32)

@@ -16,7 +16,7 @@ checkpoints, inference on new radiographs, progress bars and pictures.
     inference.py   Segmenter: a checkpoint's model and preprocessing for new images
     progress.py    progress on stderr (a bar on a terminal, lines in a log) and the run-time estimate
     pictures.py    overlays, comparison panels and line charts as PNG
-    distributed.py data-parallel training under mpiexec: MPI and NCCL communicators, bucketed
+    distributed/   data-parallel training under mpiexec: MPI and NCCL communicators, bucketed
                    gradient all-reduce, synchronised batch norm, one rank writing
 """
 from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
