@@ -103,12 +103,8 @@ def sweep_forward(z_input, w_hh, reverse):
     w_hh_t = contiguous(w_hh.transpose(0, 2, 1), dtype)                           # (D, H, 4H)
     gates = empty(z_input, z_input.shape)
     cells, tanh_cells, hs = (empty(z_input, (directions, steps, batch, hidden)) for _ in range(3))
-    if steps * batch * hidden:
-        kern = kernel("lstm.cu", "lstm_forward", dtype)
-        device = limits(xp, kern)
-        grid, block, group, shared = launch_shape(batch, hidden, dtype.itemsize, directions, FORWARD_WORDS, device)
-        _launch(kern, grid, block, (z_input, w_hh_t, gates, cells, tanh_cells, hs, int32(steps), int32(batch),
-                                    int32(hidden), int32(group), _flags(reverse)), shared, device.shared_bytes)
+    _sweep(xp, "lstm_forward", FORWARD_WORDS, (z_input, w_hh_t, gates, cells, tanh_cells, hs),
+           steps, batch, hidden, directions, dtype, reverse)
     return gates, cells, tanh_cells, hs
 
 
@@ -120,10 +116,17 @@ def sweep_backward(gh, w_hh, gates, cells, tanh_cells, reverse):
     gh = contiguous(gh, dtype)
     w_hh = contiguous(w_hh, dtype)
     gz = empty(gh, (directions, steps, batch, 4 * hidden))
-    if steps * batch * hidden:
-        kern = kernel("lstm.cu", "lstm_backward", dtype)
-        device = limits(xp, kern)
-        grid, block, group, shared = launch_shape(batch, hidden, dtype.itemsize, directions, BACKWARD_WORDS, device)
-        _launch(kern, grid, block, (gh, w_hh, gates, cells, tanh_cells, gz, int32(steps), int32(batch),
-                                    int32(hidden), int32(group), _flags(reverse)), shared, device.shared_bytes)
+    _sweep(xp, "lstm_backward", BACKWARD_WORDS, (gh, w_hh, gates, cells, tanh_cells, gz),
+           steps, batch, hidden, directions, dtype, reverse)
     return gz
+
+
+def _sweep(xp, name, words, arrays, steps, batch, hidden, directions, dtype, reverse):
+    """Launch one of the two sweep kernels over all steps (nothing to do for empty sizes)."""
+    if steps * batch * hidden == 0:
+        return
+    kern = kernel("lstm.cu", name, dtype)
+    device = limits(xp, kern)
+    grid, block, group, shared = launch_shape(batch, hidden, dtype.itemsize, directions, words, device)
+    _launch(kern, grid, block, (*arrays, int32(steps), int32(batch), int32(hidden), int32(group),
+                                _flags(reverse)), shared, device.shared_bytes)
