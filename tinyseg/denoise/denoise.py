@@ -36,7 +36,7 @@ were chosen: docs/06-ksvd.md).
 Patches go back to their places and are averaged.
 
 ``collaborative_denoise`` filters the paper's patch groups jointly: the same
-adaptive basis transforms each patch of a group of similar patches and a DCT
+adaptive basis transforms each patch of a group of similar patches and a Haar transform
 runs along the group, first with hard thresholding, then with a Wiener
 shrinkage guided by that first estimate (see ``collaborative``).
 """
