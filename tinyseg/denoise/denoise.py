@@ -198,7 +198,7 @@ def adaptive_filter_denoise(img, sigma=None, patch=8, n_atoms=256, n_iter=10, n_
     return from_float(out, info)
 
 
-def collaborative_denoise(img, sigma=None, patch=8, n_atoms=128, n_iter=10, threshold=2.7, group_sizes=(16, 32),
+def collaborative_denoise(img, sigma=None, patch=8, n_atoms=128, n_iter=10, threshold=2.6, group_sizes=(16, 32),
                           window=(39, 25), step=3, match_limits=(2500.0, 400.0), gain=1.15, train_stride=1,
                           max_train_patches=20000, seed=0, max_value=None, bit_depth=None):
     """Denoise a 2-D image by filtering groups of similar patches in the K-SVD adaptive basis.
@@ -211,9 +211,11 @@ def collaborative_denoise(img, sigma=None, patch=8, n_atoms=128, n_iter=10, thre
     match_limits : largest mean squared difference per pixel for a patch to join a group,
         in each pass, on a 0-255 scale (scaled to the image's range).
     The defaults of these are BM3D's published settings for sigma <= 40 (Dabov et al., 2007),
-    except the Wiener pass's window: it matches on the nearly clean first estimate, whose
-    best matches lie close by, and 25 x 25 costs it no quality on the benchmark images and
-    a third of its time (docs/06-ksvd.md).
+    except two (trials: benchmarks/results/denoise-tuning-*): the Wiener pass's window, as it
+    matches on the nearly clean first estimate, whose best matches lie close by (25 x 25 saves
+    a quarter of its time for a few hundredths of a dB on photographs and phantoms, a tenth
+    on the smooth synthetic radiograph); and the threshold, 2.6 rather than 2.7, as the
+    adaptive basis packs the detail of a textured image into coefficients nearer the noise.
     n_atoms, max_train_patches : smaller than ``ksvd_denoise``'s: the dictionary only has to
         yield the patch basis, and 128 atoms learned from 20000 patches give as good a basis
         in half the time.
