@@ -36,7 +36,7 @@ setup(
         "gpu": ["cupy-cuda13x"],
         # setuptools builds the wheel of the packaging test (bdist_wheel is built in since 70.1)
         "test": ["pytest>=7", "hypothesis>=6", "setuptools>=70.1"],
-        "bench": ["torch"],
+        "bench": ["torch", "bm3d", "scikit-image"],
         # data-parallel training: mpi4py, and MPICH's wheel, which brings mpiexec
         "mpi": ["mpi4py", "mpich"],
     },

@@ -303,3 +303,19 @@ def test_patches_round_trip_through_put_back():
     add_patch_rows(acc, ac[:5 * 14] + means[:5 * 14, None], 0, 4)        # grid rows 0-4, then 5-9
     add_patch_rows(acc, patch_rows(image, 4, 5, 10), 5, 4)
     np.testing.assert_allclose(acc / cover_counts(image.shape, 4), image)
+
+
+def test_cache_key_follows_the_defaults_a_denoiser_runs_with():
+    """A changed default is a changed setting: results cached before it must not be read."""
+    from tinyseg.denoise.cache import cache_key, settings
+
+    def smooth(image, amount=1):
+        return image
+    before = cache_key(smooth, np.zeros((4, 4)), {})
+
+    def smooth(image, amount=2):                   # same name, new default
+        return image
+    assert cache_key(smooth, np.zeros((4, 4)), {}) != before
+    assert cache_key(smooth, np.zeros((4, 4)), {"amount": 1}) == before
+    assert settings(ksvd_denoise, {"sigma": 3.0})["sigma"] == 3.0
+    assert settings(ksvd_denoise, {})["patch"] == 8

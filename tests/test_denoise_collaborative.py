@@ -2,10 +2,13 @@
 import numba
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
+from numpy.lib.stride_tricks import sliding_window_view
 
 from tinyseg.denoise import adaptive_filter_denoise, collaborative_denoise
-from tinyseg.denoise.collaborative import _match, _sandwich, collaborative_pass, dct_matrices, reference_grid
+from tinyseg.denoise import collaborative as collab
+from tinyseg.denoise.collaborative import (_haar, _match, _unhaar, collaborative_pass, kaiser_window,
+                                          patch_coefficients, reference_grid)
 
 
 def random_basis(n, seed=0):
@@ -32,35 +35,51 @@ def test_match_returns_the_nearest_patches_in_order(seed, h, w, patch, half, cap
     image = rng.integers(0, levels, (h, w)) / levels           # few levels: many ties
     top, left = rng.integers(0, h - patch + 1), rng.integers(0, w - patch + 1)
     rows, cols, dists = np.empty(capacity, np.int64), np.empty(capacity, np.int64), np.empty(capacity)
-    count = _match(image, top, left, patch, half, limit, rows, cols, dists)
+    features = sliding_window_view(image, (patch, patch)).reshape(h - patch + 1, w - patch + 1, -1)
+    count = _match(features, top, left, half, limit * patch * patch, rows, cols, dists)
     truth = brute_force_distances(image, top, left, patch, half)
     eligible = sorted(d for d in truth.values() if d <= limit * patch * patch)
     assert count == min(capacity, len(eligible)) and count >= 1
     np.testing.assert_allclose(dists[:count], eligible[:count], rtol=1e-12, atol=1e-12)
     assert np.all(np.diff(dists[:count]) >= 0)
     assert len({(r, c) for r, c in zip(rows[:count], cols[:count])}) == count     # no patch twice
+    assert (rows[0], cols[0]) == (top, left)                                       # the reference leads
     for r, c, d in zip(rows[:count], cols[:count], dists[:count]):
         assert truth[(r, c)] == pytest.approx(d, abs=1e-12)
 
 
-def test_dct_matrices_are_orthonormal():
-    dcts = dct_matrices(9)
-    for m in range(1, 10):
-        np.testing.assert_allclose(dcts[m, :m, :m] @ dcts[m, :m, :m].T, np.eye(m), atol=1e-12)
-        np.testing.assert_allclose(dcts[m, 0, :m], 1 / np.sqrt(m))          # first row: the group mean
+def haar_matrix(m):
+    """The orthonormal Haar matrix H_m (rows: the coarsest average first), built recursively."""
+    if m == 1:
+        return np.ones((1, 1))
+    half = haar_matrix(m // 2)
+    return np.vstack([np.kron(half, [1.0, 1.0]), np.kron(np.eye(m // 2), [1.0, -1.0])]) / np.sqrt(2.0)
 
 
-@pytest.mark.parametrize("m", [1, 3, 8])
-def test_group_transform_matches_numpy_and_inverts(m):
-    n, size = 16, 8
-    rng = np.random.default_rng(m)
-    basis, dct = random_basis(n), dct_matrices(size)[m]
-    group = rng.standard_normal((size, n))
-    coefs, tmp, back = np.empty((size, n)), np.empty((size, n)), np.empty((size, n))
-    _sandwich(dct, group, basis, m, coefs, tmp)
-    np.testing.assert_allclose(coefs[:m], dct[:m, :m] @ group[:m] @ basis, atol=1e-12)
-    _sandwich(np.ascontiguousarray(dct.T), coefs, np.ascontiguousarray(basis.T), m, back, tmp)
-    np.testing.assert_allclose(back[:m], group[:m], atol=1e-12)
+@settings(max_examples=30, deadline=None)
+@given(log_m=st.integers(0, 5), extra=st.integers(0, 3), width=st.integers(1, 9), seed=st.integers(0, 10 ** 6))
+def test_haar_is_the_orthonormal_haar_matrix_and_inverts(log_m, extra, width, seed):
+    m = 2 ** log_m
+    h = haar_matrix(m)
+    np.testing.assert_allclose(h @ h.T, np.eye(m), atol=1e-12)
+    np.testing.assert_allclose(h[0], 1 / np.sqrt(m))                        # first row: the group mean
+    group = np.random.default_rng(seed).standard_normal((m + extra, width))
+    x, tmp = group.copy(), np.empty_like(group)
+    _haar(x, m, tmp)
+    np.testing.assert_allclose(x[:m], h @ group[:m], atol=1e-12)
+    np.testing.assert_array_equal(x[m:], group[m:])                          # rows past m untouched
+    _unhaar(x, m, tmp)
+    np.testing.assert_allclose(x, group, atol=1e-12)
+
+
+def test_patch_coefficients_are_each_patch_times_the_basis():
+    patch = 4
+    rng = np.random.default_rng(2)
+    image, basis = rng.standard_normal((12, 10)), random_basis(patch * patch)
+    coefs = patch_coefficients(image, basis, 2, 9)
+    assert coefs.shape == (7, 7, patch * patch)
+    for r, c in [(0, 0), (3, 5), (6, 6)]:
+        np.testing.assert_allclose(coefs[r, c], image[2 + r:2 + r + patch, c:c + patch].ravel() @ basis, atol=1e-12)
 
 
 def test_reference_grid_ends_at_the_last_patch():
@@ -113,6 +132,7 @@ def test_collaborative_beats_per_patch_filtering_on_a_textured_image():
     ({"step": 9}, "step"),
     ({"step": 0}, "step"),
     ({"window": 0}, "window"),
+    ({"window": (39, 25, 9)}, "window"),
     ({"group_sizes": (16,)}, "group_sizes"),
     ({"group_sizes": (16, 0)}, "group_sizes"),
     ({"match_limits": (2500, -1)}, "match_limits"),
@@ -121,3 +141,55 @@ def test_collaborative_beats_per_patch_filtering_on_a_textured_image():
 def test_collaborative_rejects_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
         collaborative_denoise(np.ones((16, 16)), sigma=1.0, **kwargs)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10 ** 6), h=st.integers(8, 30), w=st.integers(8, 30), step=st.integers(1, 4),
+       window=st.integers(1, 11), wiener=st.booleans(), band_bytes=st.integers(1, 200_000))
+def test_bands_give_the_same_result_as_one_band(seed, h, w, step, window, wiener, band_bytes):
+    """However the image is cut into bands of reference rows, every group sees the same
+    candidates and every patch the same sum: the result matches a single band."""
+    rng = np.random.default_rng(seed)
+    image, basis = rng.random((h, w)), random_basis(16, seed % 7)
+    pilot = image + 0.05 * rng.random((h, w)) if wiener else None
+    kwargs = dict(threshold=1.0, group_size=5, window=window, step=step)
+    whole = collaborative_pass(image, pilot, basis, 0.2, wiener, **kwargs)
+    budget = collab._BAND_BYTES
+    try:
+        collab._BAND_BYTES = band_bytes                           # down to one reference row per band
+        banded = collaborative_pass(image, pilot, basis, 0.2, wiener, **kwargs)
+    finally:
+        collab._BAND_BYTES = budget
+    np.testing.assert_allclose(banded, whole, atol=1e-12)
+
+
+def test_identical_patches_still_cover_every_pixel():
+    """On a constant image every candidate ties with the reference; the reference patch still
+    leads its own group, so no pixel is left without an estimate.  (The Wiener factor
+    q^2 / (q^2 + sigma^2) is just below 1 even for the mean: hence rtol.)"""
+    flat = np.full((64, 64), 100.0)
+    np.testing.assert_allclose(collaborative_denoise(flat, sigma=5.0, max_value=255), flat, rtol=1e-5)
+    noisy = flat + np.random.default_rng(6).standard_normal(flat.shape)
+    assert np.all(np.isfinite(collaborative_denoise(noisy, sigma=1.0, max_value=255)))
+
+
+def test_kaiser_window_is_symmetric_and_flat_at_beta_zero():
+    window = kaiser_window(8, 2.0).reshape(8, 8)
+    np.testing.assert_allclose(window, window.T)
+    np.testing.assert_allclose(window, window[::-1, ::-1])
+    assert window[0, 0] < window[3, 3] <= 1.0
+    np.testing.assert_allclose(kaiser_window(5, 0.0), 1.0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10 ** 6), h=st.integers(2, 20), w=st.integers(2, 20), patch=st.integers(1, 5),
+       data=st.data())
+def test_patch_rows_into_copies_the_grid(seed, h, w, patch, data):
+    from tinyseg.denoise.patches import patch_rows, patch_rows_into
+    assume(patch <= min(h, w))
+    image = np.random.default_rng(seed).random((h, w))
+    first = data.draw(st.integers(0, h - patch))
+    stop = data.draw(st.integers(first, h - patch + 1))
+    out = np.empty(((stop - first) * (w - patch + 1), patch * patch))
+    patch_rows_into(image, patch, first, out)
+    np.testing.assert_array_equal(out, patch_rows(image, patch, first, stop))

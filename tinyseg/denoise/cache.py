@@ -2,14 +2,18 @@
 
 ``cached_apply(fn, image, params, cache_dir)`` returns ``fn(image, **params)``,
 computing it once: the result is stored as ``<cache_dir>/<key>.npy`` where the
-key is a SHA-256 of the function's name, the parameters (as JSON) and the
-image's dtype, shape and bytes. Changing any of them gives a new key, so a
-stale result is never returned. Files are written atomically, and an entry that is
-unreadable, of another shape or not finite is recomputed rather than trusted.
+key is a SHA-256 of the function's name, every parameter it runs with (the
+given ones over its defaults, as JSON), ``VERSION`` and the image's dtype,
+shape and bytes. Changing any of them gives a new key, so a stale result is
+never returned: not after a changed default either, and ``VERSION`` is raised
+whenever a denoiser's output changes for the same settings. Files are written
+atomically, and an entry that is unreadable, of another shape or not finite is
+recomputed rather than trusted.
 """
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 
@@ -18,11 +22,24 @@ import numpy as np
 from ..data.atomic import atomic_write
 
 
+VERSION = 2    # 2: Haar group transform and coefficient-domain aggregation; 128-atom ksvd_denoise
+
+
+def settings(fn, params):
+    """Every keyword ``fn`` runs with: ``params`` over the function's defaults."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):                # a builtin without a signature
+        return dict(params)
+    defaults = {name: p.default for name, p in signature.parameters.items() if p.default is not p.empty}
+    return {**defaults, **params}
+
+
 def cache_key(fn, image, params) -> str:
     image = np.ascontiguousarray(image)
     digest = hashlib.sha256()
-    digest.update(f"{fn.__module__}.{fn.__qualname__}".encode())
-    digest.update(json.dumps(params, sort_keys=True, default=str).encode())
+    digest.update(f"{fn.__module__}.{fn.__qualname__} {VERSION}".encode())
+    digest.update(json.dumps(settings(fn, params), sort_keys=True, default=str).encode())
     digest.update(f"{image.dtype.str}{image.shape}".encode())
     digest.update(image.tobytes())
     return digest.hexdigest()

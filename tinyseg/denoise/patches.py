@@ -42,6 +42,19 @@ def _centred_rows(image, patch, first_row, stop_row, out, means):
                 out[q, i] -= mean
 
 
+@njit(parallel=True, cache=True)
+def patch_rows_into(image, patch, first_row, out):
+    """out[q] = the q-th patch of the grid rows first_row, first_row + 1, ... (as many as ``out`` holds);
+    grid rows are split over threads."""
+    n_cols = image.shape[1] - patch + 1
+    for r in prange(out.shape[0] // n_cols):
+        for c in range(n_cols):
+            q = r * n_cols + c
+            for dy in range(patch):
+                for dx in range(patch):
+                    out[q, dy * patch + dx] = image[first_row + r + dy, c + dx]
+
+
 def centred_patch_rows(image, patch, first_row, stop_row):
     """Like ``patch_rows`` but with every patch's mean removed: (patches, means)."""
     n = (stop_row - first_row) * (image.shape[1] - patch + 1)
