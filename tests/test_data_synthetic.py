@@ -154,3 +154,20 @@ def test_contrast_varies_like_different_scanners(large_phantoms):
     gaps = [image[lab == 2].mean() - image[lab == 1].mean() for image, lab in zip(images, labels)]
     lows = [np.percentile(image, 5) for image in images]
     assert max(gaps) > 1.6 * min(gaps) and max(lows) - min(lows) > 0.1
+
+
+def test_shifted_test_set_is_another_scanner(phantoms):
+    from tinyseg.data import make_shifted_images
+    images, labels = phantoms
+    shifted, shifted_labels = make_shifted_images(images, labels, seed=1)
+    assert shifted.shape == images.shape and shifted.dtype == np.float32
+    assert shifted.min() >= 0 and shifted.max() <= 1
+    again = make_shifted_images(images[:3], labels[:3], seed=1)
+    np.testing.assert_array_equal(again[0], shifted[:3])
+    changed = np.abs(shifted - images).mean(axis=(1, 2))
+    assert changed.min() > 0.02                               # every film looks different
+    assert (shifted == 0).mean(axis=(1, 2)).max() > 0.03      # some have black borders
+    # labels change only where a border hides the anatomy (set to background)
+    differs = shifted_labels != labels
+    assert np.all(shifted_labels[differs] == 0) and np.all(shifted[differs] == 0)
+    assert differs.mean() < 0.05
