@@ -190,3 +190,18 @@ def test_gradcheck_fcn_and_batch_norm_float64():
     labels = ts.tensor(rng.integers(0, 3, (1, 36, 40)))
     weight = model.score_pool2.weight
     assert ts.gradcheck(lambda x, w: F.cross_entropy(model(x), labels), [x, weight])
+
+
+def test_cpu_preset():
+    model = ts.models.HReNet(preset="cpu", init="he")
+    n_params = sum(p.size for p in model.parameters())
+    assert 1.7e6 < n_params < 1.9e6
+    assert model.config["fcn_stride"] == 8 and model.config["batch_norm"]
+    assert "conv4_2.bias" not in dict(model.named_parameters())
+    assert PRESETS["cpu"]["input_size"] == (256, 256)
+    assert model(image(np.random.default_rng(0), 1, 47, 61)).shape == (1, 3, 47, 61)
+    # switching a preset's option off is remembered, too
+    from tinyseg.app.inference import model_from_metadata
+    plain = ts.models.HReNet(preset="cpu", fcn_stride=32, batch_norm=False)
+    rebuilt = model_from_metadata("x.npz", {"model": plain.describe()})
+    assert rebuilt.config == plain.config and rebuilt.describe() == plain.describe()

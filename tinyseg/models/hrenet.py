@@ -55,7 +55,7 @@ Choices where the paper is silent or ambiguous
   (``tinyseg.app``), and "paper" stays the constructor's default so that the
   model is the paper's unless asked otherwise.
 
-Options (constructor keywords, off in both presets' paper form)
+Options (constructor keywords; off in "paper" and "small", on in "cpu")
 --------------------------------------------------------------
 * ``fcn_stride`` (32, 16, 8 or 4): FCN skip connections for sharper boundaries.
   32 is the paper's single x32 upsampling. Below 32, the ReNet's class scores are
@@ -72,8 +72,8 @@ Options (constructor keywords, off in both presets' paper form)
   convolution and conv6 and their ReLU; those convolutions then have no bias.
   Lets wide-ish models train fast from scratch with Adam.
 
-Both are stored in ``config`` (``describe()``) only when switched on, so a
-checkpoint of the paper's architecture describes it as before.
+``describe()["config"]`` leaves an option out only where it is off and the preset
+does not set it, so a checkpoint of the paper's architecture describes it as before.
 
 Parameter names follow VGG and PyTorch (``conv1_1.weight``, ``bn_pool4.running_mean``,
 ``renet.h_fwd.weight_ih``, ...), so a PyTorch module with the same attribute
@@ -97,6 +97,10 @@ PRESETS = {
     # Same topology, narrow, two convolutions per block: trains on a CPU in minutes.
     "small": dict(widths=(8, 16, 32, 64), convs_per_block=(2, 2, 2, 2), conv7_width=64,
                   conv7_kernel=7, hidden_size=32, input_size=(128, 160)),
+    # For real radiographs on a CPU: twice the small widths, batch norm after every
+    # convolution and FCN-8s skips for sharp boundaries. 1.8 M parameters.
+    "cpu": dict(widths=(16, 32, 64, 128), convs_per_block=(2, 2, 2, 2), conv7_width=128,
+                conv7_kernel=7, hidden_size=64, input_size=(256, 256), fcn_stride=8, batch_norm=True),
 }
 STRIDE = 32          # four 2x2 pools, then 2x2 ReNet patches
 INITS = ("paper", "he")
@@ -121,9 +125,10 @@ class HReNet(nn.Module):
 
     Args:
         n_classes: output channels (3: background, lungs, heart).
-        preset: "paper" or "small" (see ``PRESETS``); keyword overrides
+        preset: "paper", "small" or "cpu" (see ``PRESETS``); keyword overrides
             ``widths``, ``convs_per_block``, ``conv7_width``, ``conv7_kernel``,
-            ``hidden_size`` replace single entries (tests build tiny models so).
+            ``hidden_size`` (and the options below) replace single entries (tests build
+            tiny models so).
         in_channels: 1 for radiographs.
         init: "paper" (Gaussian convolutions, uniform ReNet) or "he".
         seed: seeds the initialisation; the same seed gives the same weights.
@@ -168,7 +173,7 @@ class HReNet(nn.Module):
                                                             bias=not batch_norm, rng=rng))
                 if batch_norm:
                     setattr(self, f"bn{block}_{i}", nn.BatchNorm2d(width))
-                names.append(f"{block}_{i}")
+                names.append(f"conv{block}_{i}")
                 channels = width
             self.block_layers.append(names)
             pool_channels.append(channels)
@@ -212,7 +217,7 @@ class HReNet(nn.Module):
         pools = []
         for names in self.block_layers:
             for name in names:
-                x = self._conv_relu(getattr(self, f"conv{name}"), getattr(self, f"bn{name}", None), x)
+                x = self._conv_relu(getattr(self, name), getattr(self, "bn" + name[4:], None), x)
             x = F.max_pool2d(x, 2)
             pools.append(x)
         return pools
@@ -255,7 +260,7 @@ class HReNet(nn.Module):
         return {"model": type(self).__name__, "preset": self.preset, "n_classes": self.n_classes,
                 "in_channels": self.in_channels, "init": self.init,
                 "config": {k: list(v) if isinstance(v, tuple) else v for k, v in self.config.items()
-                           if not (k in OPTIONS and v == OPTIONS[k])}}
+                           if not (k in OPTIONS and k not in PRESETS[self.preset] and v == OPTIONS[k])}}
 
     def extra_repr(self):
         options = "".join(f", {k}={self.config[k]!r}" for k in OPTIONS if self.config[k] != OPTIONS[k])
