@@ -8,11 +8,12 @@ scanner shows them.
 Configurations (``CONFIGS``): the paper's architecture at the "small" preset's widths,
 +FCN-8s skips, +batch norm, both (and FCN-4s); then, on the best architecture, the
 scanner-robustness settings: intensity normalisation ("percentile", "equalize") and the
-scanner augmentation. Every run: He init, Adam with a cosine schedule, batch 8, the same
-seeded batches; inputs are normalised, minus the training mean image, divided by the
-training standard deviation (the app's pipeline). Reported per test set: Dice of lungs and
-heart (mean over images), the mean contour distance in pixels (symmetric, boundary pixels
-to the other boundary, ``scipy.ndimage.distance_transform_edt``) and the training wall time.
+scanner augmentation; last the "cpu" preset (twice the widths, both options built in).
+Every run: He init, Adam with a cosine schedule, batch 8, the same seeded batches; inputs
+are normalised, minus the training mean image, divided by the training standard deviation
+(the app's pipeline). Reported per test set: Dice of lungs and heart (mean over images),
+the mean contour distance in pixels (symmetric, boundary pixels to the other boundary,
+``scipy.ndimage.distance_transform_edt``) and the training wall time.
 Writes benchmarks/results/options-<date>.json/.md, after every configuration.
 """
 from __future__ import annotations
@@ -37,7 +38,11 @@ CONFIGS = {
                                            augment="scanner"),
     "fcn8+bn equalize scanner-aug": dict(model=dict(fcn_stride=8, batch_norm=True), normalize="equalize",
                                          augment="scanner"),
+    # the "cpu" preset: twice the widths, with fcn_stride=8 and batch_norm built in
+    "cpu-preset": dict(preset="cpu", model={}),
+    "cpu-preset percentile scanner-aug": dict(preset="cpu", model={}, normalize="percentile", augment="scanner"),
 }
+DEFAULT = [name for name in CONFIGS if not name.startswith("cpu-preset")]
 
 
 def boundary(mask):
@@ -89,7 +94,8 @@ def run(name, spec, data, args):
     inputs = (train_n - mean) * scale
     augment = Augmentation.scanner() if spec.get("augment") == "scanner" else Augmentation()
 
-    model = ts.models.HReNet(preset="small", init="he", seed=args.seed, **spec["model"])
+    preset = spec.get("preset", "small")
+    model = ts.models.HReNet(preset=preset, init="he", seed=args.seed, **spec["model"])
     optimizer = ts.optim.Adam(model.parameters(), args.lr)
     n_params = sum(p.size for p in model.parameters())
     started = time.perf_counter()
@@ -111,7 +117,7 @@ def run(name, spec, data, args):
     train_seconds = time.perf_counter() - started
 
     model.eval()
-    result = {"name": name, "model_options": spec["model"], "normalize": method,
+    result = {"name": name, "preset": preset, "model_options": spec["model"], "normalize": method,
               "augment": spec.get("augment", "default"), "parameters": int(n_params),
               "train_seconds": round(train_seconds, 1), "train_loss": losses}
     for set_name, (images, labels) in test_sets.items():
@@ -133,8 +139,11 @@ def markdown(info, args, results):
     lines = [f"# H-ReNet options on phantoms ({info['date']})", "",
              timing.describe(info), "",
              f"Command: `python benchmarks/options.py --epochs {args.epochs} --n-train {args.n_train} "
-             f"--n-test {args.n_test} --size {args.size[0]} {args.size[1]} --threads {args.threads}`", "",
-             f"Preset \"small\" widths, {args.size[0]}x{args.size[1]} phantoms, {args.n_train} training "
+             f"--n-test {args.n_test} --size {args.size[0]} {args.size[1]} --threads {args.threads}"
+             + (f" --configs {' '.join(repr(c) for c in args.configs)}" if args.configs != DEFAULT else "")
+             + (f" --stem {args.stem}" if args.stem else "") + "`", "",
+             f"Preset \"small\" unless the name says \"cpu-preset\", {args.size[0]}x{args.size[1]} phantoms, "
+             f"{args.n_train} training "
              f"images, {args.n_test} test images (the same {args.n_test} re-rendered as another scanner: "
              f"\"shifted\"), {args.epochs} epochs, Adam lr {args.lr} cosine, batch {args.batch_size}, He init, "
              "seed 0. Dice: mean over test images (worst image in brackets); contour: symmetric mean "
@@ -163,7 +172,8 @@ def main():
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=4e-3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=list(CONFIGS))
+    parser.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=DEFAULT,
+                        help="default: all but the cpu-preset ones (run those with --configs ... --stem)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--stem", default=None, help="results file name (default options-<date>)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
