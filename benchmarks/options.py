@@ -40,7 +40,7 @@ CONFIGS = {
                                          augment="scanner"),
     # the "cpu" preset: twice the widths, with fcn_stride=8 and batch_norm built in
     "cpu-preset": dict(preset="cpu", model={}),
-    "cpu-preset percentile scanner-aug": dict(preset="cpu", model={}, normalize="percentile", augment="scanner"),
+    "cpu-preset equalize": dict(preset="cpu", model={}, normalize="equalize"),
 }
 DEFAULT = [name for name in CONFIGS if not name.startswith("cpu-preset")]
 
