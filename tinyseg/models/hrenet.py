@@ -56,7 +56,7 @@ Choices where the paper is silent or ambiguous
   model is the paper's unless asked otherwise.
 
 Options (constructor keywords; off in "paper" and "small", on in "cpu")
---------------------------------------------------------------
+-----------------------------------------------------------------------
 * ``fcn_stride`` (32, 16, 8 or 4): FCN skip connections for sharper boundaries.
   32 is the paper's single x32 upsampling. Below 32, the ReNet's class scores are
   upsampled x2 at a time (``upscore32``, ``upscore16``, ``upscore8``: 4x4
