@@ -97,10 +97,11 @@ PRESETS = {
     # Same topology, narrow, two convolutions per block: trains on a CPU in minutes.
     "small": dict(widths=(8, 16, 32, 64), convs_per_block=(2, 2, 2, 2), conv7_width=64,
                   conv7_kernel=7, hidden_size=32, input_size=(128, 160)),
-    # For real radiographs on a CPU: twice the small widths, batch norm after every
-    # convolution and FCN-8s skips for sharp boundaries. 1.8 M parameters.
-    "cpu": dict(widths=(16, 32, 64, 128), convs_per_block=(2, 2, 2, 2), conv7_width=128,
-                conv7_kernel=7, hidden_size=64, input_size=(256, 256), fcn_stride=8, batch_norm=True),
+    # For real radiographs on a CPU: the small widths with batch norm after every
+    # convolution and FCN-8s skips for sharp boundaries, at a finer input size. Twice
+    # the widths (16-128) learn less per second of CPU (benchmarks/results/options-*).
+    "cpu": dict(widths=(8, 16, 32, 64), convs_per_block=(2, 2, 2, 2), conv7_width=64,
+                conv7_kernel=7, hidden_size=32, input_size=(256, 256), fcn_stride=8, batch_norm=True),
 }
 STRIDE = 32          # four 2x2 pools, then 2x2 ReNet patches
 INITS = ("paper", "he")
