@@ -72,28 +72,41 @@ class TorchReNet(nn.Module):
 
 
 class TorchHReNet(nn.Module):
-    """H-ReNet with the parameter names of ``tinyseg.models.HReNet`` (built from its config)."""
+    """H-ReNet with the parameter names of ``tinyseg.models.HReNet`` (built from its config),
+    including its options ``fcn_stride`` (FCN skips) and ``batch_norm``."""
 
     def __init__(self, config, n_classes=3, in_channels=1):
         super().__init__()
-        self.block_layers = []
+        batch_norm = bool(config.get("batch_norm", False))
+        self.fcn_stride = int(config.get("fcn_stride", STRIDE))
+        self.block_layers, pool_channels = [], []
         channels = in_channels
         for block, (width, n_convs) in enumerate(zip(config["widths"], config["convs_per_block"]), start=1):
             names = []
             for i in range(1, n_convs + 1):
-                setattr(self, f"conv{block}_{i}", nn.Conv2d(channels, width, 3, padding=1))
-                names.append(f"conv{block}_{i}")
+                setattr(self, f"conv{block}_{i}", nn.Conv2d(channels, width, 3, padding=1, bias=not batch_norm))
+                if batch_norm:
+                    setattr(self, f"bn{block}_{i}", nn.BatchNorm2d(width))
+                names.append(f"{block}_{i}")
                 channels = width
             self.block_layers.append(names)
+            pool_channels.append(channels)
         k7, w7 = config["conv7_kernel"], config["conv7_width"]
-        self.conv6 = nn.Conv2d(channels, w7, k7, padding=k7 // 2)
+        self.conv6 = nn.Conv2d(channels, w7, k7, padding=k7 // 2, bias=not batch_norm)
+        if batch_norm:
+            self.bn6 = nn.BatchNorm2d(w7)
         self.conv7 = nn.Conv2d(w7, w7, 1)
         self.bn_pool4 = nn.BatchNorm2d(channels)
         self.bn_conv7 = nn.BatchNorm2d(w7)
         d = config["hidden_size"]
         self.renet = TorchReNet(channels + w7, d)
         self.classifier = nn.Conv2d(2 * d, n_classes, 1)
-        self.upsample = nn.ConvTranspose2d(n_classes, n_classes, 2 * STRIDE, stride=STRIDE, padding=STRIDE // 2)
+        self.skips = [(stride, 4 - k) for k, stride in enumerate((16, 8, 4)) if stride >= self.fcn_stride]
+        for stride, block in self.skips:
+            setattr(self, f"upscore{2 * stride}", nn.ConvTranspose2d(n_classes, n_classes, 4, stride=2, padding=1))
+            setattr(self, f"score_pool{block}", nn.Conv2d(pool_channels[block - 1], n_classes, 1))
+        s = self.fcn_stride
+        self.upsample = nn.ConvTranspose2d(n_classes, n_classes, 2 * s, stride=s, padding=s // 2)
 
     @classmethod
     def from_tinyseg(cls, model, dtype=torch.float32, device="cpu"):
@@ -116,17 +129,31 @@ class TorchHReNet(nn.Module):
         if unused:
             raise KeyError(f"PyTorch parameters left unset: {unused}")
 
+    def _conv_relu(self, name, x):
+        x = getattr(self, f"conv{name}")(x)
+        bn = getattr(self, f"bn{name}", None)
+        return tf.relu(bn(x) if bn is not None else x)
+
     def forward(self, x):
         height, width = x.shape[2:]
+        pools = []
         for names in self.block_layers:
             for name in names:
-                x = tf.relu(getattr(self, name)(x))
+                x = self._conv_relu(name, x)
             x = tf.max_pool2d(x, 2)
-        conv7 = tf.relu(self.conv7(tf.relu(self.conv6(x))))
+            pools.append(x)
+        conv7 = tf.relu(self.conv7(self._conv_relu("6", x)))
         features = torch.cat([self.bn_pool4(x), self.bn_conv7(conv7)], dim=1)
         grid_h, grid_w = math.ceil(height / STRIDE), math.ceil(width / STRIDE)
         features = tf.pad(features, (0, 2 * grid_w - features.shape[3], 0, 2 * grid_h - features.shape[2]))
-        logits = self.upsample(self.classifier(self.renet(features)))
+        scores = self.classifier(self.renet(features))
+        for stride, block in self.skips:
+            scores = getattr(self, f"upscore{2 * stride}")(scores)
+            pool_scores = getattr(self, f"score_pool{block}")(pools[block - 1])
+            pool_scores = tf.pad(pool_scores, (0, scores.shape[3] - pool_scores.shape[3],
+                                               0, scores.shape[2] - pool_scores.shape[2]))
+            scores = scores + pool_scores
+        logits = self.upsample(scores)
         return logits[:, :, :height, :width]
 
 

@@ -54,3 +54,42 @@ def test_mean_image_uses_only_the_given_indices():
     np.testing.assert_allclose(mean_image(images, [0, 1]), 2.0)
     with pytest.raises(ValueError):
         mean_image(images, [])
+
+
+# -- intensity normalisation ----------------------------------------------------------------
+
+def film():
+    from tinyseg.data import make_synthetic_dataset
+    return make_synthetic_dataset(1, (64, 80), seed=4)[0][0]
+
+
+def test_percentile_scaling_ignores_brightness_and_contrast():
+    from tinyseg.data import normalize_intensity
+    image = film()
+    reference = normalize_intensity(image, "percentile")
+    assert np.percentile(reference, 1) == pytest.approx(0, abs=1e-6)
+    assert np.percentile(reference, 99) == pytest.approx(1, abs=1e-6)
+    for gain, offset in [(0.5, 0.1), (2.0, -0.3), (0.2, 0.7)]:
+        np.testing.assert_allclose(normalize_intensity(gain * image + offset, "percentile"), reference,
+                                   atol=1e-4)
+
+
+@settings(max_examples=20, deadline=None)
+@given(gamma=st.floats(0.3, 3.0), gain=st.floats(0.1, 5.0), offset=st.floats(-1.0, 1.0))
+def test_equalisation_ignores_gamma_and_scale(gamma, gain, offset):
+    from tinyseg.data import normalize_intensity
+    image = film().astype(np.float64)
+    reference = normalize_intensity(image, "equalize")
+    shifted = gain * image ** gamma + offset
+    np.testing.assert_allclose(normalize_intensity(shifted, "equalize"), reference, atol=1e-6)
+    assert 0 < reference.min() and reference.max() < 1
+
+
+def test_normalisation_none_is_the_identity_and_names_are_checked():
+    from tinyseg.data import normalize_images, normalize_intensity
+    image = film()
+    np.testing.assert_array_equal(normalize_intensity(image, "none"), image)
+    stack = normalize_images(np.stack([image, 0.5 * image]), "percentile")
+    np.testing.assert_allclose(stack[0], stack[1], atol=1e-5)
+    with pytest.raises(ValueError, match="normalisation"):
+        normalize_intensity(image, "zscore")

@@ -105,3 +105,103 @@ def test_gradcheck_tiny_hrenet_float64():
     checked = [model.conv1_1.weight, model.conv4_1.bias, model.bn_conv7.weight,
                model.renet.v_bwd.bias_hh, model.classifier.bias, model.upsample.bias]
     assert ts.gradcheck(lambda *params: model(x), checked, atol=1e-6, rtol=1e-4)
+
+
+# -- options: FCN skips and batch norm ---------------------------------------------------
+
+OPTIONS = [dict(fcn_stride=16), dict(fcn_stride=8), dict(fcn_stride=4), dict(batch_norm=True),
+           dict(fcn_stride=8, batch_norm=True)]
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+@pytest.mark.parametrize("size", [(50, 70), (17, 45), (33, 97), (64, 64)])
+def test_options_keep_the_output_size(options, size):
+    model = ts.models.HReNet(**TINY, **options, init="he", seed=2)
+    for training in (True, False):
+        model.train(training)
+        out = model(image(np.random.default_rng(0), 2, *size))
+        assert out.shape == (2, 3) + size and np.isfinite(out.numpy()).all()
+
+
+def test_option_layers_and_names():
+    plain = dict(ts.models.HReNet(**TINY).named_parameters())
+    fcn8 = ts.models.HReNet(**TINY, fcn_stride=8)
+    shapes = {name: p.shape for name, p in fcn8.named_parameters()}
+    assert set(shapes) - set(plain) == {"upscore32.weight", "upscore32.bias", "score_pool4.weight",
+                                        "score_pool4.bias", "upscore16.weight", "upscore16.bias",
+                                        "score_pool3.weight", "score_pool3.bias"}
+    assert shapes["score_pool3.weight"] == (3, TINY["widths"][2], 1, 1)
+    assert shapes["upsample.weight"] == (3, 3, 16, 16)                  # the final x8
+    assert not fcn8.score_pool4.weight.numpy().any()                    # FCN: skips start silent
+    np.testing.assert_allclose(fcn8.upscore16.weight.numpy(), bilinear_kernel(3, 4))
+    bn = dict(ts.models.HReNet(**TINY, batch_norm=True).named_parameters())
+    assert "conv1_1.bias" not in bn and "bn1_1.weight" in bn and "bn6.bias" in bn
+    assert "conv7.bias" in bn                                           # conv7 is followed by bn_conv7
+    with pytest.raises(ValueError, match="fcn_stride"):
+        ts.models.HReNet(**TINY, fcn_stride=2)
+
+
+def test_untrained_fcn_only_interpolates():
+    """With the skip scores at zero, FCN-8s upsamples the ReNet scores smoothly, as the paper's does."""
+    rng = np.random.default_rng(0)
+    x = image(rng, 1, 64, 96)
+    paper = ts.models.HReNet(**TINY, seed=4, init="he").eval()
+    fcn = ts.models.HReNet(**TINY, seed=4, init="he", fcn_stride=8).eval()
+    fcn.load_state_dict({**fcn.state_dict(), **{k: v for k, v in paper.state_dict().items() if k != "upsample.weight"}})
+    with ts.no_grad():
+        a, b = paper(x).numpy(), fcn(x).numpy()
+    inner = (slice(None), slice(None), slice(16, -16), slice(16, -16))     # borders see zero padding
+    assert np.corrcoef(a[inner].ravel(), b[inner].ravel())[0, 1] > 0.97
+
+
+@pytest.mark.parametrize("options", [dict()] + OPTIONS)
+def test_options_are_described_and_rebuild_from_a_checkpoint(tmp_path, options):
+    from tinyseg.app.checkpoint import load_checkpoint, save_checkpoint
+    from tinyseg.app.inference import model_from_metadata
+
+    model = ts.models.HReNet(**TINY, **options, init="he", seed=5)
+    model.train()
+    model(image(np.random.default_rng(1), 2, 40, 40))                   # move the running statistics
+    described = model.describe()["config"]
+    for key, value in options.items():
+        assert described[key] == value
+    assert "fcn_stride" not in described or options.get("fcn_stride")  # the paper's model: as before
+    path = save_checkpoint(tmp_path / "m.npz", model, metadata={"size": [40, 40]})
+    metadata = load_checkpoint(path)
+    rebuilt = model_from_metadata(path, metadata)
+    load_checkpoint(path, rebuilt)
+    for (name, a), b in zip(model.state_dict().items(), rebuilt.state_dict().values()):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    model.eval(), rebuilt.eval()
+    x = image(np.random.default_rng(2), 1, 40, 56)
+    with ts.no_grad():
+        np.testing.assert_array_equal(model(x).numpy(), rebuilt(x).numpy())
+
+
+def test_gradcheck_fcn_and_batch_norm_float64():
+    """The new wiring (pads, adds, extra transposed convolutions, batch norms) end to end."""
+    model = ts.models.HReNet(**TINY, fcn_stride=4, batch_norm=True, init="he", seed=6).astype(np.float64)
+    for name, p in model.named_parameters():
+        if name.startswith("score_pool"):
+            p.data[...] = np.random.default_rng(0).standard_normal(p.shape)
+    model.eval()
+    rng = np.random.default_rng(3)
+    x = ts.tensor(rng.standard_normal((1, 1, 36, 40)), requires_grad=True)
+    labels = ts.tensor(rng.integers(0, 3, (1, 36, 40)))
+    weight = model.score_pool2.weight
+    assert ts.gradcheck(lambda x, w: F.cross_entropy(model(x), labels), [x, weight])
+
+
+def test_cpu_preset():
+    model = ts.models.HReNet(preset="cpu", init="he")
+    small = ts.models.HReNet(preset="small", init="he", fcn_stride=8, batch_norm=True)
+    assert sum(p.size for p in model.parameters()) == sum(p.size for p in small.parameters())
+    assert model.config["fcn_stride"] == 8 and model.config["batch_norm"]
+    assert "conv4_2.bias" not in dict(model.named_parameters())
+    assert PRESETS["cpu"]["input_size"] == (256, 256)
+    assert model(image(np.random.default_rng(0), 1, 47, 61)).shape == (1, 3, 47, 61)
+    # switching a preset's option off is remembered, too
+    from tinyseg.app.inference import model_from_metadata
+    plain = ts.models.HReNet(preset="cpu", fcn_stride=32, batch_norm=False)
+    rebuilt = model_from_metadata("x.npz", {"model": plain.describe()})
+    assert rebuilt.config == plain.config and rebuilt.describe() == plain.describe()

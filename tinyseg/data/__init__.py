@@ -11,7 +11,8 @@ radiographs, preprocessing, splits, augmentation and batching.
 montage of images with their label overlays.  Depends only on NumPy, SciPy
 and Pillow.
 """
-from .augment import Augmentation, augment_pair, random_affine, random_intensity
+from .augment import (Augmentation, augment_pair, black_borders, burn_in_text, random_affine, random_blur,
+                      random_crop, random_gamma, random_intensity)
 from .batches import iterate_batches
 from .classes import BACKGROUND, CLASS_COLORS, CLASS_NAMES, HEART, LUNGS
 from .dataset import SegmentationDataset, load_dataset
@@ -21,13 +22,15 @@ from .imagefile import read_binary_mask, read_grayscale, read_label_map
 from .jsrt import (Radiograph, find_jsrt_images, read_jsrt_image, read_jsrt_raw,
                    write_jsrt_raw)
 from .montage import overlay_labels, save_montage, to_gray_uint8
-from .preprocess import dark_fraction, is_overexposed, mean_image, resize_image, resize_labels
+from .preprocess import (NORMALIZATIONS, dark_fraction, is_overexposed, mean_image, normalize_images,
+                         normalize_intensity, resize_image, resize_labels)
 from .scr import STRUCTURES, find_scr_masks, read_scr_labels
 from .splits import Splits, random_split, split_sizes, two_fold_split
-from .synthetic import make_synthetic_dataset, synthesize_radiograph
+from .synthetic import make_shifted_images, make_synthetic_dataset, scanner_shift, synthesize_radiograph
 
 __all__ = [
-    "Augmentation", "augment_pair", "random_affine", "random_intensity",
+    "Augmentation", "augment_pair", "black_borders", "burn_in_text", "random_affine", "random_blur",
+    "random_crop", "random_gamma", "random_intensity",
     "iterate_batches",
     "BACKGROUND", "CLASS_COLORS", "CLASS_NAMES", "HEART", "LUNGS",
     "SegmentationDataset", "load_dataset",
@@ -37,8 +40,9 @@ __all__ = [
     "Radiograph", "find_jsrt_images", "read_jsrt_image", "read_jsrt_raw",
     "write_jsrt_raw",
     "overlay_labels", "save_montage", "to_gray_uint8",
-    "dark_fraction", "is_overexposed", "mean_image", "resize_image", "resize_labels",
+    "NORMALIZATIONS", "dark_fraction", "is_overexposed", "mean_image", "normalize_images",
+    "normalize_intensity", "resize_image", "resize_labels",
     "STRUCTURES", "find_scr_masks", "read_scr_labels",
     "Splits", "random_split", "split_sizes", "two_fold_split",
-    "make_synthetic_dataset", "synthesize_radiograph",
+    "make_shifted_images", "make_synthetic_dataset", "scanner_shift", "synthesize_radiograph",
 ]

@@ -38,6 +38,7 @@ class Anatomy:
     dome_height: np.ndarray
     dome_peak_s: np.ndarray
     dome_medial_drop: np.ndarray
+    sulcus_sharpness: np.ndarray  # > 2: the dome plunges into an acute costophrenic angle
     wobble: np.ndarray         # (2, 3): amplitude, frequency, phase of the lateral border
     aortic_knob: float         # bulge of the mediastinum into the image-right lung
     # heart
@@ -48,6 +49,8 @@ class Anatomy:
     heart_egg: float
     heart_drop: float          # how far the heart ellipse reaches below the diaphragm
     heart_density: float
+    abdomen_density: float     # liver / stomach under the domes; near heart_density the
+                               # heart's lower edge almost vanishes, as on real films
     # bones and airways
     rib_density: float
     rib_first_y: float
@@ -93,7 +96,8 @@ class Anatomy:
 
 # The film, each setting drawn uniformly from its range, last and in this order (the order
 # fixes the random stream): exposure, gamma, contrast, base density, heel effect, grain, mottle.
-FILM_RANGES = {"exposure": (1.2, 2.2), "gamma": (0.85, 1.6), "contrast": (0.8, 0.95),
+# Wide on purpose: films from different scanners differ this much and more.
+FILM_RANGES = {"exposure": (1.0, 2.6), "gamma": (0.7, 2.0), "contrast": (0.6, 0.95),
                "film_floor": (0.03, 0.1), "heel": (-0.08, 0.08), "grain_sigma": (0.6, 1.1),
                "grain_amount": (0.01, 0.025), "mottle_amount": (0.01, 0.04)}
 
@@ -120,6 +124,7 @@ def sample_anatomy(rng: np.random.Generator) -> Anatomy:
         u(-3.0, 3.0, n_vessels),                          # bend
         u(0.5, 1.0, n_vessels),                           # strength
     ], axis=1)
+    heart_density = u(0.3, 0.45)
     bubble = None
     if rng.random() < 0.6:
         bubble = np.array([u(0.12, 0.24), u(0.04, 0.08), u(0.035, 0.06), u(0.025, 0.04)])
@@ -138,9 +143,10 @@ def sample_anatomy(rng: np.random.Generator) -> Anatomy:
         lateral_s=lateral_s,
         medial_s=pair(0.045, 0.065),
         lateral_roundness=pair(0.0, 1.0),
-        dome_height=pair(0.04, 0.08),
+        dome_height=pair(0.05, 0.1),
         dome_peak_s=lateral_s * u(0.4, 0.55, size=2),
         dome_medial_drop=pair(0.3, 0.7),
+        sulcus_sharpness=pair(4.0, 7.0),
         wobble=np.stack([pair(0.0, 0.01), pair(1.0, 2.5), pair(0.0, 2 * np.pi)], axis=1),
         aortic_knob=u(0.0, 0.03),
         heart_center_s=u(0.04, 0.08),
@@ -149,8 +155,9 @@ def sample_anatomy(rng: np.random.Generator) -> Anatomy:
         heart_tilt=np.deg2rad(u(20.0, 40.0)),
         heart_egg=u(0.1, 0.3),
         heart_drop=u(0.05, 0.2),
-        heart_density=u(0.3, 0.45),
-        rib_density=u(0.08, 0.15),
+        heart_density=heart_density,
+        abdomen_density=heart_density * u(0.5, 0.9),   # about the heart's edge, seen through it
+        rib_density=u(0.08, 0.22),
         rib_first_y=rib_first_y,
         rib_last_y=rib_last_y,
         rib_side_shift=rib_side_shift,

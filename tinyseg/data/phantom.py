@@ -38,7 +38,7 @@ def draw_phantom(a: Anatomy, height: int, width: int):
     attenuation = _soft_tissue(a, y, s, right, edge)
     lateral_s = _per_side(a.lateral_s, right)
     abdomen = _soft(y - diaphragm, 3 * edge) * _smoothstep((lateral_s + 0.03 - s) / 0.06)
-    attenuation += 0.06 * abdomen
+    attenuation += a.abdomen_density * abdomen
     attenuation -= LUNG_AIR * lung_soft * lung_depth
     attenuation += a.heart_density * heart_soft * heart_depth
     attenuation += _mediastinum(a, s, y, right)
@@ -90,12 +90,14 @@ def _soft(margin, width):
 
 def _dome(a: Anatomy, s, k):
     """Height of the diaphragm under lung ``k``: highest at ``dome_peak_s``,
-    steep out to the costophrenic angle, flatter and level at the midline."""
+    flatter and level at the midline, and laterally plunging as ``q^p``
+    (``p = sulcus_sharpness``) into the costophrenic angle: its slope there,
+    ``p * dome_height / (lateral_s - dome_peak_s)``, makes the angle acute."""
     peak, lateral = a.dome_peak_s[k], a.lateral_s[k]
     medial = a.dome_medial_drop[k] * (1 - (s / peak) ** 2)
-    q = np.where(s > peak, (s - peak) / (lateral - peak), medial)
-    q = np.minimum(q, 1.2)
-    return a.base_y[k] - a.dome_height[k] * (1.0 - q * q)
+    lateral_q = np.minimum(np.maximum(s - peak, 0.0) / (lateral - peak), 1.2)
+    drop = np.where(s > peak, lateral_q ** a.sulcus_sharpness[k], medial * medial)
+    return a.base_y[k] - a.dome_height[k] * (1.0 - drop)
 
 
 def _diaphragm(a: Anatomy, x, s):

@@ -1,4 +1,20 @@
-"""Resizing, exposure screening and mean subtraction.
+"""Resizing, exposure screening, intensity normalisation and mean subtraction.
+
+Intensity normalisation
+-----------------------
+Films from other scanners differ in exposure, contrast and gamma.
+:func:`normalize_intensity` maps every image onto a common scale that does
+not depend on them (applied after resizing, before the mean image):
+
+* ``"none"``: the image as read (the pipeline's behaviour so far).
+* ``"percentile"``: the image's 1st and 99th percentiles go to 0 and 1
+  (clipped to [-0.1, 1.1]); invariant to any change of brightness and
+  contrast, and robust to a few burned-in letters or black borders.
+* ``"equalize"``: histogram equalisation, each pixel replaced by the fraction
+  of pixels darker than it (ties share their mean rank); invariant to every
+  increasing grey-level change, gamma included.
+
+None has learned parameters: the method's name is all a checkpoint must store.
 
 Overexposure criterion
 ----------------------
@@ -22,6 +38,8 @@ from .errors import DatasetError
 
 DARK_LEVEL = 0.02
 MAX_DARK_FRACTION = 0.15
+NORMALIZATIONS = ("none", "percentile", "equalize")
+PERCENTILES = (1.0, 99.0)
 
 
 def _target(size):
@@ -92,3 +110,26 @@ def check_mask_fits(mask_shape, image_shape, path) -> None:
     if not (same_aspect and whole_factor):
         raise DatasetError(f"mask {path} is {mh}x{mw} but its image is {ih}x{iw}; a mask must have the "
                            "image's size or a whole multiple of it at the same aspect ratio", path)
+
+
+def normalize_intensity(image, method: str = "percentile", percentiles=PERCENTILES) -> np.ndarray:
+    """One image (H, W) on a scanner-independent grey scale (see the module docstring)."""
+    if method not in NORMALIZATIONS:
+        raise ValueError(f"unknown intensity normalisation {method!r}; expected one of {NORMALIZATIONS}")
+    image = np.asarray(image, dtype=np.float32)
+    if method == "none":
+        return image
+    if method == "percentile":
+        low, high = np.percentile(image, percentiles)
+        scaled = (image - low) / max(float(high - low), 1e-6)
+        return np.clip(scaled, -0.1, 1.1).astype(np.float32)
+    flat = image.ravel()
+    values, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
+    below = np.cumsum(counts) - counts                      # pixels strictly darker than each value
+    mean_rank = (below + 0.5 * counts) / flat.size          # ties share the middle of their ranks
+    return mean_rank[inverse].reshape(image.shape).astype(np.float32)
+
+
+def normalize_images(images, method: str = "percentile", percentiles=PERCENTILES) -> np.ndarray:
+    """:func:`normalize_intensity` on each image of a stack (N, H, W)."""
+    return np.stack([normalize_intensity(image, method, percentiles) for image in np.asarray(images)])

@@ -18,10 +18,11 @@ import numpy as np
 from scipy import ndimage
 
 from .anatomy import Anatomy, sample_anatomy
+from .augment import black_borders, burn_in_text
 from .classes import BACKGROUND, HEART, LUNGS
 from .phantom import draw_phantom
 
-__all__ = ["synthesize_radiograph", "make_synthetic_dataset", "Anatomy"]
+__all__ = ["synthesize_radiograph", "make_synthetic_dataset", "scanner_shift", "make_shifted_images", "Anatomy"]
 
 LEVELS_12_BIT = 4095
 
@@ -88,3 +89,38 @@ def _expose_film(attenuation: np.ndarray, anatomy: Anatomy, rng: np.random.Gener
     brightness += anatomy.grain_amount * grain
     quantised = np.round(np.clip(brightness, 0.0, 1.0) * LEVELS_12_BIT)
     return (quantised / LEVELS_12_BIT).astype(np.float32)
+
+
+# Another hospital's films: each setting drawn uniformly from its range (gamma log-uniformly).
+SHIFT_RANGES = {"gamma": (0.45, 2.2), "gain": (0.6, 1.0), "offset": (-0.1, 0.25),
+                "blur": (0.0, 1.5), "noise": (0.0, 0.04)}
+
+
+def scanner_shift(image, labels, rng: np.random.Generator, border_probability=0.7, text_probability=0.7):
+    """Re-render one [0, 1] film as another scanner would show it: other gamma, gain
+    and offset (exposure, contrast, base density), blur, noise, black collimation
+    borders and burned-in text. Returns ``(image, labels)``: the labels are
+    unchanged except under a border, where nothing can be seen (background)."""
+    r = {name: rng.uniform(*bounds) for name, bounds in SHIFT_RANGES.items()}
+    gamma = float(np.exp(rng.uniform(*np.log(SHIFT_RANGES["gamma"]))))
+    film = np.asarray(image, dtype=np.float32) ** gamma
+    film = np.clip(r["offset"] + r["gain"] * film, 0.0, 1.0)
+    if r["blur"] > 0.05:
+        film = ndimage.gaussian_filter(film, r["blur"], mode="nearest")
+    film = np.clip(film + r["noise"] * rng.standard_normal(film.shape, dtype=np.float32), 0.0, 1.0)
+    labels = np.array(labels)
+    if rng.random() < border_probability:
+        film, covered = black_borders(film, rng, 0.07)
+        film[covered], labels[covered] = 0.0, 0
+    if rng.random() < text_probability:
+        film = burn_in_text(film, rng)
+        film[film == film.max()] = 1.0
+    return (np.round(film * LEVELS_12_BIT) / LEVELS_12_BIT).astype(np.float32), labels
+
+
+def make_shifted_images(images, labels, seed: int = 0, **options):
+    """:func:`scanner_shift` on each pair; pair ``i`` depends only on ``(seed, i)``.
+    Returns ``(images, labels)`` like :func:`make_synthetic_dataset`."""
+    pairs = [scanner_shift(image, image_labels, np.random.default_rng([seed, index]), **options)
+             for index, (image, image_labels) in enumerate(zip(np.asarray(images), np.asarray(labels)))]
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])

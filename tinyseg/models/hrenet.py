@@ -55,6 +55,26 @@ Choices where the paper is silent or ambiguous
   (``tinyseg.app``), and "paper" stays the constructor's default so that the
   model is the paper's unless asked otherwise.
 
+Options (constructor keywords; off in "paper" and "small", on in "cpu")
+-----------------------------------------------------------------------
+* ``fcn_stride`` (32, 16, 8 or 4): FCN skip connections for sharper boundaries.
+  32 is the paper's single x32 upsampling. Below 32, the ReNet's class scores are
+  upsampled x2 at a time (``upscore32``, ``upscore16``, ``upscore8``: 4x4
+  transposed convolutions, stride 2, bilinear init) and added to class scores
+  read off the VGG pools by 1x1 convolutions (``score_pool4`` at stride 16,
+  ``score_pool3`` at 8, ``score_pool2`` at 4, zero-initialised as in FCN, so an
+  untrained model only interpolates the ReNet's scores) until the map has stride
+  ``fcn_stride``; ``upsample`` then enlarges it by ``fcn_stride`` (kernel
+  2 * fcn_stride). fcn_stride=8 is FCN-8s (pool3 and pool4). A pool map of
+  floor(H/s) rows is zero-padded at the bottom/right to the 2^k * ceil(H/32)
+  rows of the upsampled scores, exactly as the ReNet input is.
+* ``batch_norm``: a BatchNorm2d (``bn{b}_{i}``, ``bn6``) between every VGG
+  convolution and conv6 and their ReLU; those convolutions then have no bias.
+  Lets wide-ish models train fast from scratch with Adam.
+
+``describe()["config"]`` leaves an option out only where it is off and the preset
+does not set it, so a checkpoint of the paper's architecture describes it as before.
+
 Parameter names follow VGG and PyTorch (``conv1_1.weight``, ``bn_pool4.running_mean``,
 ``renet.h_fwd.weight_ih``, ...), so a PyTorch module with the same attribute
 names loads the state dict key by key.
@@ -77,9 +97,17 @@ PRESETS = {
     # Same topology, narrow, two convolutions per block: trains on a CPU in minutes.
     "small": dict(widths=(8, 16, 32, 64), convs_per_block=(2, 2, 2, 2), conv7_width=64,
                   conv7_kernel=7, hidden_size=32, input_size=(128, 160)),
+    # For real radiographs on a CPU: the small widths with batch norm after every
+    # convolution and FCN-8s skips for sharp boundaries, at a finer input size. Twice
+    # the widths (16-128) learn less per second of CPU (benchmarks/results/options-*).
+    "cpu": dict(widths=(8, 16, 32, 64), convs_per_block=(2, 2, 2, 2), conv7_width=64,
+                conv7_kernel=7, hidden_size=32, input_size=(256, 256), fcn_stride=8, batch_norm=True),
 }
 STRIDE = 32          # four 2x2 pools, then 2x2 ReNet patches
 INITS = ("paper", "he")
+FCN_STRIDES = (32, 16, 8, 4)
+# Architecture options every preset accepts, with the values that give the paper's model.
+OPTIONS = dict(fcn_stride=32, batch_norm=False)
 
 
 def bilinear_kernel(channels, size):
@@ -98,13 +126,16 @@ class HReNet(nn.Module):
 
     Args:
         n_classes: output channels (3: background, lungs, heart).
-        preset: "paper" or "small" (see ``PRESETS``); keyword overrides
+        preset: "paper", "small" or "cpu" (see ``PRESETS``); keyword overrides
             ``widths``, ``convs_per_block``, ``conv7_width``, ``conv7_kernel``,
-            ``hidden_size`` replace single entries (tests build tiny models so).
+            ``hidden_size`` (and the options below) replace single entries (tests build
+            tiny models so).
         in_channels: 1 for radiographs.
         init: "paper" (Gaussian convolutions, uniform ReNet) or "he".
         seed: seeds the initialisation; the same seed gives the same weights.
         conv_std, renet_bound: the "paper" init's sigma and bound.
+        fcn_stride: 32 (the paper), 16, 8 (FCN-8s) or 4; see "Options" above.
+        batch_norm: batch normalisation after every VGG convolution and conv6.
 
     ``forward(x)`` maps (N, in_channels, H, W) to logits (N, n_classes, H, W) for
     any H, W >= 16.
@@ -117,10 +148,14 @@ class HReNet(nn.Module):
             raise ValueError(f"unknown HReNet preset {preset!r}; expected one of {tuple(PRESETS)}")
         if init not in INITS:
             raise ValueError(f"unknown init {init!r}; expected one of {INITS}")
-        unknown = set(overrides) - set(PRESETS[preset])
+        unknown = set(overrides) - set(PRESETS[preset]) - set(OPTIONS)
         if unknown:
             raise TypeError(f"HReNet got unexpected arguments {sorted(unknown)}")
-        config = {**PRESETS[preset], **overrides}
+        config = {**OPTIONS, **PRESETS[preset], **overrides}
+        fcn_stride, batch_norm = int(config["fcn_stride"]), bool(config["batch_norm"])
+        if fcn_stride not in FCN_STRIDES:
+            raise ValueError(f"fcn_stride must be one of {FCN_STRIDES}, got {config['fcn_stride']!r}")
+        config.update(fcn_stride=fcn_stride, batch_norm=batch_norm)
         widths, convs = tuple(config["widths"]), tuple(config["convs_per_block"])
         if len(widths) != 4 or len(convs) != 4:
             raise ValueError(f"HReNet needs four VGG blocks, got widths {widths}, convs {convs}")
@@ -129,17 +164,24 @@ class HReNet(nn.Module):
         rng = np.random.default_rng(seed)
 
         # VGG-16 blocks 1-4: conv{b}_{i}, 3x3, padding 1.
-        self.block_layers = []
+        # With batch_norm each is followed by bn{b}_{i} and has no bias.
+        self.block_layers, pool_channels = [], []
         channels = in_channels
         for block, (width, n_convs) in enumerate(zip(widths, convs), start=1):
             names = []
             for i in range(1, n_convs + 1):
-                setattr(self, f"conv{block}_{i}", nn.Conv2d(channels, width, 3, padding=1, rng=rng))
+                setattr(self, f"conv{block}_{i}", nn.Conv2d(channels, width, 3, padding=1,
+                                                            bias=not batch_norm, rng=rng))
+                if batch_norm:
+                    setattr(self, f"bn{block}_{i}", nn.BatchNorm2d(width))
                 names.append(f"conv{block}_{i}")
                 channels = width
             self.block_layers.append(names)
+            pool_channels.append(channels)
         k7, w7 = config["conv7_kernel"], config["conv7_width"]
-        self.conv6 = nn.Conv2d(channels, w7, k7, padding=k7 // 2, rng=rng)
+        self.conv6 = nn.Conv2d(channels, w7, k7, padding=k7 // 2, bias=not batch_norm, rng=rng)
+        if batch_norm:
+            self.bn6 = nn.BatchNorm2d(w7)
         self.conv7 = nn.Conv2d(w7, w7, 1, rng=rng)
         self.bn_pool4 = nn.BatchNorm2d(channels)
         self.bn_conv7 = nn.BatchNorm2d(w7)
@@ -147,8 +189,15 @@ class HReNet(nn.Module):
         self.renet = nn.ReNet(channels + w7, d, patch=(2, 2), rng=rng,
                               init_bound=renet_bound if init == "paper" else None)
         self.classifier = nn.Conv2d(2 * d, n_classes, 1, rng=rng)
-        self.upsample = nn.ConvTranspose2d(n_classes, n_classes, 2 * STRIDE, stride=STRIDE,
-                                           padding=STRIDE // 2, rng=rng)
+        # FCN skips, coarse to fine: (stride of the scores they add to, pool block).
+        self.skips = [(stride, 4 - k) for k, stride in enumerate((16, 8, 4)) if stride >= fcn_stride]
+        for stride, block in self.skips:
+            setattr(self, f"upscore{2 * stride}", nn.ConvTranspose2d(n_classes, n_classes, 4, stride=2,
+                                                                     padding=1, rng=rng))
+            setattr(self, f"score_pool{block}", nn.Conv2d(pool_channels[block - 1], n_classes, 1, rng=rng))
+        self.fcn_stride = fcn_stride
+        self.upsample = nn.ConvTranspose2d(n_classes, n_classes, 2 * fcn_stride, stride=fcn_stride,
+                                           padding=fcn_stride // 2, rng=rng)
         self._initialise(rng, conv_std)
 
     def _initialise(self, rng, conv_std):
@@ -157,16 +206,28 @@ class HReNet(nn.Module):
             for name, module in self.named_modules():
                 if isinstance(module, nn.Conv2d):
                     initializers.normal_(module.weight, conv_std, rng)
-        initializers._fill(self.upsample.weight, bilinear_kernel(self.n_classes, 2 * STRIDE))
-        initializers.zeros_(self.upsample.bias)
+        upsamplers = [self.upsample] + [getattr(self, f"upscore{2 * s}") for s, _ in self.skips]
+        for up in upsamplers:
+            initializers._fill(up.weight, bilinear_kernel(self.n_classes, up.weight.shape[2]))
+            initializers.zeros_(up.bias)
+        for _, block in self.skips:        # FCN: the skips start silent and learn what to add
+            initializers.zeros_(getattr(self, f"score_pool{block}").weight)
 
     def conv_blocks(self, x):
-        """Blocks 1-4 with their pools: (N, C, H, W) -> pool4 (N, 512, H/16, W/16)."""
+        """Blocks 1-4 with their pools: (N, C, H, W) -> [pool1, ..., pool4], pool4 (N, 512, H/16, W/16)."""
+        pools = []
         for names in self.block_layers:
             for name in names:
-                x = getattr(self, name)(x, relu=True)      # convolution + ReLU, fused
+                x = self._conv_relu(getattr(self, name), getattr(self, "bn" + name[4:], None), x)
             x = F.max_pool2d(x, 2)
-        return x
+            pools.append(x)
+        return pools
+
+    @staticmethod
+    def _conv_relu(conv, bn, x):
+        if bn is None:
+            return conv(x, relu=True)                     # convolution + ReLU, fused
+        return F.relu(bn(conv(x)))
 
     def forward(self, x):
         if x.ndim != 4 or x.shape[1] != self.in_channels:
@@ -174,14 +235,22 @@ class HReNet(nn.Module):
         height, width = x.shape[2:]
         if min(height, width) < 16:
             raise ValueError(f"HReNet needs images of at least 16x16 (four 2x2 pools), got {height}x{width}")
-        pool4 = self.conv_blocks(x)
-        conv7 = self.conv7(self.conv6(pool4, relu=True), relu=True)
+        pools = self.conv_blocks(x)
+        pool4 = pools[3]
+        conv7 = self.conv7(self._conv_relu(self.conv6, getattr(self, "bn6", None), pool4), relu=True)
         features = F.concat([self.bn_pool4(pool4), self.bn_conv7(conv7)], axis=1)
         grid_h, grid_w = math.ceil(height / STRIDE), math.ceil(width / STRIDE)
         pad_h, pad_w = 2 * grid_h - features.shape[2], 2 * grid_w - features.shape[3]
         if pad_h or pad_w:
             features = F.pad(features, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)))
         scores = self.classifier(self.renet(features))                  # (N, C, grid_h, grid_w)
+        for stride, block in self.skips:                                # FCN skips: x2, add a pool's scores
+            scores = getattr(self, f"upscore{2 * stride}")(scores)      # (N, C, 32/stride grid_h, ...)
+            pool_scores = getattr(self, f"score_pool{block}")(pools[block - 1])
+            pad_h, pad_w = scores.shape[2] - pool_scores.shape[2], scores.shape[3] - pool_scores.shape[3]
+            if pad_h or pad_w:
+                pool_scores = F.pad(pool_scores, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)))
+            scores = scores + pool_scores
         logits = self.upsample(scores)                                  # (N, C, 32 grid_h, 32 grid_w)
         if logits.shape[2:] != (height, width):
             logits = logits[:, :, :height, :width]
@@ -191,7 +260,9 @@ class HReNet(nn.Module):
         """JSON-friendly facts that identify this architecture (stored in checkpoints)."""
         return {"model": type(self).__name__, "preset": self.preset, "n_classes": self.n_classes,
                 "in_channels": self.in_channels, "init": self.init,
-                "config": {k: list(v) if isinstance(v, tuple) else v for k, v in self.config.items()}}
+                "config": {k: list(v) if isinstance(v, tuple) else v for k, v in self.config.items()
+                           if not (k in OPTIONS and k not in PRESETS[self.preset] and v == OPTIONS[k])}}
 
     def extra_repr(self):
-        return f"n_classes={self.n_classes}, preset={self.preset!r}, init={self.init!r}"
+        options = "".join(f", {k}={self.config[k]!r}" for k in OPTIONS if self.config[k] != OPTIONS[k])
+        return f"n_classes={self.n_classes}, preset={self.preset!r}, init={self.init!r}{options}"
