@@ -170,9 +170,11 @@ def test_segmenter_matches_training_predictions(tmp_path):
     from tinyseg.data import load_dataset
     train(tiny_config(tmp_path, epochs=1, augment=False))
     segmenter = Segmenter.from_checkpoint(tmp_path / "last.npz")
-    data = load_dataset(None, size=(32, 48), n_synthetic=10, seed=0)
-    raw = data.images[data.test] + data.mean_image
-    scale = read_checkpoint(tmp_path / "last.npz").metadata["input_scale"]
+    from tinyseg.app.loop import load_training_data
+    data, scale = load_training_data(resolve_defaults(tiny_config(tmp_path, epochs=1), "cpu"))  # as trained
+    raw = load_dataset(None, size=(32, 48), n_synthetic=10, seed=0, subtract_mean=False).images[data.test]
+    assert segmenter.normalize == "equalize"
+    assert scale == read_checkpoint(tmp_path / "last.npz").metadata["input_scale"]
     expected = predict(segmenter.model, data.images[data.test], scale, "cpu")
     for image, labels in zip(raw, expected):
         np.testing.assert_array_equal(segmenter.segment(image), labels)
@@ -188,11 +190,11 @@ def test_real_data_defaults_depend_on_the_device():
     assert resolve_defaults(TrainConfig(data="d", preset="paper"), "cpu").size == (400, 500)
     assert resolve_defaults(TrainConfig(data="d", preset="small"), "cuda").size == (128, 160)
     sized = resolve_defaults(TrainConfig(data="d", size=(320, 320)), "cpu")
-    assert (sized.preset, sized.size) == ("small", (320, 320))
+    assert (sized.preset, sized.size) == ("cpu", (320, 320))
     assert resolve_defaults(TrainConfig(data="d", device="cpu")).size == (256, 256)   # device picked
     assert resolve_defaults(TrainConfig(), "cuda").size == (128, 160)   # synthetic: same everywhere
     paper = resolve_defaults(TrainConfig(data="d"), "cuda")
-    assert faster_alternative(paper, "cpu").startswith("--preset small --size 256 256 or a GPU")
+    assert faster_alternative(paper, "cpu").startswith("--preset cpu --size 256 256 or a GPU")
     assert "--preset" not in faster_alternative(cpu, "cpu") and "GPU" in faster_alternative(cpu, "cpu")
 
 

@@ -64,6 +64,12 @@ def parse_args(argv=None):
     p.add_argument("--init", choices=["he", "paper"])
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="default: on for --data, off for synthetic")
+    p.add_argument("--scanner-augment", action="store_true", default=None,
+                   help="augment with other scanners' looks too (gamma, blur, black borders, burned-in text, "
+                        "crops): for films from other hospitals")
+    p.add_argument("--normalize", choices=("none", "percentile", "equalize"),
+                   help="intensity normalisation of every image before training and inference "
+                        "(default equalize: the same grey scale whatever the scanner)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--denoise", choices=("none",) + DENOISERS,
                    help="denoise every image once before training with tinyseg.denoise's <name>_denoise, "

@@ -15,6 +15,7 @@ import math
 import os
 
 from ..backend import pick_device
+from ..data.preprocess import NORMALIZATIONS
 from ..models import PRESETS
 
 
@@ -37,6 +38,8 @@ class TrainConfig:
     weight_decay: float | None = None
     init: str | None = None            # "he" | "paper"
     augment: bool | None = None
+    scanner_augment: bool | None = None   # also other scanners' looks: gamma, blur, borders, text
+    normalize: str | None = None       # intensity normalisation: "none" | "percentile" | "equalize"
     denoise: str | None = None         # "none" or one of DENOISERS
     seed: int | None = None
     n_synthetic: int | None = None     # size of the synthetic set
@@ -58,7 +61,8 @@ class TrainConfig:
 
 DENOISERS = ("ksvd", "adaptive_filter", "collaborative")   # tinyseg.denoise.<name>_denoise
 COMMON_DEFAULTS = dict(momentum=0.9, denoise="none", seed=0, n_synthetic=240, val_fraction=0.1,
-                       keep_overexposed=False, model_options={}, batchnorm="sync")
+                       keep_overexposed=False, scanner_augment=False, normalize="equalize",
+                       model_options={}, batchnorm="sync")
 SYNTHETIC_DEFAULTS = dict(preset="small", epochs=40, batch_size=8, lr=4e-3, optimizer="adam",
                           schedule="cosine", weight_decay=0.0, init="he", augment=False)
 REAL_DATA_DEFAULTS = dict(epochs=150, batch_size=4, lr=1e-3, optimizer="adam",
@@ -67,13 +71,17 @@ REAL_DATA_DEFAULTS = dict(epochs=150, batch_size=4, lr=1e-3, optimizer="adam",
 # cores, on a GPU the paper's at its input size (size None: the preset's own). The size and
 # model options here apply only with this preset; --preset names another model at its size.
 REAL_DATA_DEVICE_DEFAULTS = {
-    "cpu": dict(preset="small", size=(256, 256)),
+    "cpu": dict(preset="cpu", size=(256, 256)),
     "cuda": dict(preset="paper", size=None),
 }
 # Fields that define the computation; a resumed run must not change them.
 RUN_DEFINING = ("data", "scr", "preset", "size", "batch_size", "lr", "momentum", "optimizer",
                 "schedule", "weight_decay", "init", "augment", "denoise", "seed", "n_synthetic",
-                "val_fraction", "keep_overexposed", "model_options", "batchnorm")
+                "val_fraction", "keep_overexposed", "scanner_augment", "normalize", "model_options",
+                "batchnorm")
+# What a run stored before a setting existed did: a resumed older run keeps doing that.
+BEFORE_THE_SETTING = {"keep_overexposed": False, "scanner_augment": False, "normalize": "none",
+                      "batchnorm": "sync"}
 # What a resumed run may change: train longer, or continue a diverged run at a lower rate.
 RESUME_MAY_CHANGE = ("epochs", "lr")
 
@@ -99,7 +107,8 @@ def resolve_defaults(config: TrainConfig, device: str | None = None) -> TrainCon
         config.cache_dir = default_cache_dir(config.out)
     for name, allowed in (("optimizer", ("sgd", "adam")), ("schedule", ("cosine", "constant")),
                           ("device", ("auto", "cpu", "cuda")), ("denoise", ("none",) + DENOISERS),
-                          ("preset", tuple(PRESETS)), ("batchnorm", ("sync", "per-rank"))):
+                          ("preset", tuple(PRESETS)), ("batchnorm", ("sync", "per-rank")),
+                          ("normalize", NORMALIZATIONS)):
         if getattr(config, name) not in allowed:
             raise ValueError(f"{name} must be one of {allowed}, got {getattr(config, name)!r}")
     check_numbers(config)
@@ -162,6 +171,7 @@ def adopt_stored_settings(config, stored):
     with a different value is an error, except those of ``RESUME_MAY_CHANGE`` (``epochs`` to
     train longer, ``lr`` to continue a diverged run from its last good checkpoint)."""
     given = config_record(config)
+    stored = {**{k: v for k, v in BEFORE_THE_SETTING.items() if stored and k not in stored}, **stored}
     changed = [f"{k}: interrupted run {stored.get(k)!r}, now {given[k]!r}" for k in RUN_DEFINING
                if k not in RESUME_MAY_CHANGE and given[k] is not None and k in stored
                and stored[k] != given[k]]

@@ -13,7 +13,8 @@ import os
 import numpy as np
 
 from ..autograd import no_grad
-from ..data import read_grayscale, read_jsrt_image, resize_image, resize_labels
+from ..data import (NORMALIZATIONS, normalize_intensity, read_grayscale, read_jsrt_image, resize_image,
+                    resize_labels)
 from ..models import PRESETS, HReNet
 from ..tensor import tensor
 from .checkpoint import CheckpointError, read_checkpoint
@@ -94,11 +95,11 @@ def check_inference_metadata(path, metadata, extra):
 
 class Segmenter:
     def __init__(self, model, size, mean_image=None, input_scale=1.0, denoise="none",
-                 cache_dir=None, device="cpu", sixteen_bit_depth=16):
+                 cache_dir=None, device="cpu", sixteen_bit_depth=16, normalize="none"):
         self.model, self.size = model.eval(), tuple(size)
         self.mean_image, self.input_scale = mean_image, input_scale
         self.denoise, self.cache_dir, self.device = denoise, cache_dir, device
-        self.sixteen_bit_depth = sixteen_bit_depth
+        self.sixteen_bit_depth, self.normalize = sixteen_bit_depth, normalize
 
     @classmethod
     def from_checkpoint(cls, path, device="cpu", cache_dir=None):
@@ -112,9 +113,12 @@ class Segmenter:
         depth = metadata.get("sixteen_bit_depth", 16)
         if depth not in (12, 16):
             raise CheckpointError(f"checkpoint {path!r}: sixteen_bit_depth {depth!r} is not 12 or 16")
+        normalize = metadata.get("normalize", "none")
+        if normalize not in NORMALIZATIONS:
+            raise CheckpointError(f"checkpoint {path!r}: unknown intensity normalisation {normalize!r}")
         return cls(model.to(device), metadata["size"], extra.get("mean_image"),
                    metadata.get("input_scale", 1.0), metadata.get("denoise", "none"), cache_dir, device,
-                   depth)
+                   depth, normalize)
 
     def read(self, path):
         """An image file as the training data were read (16-bit files at their data depth)."""
@@ -126,6 +130,7 @@ class Segmenter:
         if self.denoise != "none":
             from ..denoise.cache import denoise_images   # Numba-compiled: load when used
             x = denoise_images(x[None], self.denoise, self.cache_dir)[0]
+        x = normalize_intensity(x, self.normalize)          # as the training images were
         if self.mean_image is not None:
             x = x - self.mean_image
         return (x * self.input_scale).astype(np.float32)

@@ -40,7 +40,7 @@ import numpy as np
 
 from .. import functional as F
 from ..backend import get_array_module, pick_device
-from ..data import Augmentation, load_dataset
+from ..data import Augmentation, load_dataset, normalize_images
 from ..models import HReNet
 from ..optim import SGD, Adam
 from ..tensor import tensor
@@ -107,13 +107,20 @@ def learning_rate(config, epoch):
 # -- data --------------------------------------------------------------------------------
 
 def load_training_data(config):
-    """The dataset of ``config``, denoised when asked, with its input scale."""
+    """The dataset of ``config``: read, denoised and normalised when asked (each on the
+    images as read, as inference does it), then centred on the training mean image; with
+    its input scale."""
     screen = {"max_dark_fraction": None} if config.keep_overexposed else {}
     dataset = load_dataset(config.data, scr=config.scr, size=config.size, seed=config.seed,
                            n_synthetic=config.n_synthetic, val_fraction=config.val_fraction,
-                           progress=config.progress and config.data is not None, **screen)
+                           progress=config.progress and config.data is not None, subtract_mean=False,
+                           **screen)
     if config.denoise != "none":
-        denoise_dataset(dataset, config)
+        dataset.images = denoised(dataset.images, config)
+    dataset.images = normalize_images(dataset.images, config.normalize)
+    if len(dataset.train):                    # an empty split is refused by check_splits
+        dataset.mean_image = dataset.images[dataset.train].mean(axis=0, dtype=np.float64).astype(np.float32)
+        dataset.images -= dataset.mean_image
     return dataset, input_scale_of(dataset)
 
 
@@ -122,18 +129,14 @@ def input_scale_of(dataset):
     return 1.0 / (float(dataset.images[dataset.train].std()) or 1.0)
 
 
-def denoise_dataset(dataset, config):
-    """Replace the images by denoised ones (the raw images, before mean subtraction)."""
+def denoised(images, config):
+    """The images denoised with ``config.denoise``, through the shared on-disk cache."""
     from ..denoise.cache import denoise_images   # Numba-compiled denoisers: load when used
-    raw = dataset.images + (dataset.mean_image if dataset.mean_image is not None else 0)
-    bar = ProgressBar(len(raw), f"denoising ({config.denoise})", enabled=config.progress)
-    distributed.denoise_share(distributed.current(), raw, config.denoise, config.cache_dir)
-    clean = denoise_images(raw, config.denoise, config.cache_dir, on_image=lambda done: bar.update(done, done))
+    bar = ProgressBar(len(images), f"denoising ({config.denoise})", enabled=config.progress)
+    distributed.denoise_share(distributed.current(), images, config.denoise, config.cache_dir)
+    clean = denoise_images(images, config.denoise, config.cache_dir, on_image=lambda done: bar.update(done, done))
     bar.close()
-    if dataset.mean_image is not None:
-        dataset.mean_image = clean[dataset.train].mean(axis=0, dtype=np.float64).astype(np.float32)
-        clean -= dataset.mean_image
-    dataset.images = clean
+    return clean
 
 
 # -- model ---------------------------------------------------------------------------------
@@ -248,10 +251,11 @@ def _train(config, dataset, on_epoch_end, comm):
         return {"epoch": epoch, "config": config_record(config), "rng_state": rng.bit_generator.state,
                 "history": history, "best_score": best_score, "input_scale": input_scale,
                 "size": list(config.size), "class_names": list(class_names), "denoise": config.denoise,
-                "data": fingerprint, "sixteen_bit_depth": dataset.sixteen_bit_depth}
+                "data": fingerprint, "sixteen_bit_depth": dataset.sixteen_bit_depth,
+                "normalize": config.normalize}
 
     extra = {"mean_image": dataset.mean_image} if dataset.mean_image is not None else {}
-    augment = Augmentation() if config.augment else None
+    augment = Augmentation.scanner() if config.scanner_augment else Augmentation() if config.augment else None
     eval_x, eval_y = dataset.split(heldout)
     steps = math.ceil(len(dataset.train) / config.batch_size)
     estimate = run_estimate(config, device, dataset, heldout, start_epoch) if config.progress else None
