@@ -99,7 +99,9 @@ def test_resume_refuses_other_settings_and_missing_checkpoint(tmp_path):
         train(tiny_config(tmp_path, epochs=2, batch_size=2, resume=True))
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+@pytest.fixture
+def built_models(monkeypatch):
+    """The models train() builds, kept so that a test can damage one between epochs."""
     import tinyseg.app.loop as training
     built, build = [], training.build_model
 
@@ -107,15 +109,28 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
         built.append(build(config, n_classes))
         return built[-1]
     monkeypatch.setattr(training, "build_model", build_and_keep)
+    return built
 
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, built_models):
     def poison_after_first_epoch(epoch, record):     # after epoch 1 has been checkpointed
         if epoch == 1:
-            built[0].classifier.bias.data[...] = np.nan
+            built_models[0].classifier.bias.data[...] = np.nan
     with pytest.raises(TrainingDiverged, match=r"epoch 2: loss became nan at batch 1.*last.npz.*epoch 1"):
         train(tiny_config(tmp_path), on_epoch_end=poison_after_first_epoch)
     checkpoint = read_checkpoint(tmp_path / "last.npz")
     assert checkpoint.metadata["epoch"] == 1
     assert all(np.isfinite(v).all() for v in checkpoint.model_state.values())
+
+
+def test_the_nan_guard_covers_batch_norm_buffers(tmp_path, built_models):
+    def infinite_running_variance(epoch, record):   # the loss stays finite: only a buffer is broken
+        if epoch == 1:
+            built_models[0].bn_pool4.running_var.data[...] = np.inf
+    with pytest.raises(TrainingDiverged, match="epoch 2.*NaN or infinite"):
+        train(tiny_config(tmp_path / "run"), on_epoch_end=infinite_running_variance)
+    saved = read_checkpoint(tmp_path / "run" / "last.npz")
+    assert saved.metadata["epoch"] == 1 and all(np.isfinite(v).all() for v in saved.model_state.values())
 
 
 def test_defaults_and_schedule():

@@ -48,6 +48,19 @@ def run_on_gpu(fn, arrays):
     return [y.numpy()] + [as_numpy(t.grad) for t in inputs]
 
 
+def assert_same_for_every_budget(fn, arrays, monkeypatch):
+    """The GPU results (outputs and gradients) agree whatever the column budget, and with
+    the CPU's when the budget is smallest (1 byte: the most chunks)."""
+    results = []
+    for budget in BUDGETS:
+        monkeypatch.setattr(conv_op, "COLUMN_BUDGET_BYTES", budget)
+        results.append(run_on_gpu(fn, arrays))
+    for other in results[1:]:
+        for a, b in zip(other, results[0]):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    check(fn, arrays)
+
+
 @pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
 @pytest.mark.parametrize("relu", [False, True])
 def test_conv2d_gives_the_same_results_for_any_budget(geometry, relu, monkeypatch):
@@ -56,14 +69,7 @@ def test_conv2d_gives_the_same_results_for_any_budget(geometry, relu, monkeypatc
 
     def fn(x, w, b):
         return F.conv2d(x, w, b, stride=s, padding=p, relu=relu)
-    results = []
-    for budget in BUDGETS:
-        monkeypatch.setattr(conv_op, "COLUMN_BUDGET_BYTES", budget)
-        results.append(run_on_gpu(fn, arrays))
-    for other in results[1:]:
-        for a, b in zip(other, results[0]):
-            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
-    check(fn, arrays)    # and the chunked GPU against the CPU (the budget of 1 byte is still set)
+    assert_same_for_every_budget(fn, arrays, monkeypatch)
 
 
 @pytest.mark.parametrize("geometry", [((2, 3, 3, 4), (3, 2, 4, 4), 2, 1), ((3, 2, 2, 3), (2, 3, 3, 3), 1, 0),
@@ -75,14 +81,7 @@ def test_conv_transpose2d_gives_the_same_results_for_any_budget(geometry, monkey
 
     def fn(x, w, b):
         return F.conv_transpose2d(x, w, b, stride=s, padding=p)
-    results = []
-    for budget in BUDGETS:
-        monkeypatch.setattr(conv_op, "COLUMN_BUDGET_BYTES", budget)
-        results.append(run_on_gpu(fn, arrays))
-    for other in results[1:]:
-        for a, b in zip(other, results[0]):
-            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
-    check(fn, arrays)
+    assert_same_for_every_budget(fn, arrays, monkeypatch)
 
 
 @pytest.mark.parametrize("transposed", [False, True])
