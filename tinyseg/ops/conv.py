@@ -9,12 +9,20 @@ under the kernel,
     cols[(c, i, j), n, (oh, ow)] = x[n, c, oh*s + i - p, ow*s + j - p]   (0 in the padding)
 
 so that the convolution is one matrix product W (C_out, C*kh*kw) @ cols; col2im is
-its adjoint. The CPU keeps cols as (C*kh*kw, N, L) (``cpu/im2col.py``: one GEMM for
-the whole batch), the GPU as (N, C*kh*kw, L) (``gpu/conv.py``: cuBLAS's batched GEMM).
+its adjoint. The GPU keeps cols as (N, C*kh*kw, L) (``gpu/conv.py``: cuBLAS's batched GEMM).
+
+The CPU has two paths (``Conv2d.forward_cpu``):
+
+* few channels, 3x3, stride 1 (the full-resolution layers): a direct convolution
+  (``cpu/direct.py``) with no column matrix at all, since moving nine copies of a thin
+  input costs more than the products;
+* otherwise im2col + GEMM, one image and one band of output rows at a time
+  (``cpu/im2col.py``): the band's columns fit in ``COLUMN_BUDGET_BYTES`` of workspace
+  that is reused from call to call, and each GEMM writes straight into the image's
+  (C_out, Ho*Wo) output, so there is neither a batch-sized column matrix nor a layout pass.
 
 Between forward and backward a convolution keeps only its input (and, with a fused
-ReLU, its output), as PyTorch does: the column matrix is kh*kw times the input, so
-backward rebuilds it with one more im2col pass rather than keeping it.
+ReLU, its output), as PyTorch does: backward rebuilds the columns band by band.
 """
 from __future__ import annotations
 
@@ -23,8 +31,20 @@ import numpy as np
 from ..autograd import Function
 from ..backend import get_array_module
 from . import gpu
+from .cpu import direct, epilogue, workspace
 from .cpu import im2col as cpu_im2col
-from .cpu import layout
+
+# The most bytes of im2col columns one convolution builds at a time (per buffer; the CPU
+# backward holds two: the columns and their gradient). Larger convolutions work band by
+# band; a small bound keeps a step's peak memory near that of its activations.
+COLUMN_BUDGET_BYTES = 8 * 2 ** 20
+
+# The CPU's direct 3x3 kernel beats im2col + GEMM for few channels at any width, and for up
+# to 128 -> 128 channels on rows long enough to fill its vectors; the GEMM wins on short
+# rows of many channels (docs/03-convolution.md has the measurements).
+DIRECT_MAX_CHANNEL_PAIRS = 512
+DIRECT_WIDE_ROW = 64
+DIRECT_WIDE_MAX_CHANNEL_PAIRS = 128 * 128
 
 
 def output_size(size, kernel, stride, padding=0):
@@ -95,17 +115,41 @@ class Conv2d(Function):
             raise ValueError(f"conv2d: kernel {kh}x{kw} is larger than the padded input {x.shape[2:]}")
         return out_h, out_w
 
+    def direct_cpu(self, x, weight):
+        """Whether the CPU runs this convolution with the direct kernel (see the module docstring)."""
+        if weight.shape[2:] != (3, 3) or self.stride != 1 or self.padding > 2:
+            return False
+        pairs, out_w = weight.shape[0] * weight.shape[1], x.shape[3] + 2 * self.padding - 2
+        return pairs <= DIRECT_MAX_CHANNEL_PAIRS or (out_w >= DIRECT_WIDE_ROW and pairs <= DIRECT_WIDE_MAX_CHANNEL_PAIRS)
+
     def forward_cpu(self, x, weight, bias=None):
         out_h, out_w = self.output_hw(x, weight, bias)
         c_out, _, kh, kw = weight.shape
-        n, k, length = x.shape[0], x.shape[1] * kh * kw, out_h * out_w
-        cols = cpu_im2col.im2col(x, kh, kw, self.stride, self.padding, out_h, out_w).reshape(k, n * length)
-        # One GEMM for the whole batch, then (C_out, N, L) -> (N, C_out, L) with bias and ReLU
-        z = (weight.reshape(c_out, -1) @ cols).reshape(c_out, n, length)
-        del cols
-        y = layout.to_batch_major(z, bias, self.relu).reshape(n, c_out, out_h, out_w)
+        if self.direct_cpu(x, weight):
+            y = direct.conv3x3(x, weight, bias, self.padding, self.relu)
+        else:
+            n, length = x.shape[0], out_h * out_w
+            x = np.ascontiguousarray(x)
+            y = np.empty((n, c_out, length), dtype=np.result_type(x, weight))
+            w = weight.reshape(c_out, -1)
+            bands, nbytes = self.bands(x, weight, out_h, out_w, y.dtype)
+            buffer = workspace.get("cols", nbytes, y.dtype)
+            for b, row0, rows in bands:
+                cols = cpu_im2col.im2col_band(x, b, row0, rows, kh, kw, self.stride, self.padding,
+                                              out_h, out_w, buffer)
+                np.matmul(w, cols, out=y[b, :, row0 * out_w:(row0 + rows) * out_w])
+            y = epilogue.bias_relu(y, bias, self.relu).reshape(n, c_out, out_h, out_w)
         self.save(x=x, weight=weight, y=y if self.relu else None)
         return y
+
+    @staticmethod
+    def bands(x, weight, out_h, out_w, dtype):
+        """(image, first output row, rows) of the bands whose columns fit COLUMN_BUDGET_BYTES
+        (one output row at least), and the bytes of columns the largest band needs."""
+        row_bytes = weight[0].size * out_w * np.dtype(dtype).itemsize
+        rows = max(1, min(out_h, COLUMN_BUDGET_BYTES // row_bytes))
+        bands = [(b, row0, min(rows, out_h - row0)) for b in range(x.shape[0]) for row0 in range(0, out_h, rows)]
+        return bands, max(COLUMN_BUDGET_BYTES, rows * row_bytes)
 
     def forward_gpu(self, x, weight, bias=None):
         out_h, out_w = self.output_hw(x, weight, bias)
@@ -122,21 +166,37 @@ class Conv2d(Function):
     def backward_cpu(self, gy):
         n, c_out, out_h, out_w = gy.shape
         kh, kw = self.weight.shape[2:]
-        k = self.weight[0].size                                                   # C_in*kh*kw
         mask = None if self.y is None else self.y.reshape(n, c_out, -1)
-        # dZ in the GEMM layout (C_out, N*L), through the ReLU when fused; its row sums are dBias
-        gz, channel_sums = layout.to_channel_major(gy.reshape(n, c_out, out_h * out_w), mask)
-        gz = gz.reshape(c_out, -1)
+        # dZ, through the ReLU when fused, in the (N, C_out, L) layout of dY; its sums are dBias
+        gz, channel_sums = epilogue.mask_and_sum(gy.reshape(n, c_out, out_h * out_w), mask)
         gx = gw = None
-        buffer = None   # one column-sized buffer for all of backward: cols for dW, then dcols for dx
-        if self.needs_grad[1]:
-            cols = cpu_im2col.im2col(self.x, kh, kw, self.stride, self.padding, out_h, out_w).reshape(k, -1)
-            gw = grad_weight(gz, cols).reshape(self.weight.shape)
-            if cols.dtype == np.result_type(self.weight, gz):
-                buffer = cols
-        if self.needs_grad[0]:
-            gcols = np.matmul(self.weight.reshape(c_out, -1).T, gz, out=buffer).reshape(k, n, out_h * out_w)
-            gx = cpu_im2col.col2im(gcols, self.x.shape, kh, kw, self.stride, self.padding, out_h, out_w)
+        if self.direct_cpu(self.x, self.weight):
+            gz = gz.reshape(gy.shape)
+            if self.needs_grad[1]:
+                gw = direct.weight_grad(self.x, gz, self.padding).astype(self.weight.dtype, copy=False)
+            if self.needs_grad[0]:
+                gx = direct.input_grad(gz, self.weight, self.padding).astype(self.x.dtype, copy=False)
+            return with_bias_grad(self.needs_grad, gx, gw, lambda: channel_sums)
+        # Band by band: dW += dZ_band cols_band^T, dcols_band = W^T dZ_band, dx += col2im(dcols_band)
+        w = self.weight.reshape(c_out, -1)
+        dtype = np.result_type(self.x, self.weight)
+        gw = np.zeros(w.shape, dtype=dtype) if self.needs_grad[1] else None
+        gx = np.zeros(self.x.shape, dtype=dtype) if self.needs_grad[0] else None
+        bands, nbytes = self.bands(self.x, self.weight, out_h, out_w, dtype)
+        cols_buffer = workspace.get("cols", nbytes, dtype)
+        gcols_buffer = workspace.get("gcols", nbytes, dtype)
+        for b, row0, rows in bands:
+            gz_band = gz[b, :, row0 * out_w:(row0 + rows) * out_w]
+            if gw is not None:
+                cols = cpu_im2col.im2col_band(self.x, b, row0, rows, kh, kw, self.stride, self.padding,
+                                              out_h, out_w, cols_buffer)
+                gw += grad_weight(gz_band, cols)
+            if gx is not None:
+                gcols = gcols_buffer[:w.shape[1] * gz_band.shape[1]].reshape(w.shape[1], -1)
+                np.matmul(w.T, gz_band, out=gcols)
+                cpu_im2col.col2im_band_add(gcols, gx, b, row0, rows, kh, kw, self.stride, self.padding, out_w)
+        if gw is not None:
+            gw = gw.reshape(self.weight.shape)
         return with_bias_grad(self.needs_grad, gx, gw, lambda: channel_sums)
 
     def backward_gpu(self, gy):
