@@ -137,6 +137,30 @@ def wanted(args, name):
     return not args.only or any(name.startswith(o) for o in args.only)
 
 
+def measure_machine(np):
+    """This machine's float32 GEMM rate (numpy's BLAS, its default threads, 1024^3) and its
+    copy bandwidth (64 MB into a reused buffer, read + write), for the floors of the table."""
+    import time
+    a = np.random.default_rng(0).standard_normal((1024, 1024)).astype(np.float32)
+    c = np.empty_like(a)
+    src = np.ones(2 ** 24, np.float32)
+    dst = np.empty_like(src)
+    gemm, copy = [], []
+    for _ in range(5):
+        start = time.perf_counter()
+        np.matmul(a, a, out=c)
+        gemm.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        np.copyto(dst, src)
+        copy.append(time.perf_counter() - start)
+    return {"sgemm_gflops": 2 * 1024 ** 3 / min(gemm) / 1e9, "copy_gbps": 2 * src.nbytes / min(copy) / 1e9}
+
+
+def floor_ms(machine, flops, nbytes):
+    """Arithmetic at the measured GEMM rate plus ``nbytes`` moved at the measured bandwidth."""
+    return 1e3 * (flops / (machine["sgemm_gflops"] * 1e9) + nbytes / (machine["copy_gbps"] * 1e9))
+
+
 def worker(args):
     """Time every selected row for one engine in this process; print one JSON line."""
     if args.tuned:
@@ -234,8 +258,10 @@ def worker(args):
                 else:
                     fn = lambda X, W, B: tf.relu(tf.conv2d(X, W, B, padding=1))               # noqa: E731
                 arrays = (x, weight, bias) if c_in > 1 else (x, weight, bias)
+                # bytes: x, y, dy and dx each read or written once, at the least
                 record(name, f"{batch}x{c_in}x{h}x{w}", 3 * 2 * batch * c_in * c_out * 9 * h * w,
-                       time_row(forward_backward(fn, arrays), max(3, args.repeats // 2)))
+                       time_row(forward_backward(fn, arrays), max(3, args.repeats // 2)),
+                       nbytes=4 * batch * h * w * 2 * (c_in + c_out))
 
     if "model" in args.rows or "epoch" in args.rows:
         import model_bench
@@ -258,6 +284,8 @@ def worker(args):
                f"{args.epoch_images}x1x{images.shape[2]}x{images.shape[3]}", None,
                time_row(epoch, 1, warmup=0), images=args.epoch_images)
     facts = timing.facts(dev)
+    if dev == "cpu" and engine == "tinyseg":
+        facts["machine"] = measure_machine(np)
     print(json.dumps({"engine": engine, "rows": rows, "facts": facts}))
 
 
@@ -315,6 +343,8 @@ def main():
                                    if row.get(f"{_key(e)}_ms")}
     info = per_round[0][engines[0]]["facts"]
     info["load_average"] = load_start
+    if "tinyseg" in engines:
+        info["machine"] = per_round[0]["tinyseg"]["facts"].get("machine")
     payload = {**info, "protocol": "tuned" if args.tuned else "defaults", "rounds": args.rounds,
                "repeats": args.repeats, "preset": args.preset, "batch_size": args.batch_size, "tiny": args.tiny,
                "notes": notes, "rows": rows, "load_average_at_end": os.getloadavg()}
@@ -346,6 +376,9 @@ def _combine(per_round, engines):
             row["ratio"], row["ratio_range"] = statistics.median(ratios), [min(ratios), max(ratios)]
         else:
             row["ratio"], row["ratio_range"] = None, None
+        machine = per_round[0][engines[0]]["facts"].get("machine")
+        if machine and base["flops"] and "nbytes" in base:
+            row["floor_ms"] = floor_ms(machine, base["flops"], base["nbytes"])
         row["tinyseg_gflops"] = round(base["flops"] / row["tinyseg_ms"] / 1e6, 1) if base["flops"] else None
         row["torch_gflops"] = (round(base["flops"] / row["torch_ms"] / 1e6, 1)
                                if base["flops"] and row["torch_ms"] else None)
@@ -368,13 +401,18 @@ def _markdown(args, payload, rows, engines):
           f"{payload['load_average_at_end'][0]:.2f} at the end. Regenerate: `python benchmarks/run.py"
           f"{' --tuned' if args.tuned else ''}`.", ""]
     md += [f"- {note}" for note in payload["notes"]] + [""] * bool(payload["notes"])
-    md += ["| row | shape | tinyseg ms | PyTorch ms | ratio [range] | GFLOP/s tinyseg / PyTorch |",
-           "|---|---|---|---|---|---|"]
+    machine = payload.get("machine")
+    if machine:
+        md += [f"Machine, measured in the tinyseg process: float32 GEMM {machine['sgemm_gflops']:.0f} GFLOP/s "
+               f"(numpy's BLAS, 1024^3), copy bandwidth {machine['copy_gbps']:.1f} GB/s. Floor of a layer row: its "
+               f"FLOPs at that GEMM rate plus x, y, dy and dx moved once at that bandwidth.", ""]
+    md += ["| row | shape | tinyseg ms | PyTorch ms | ratio [range] | GFLOP/s tinyseg / PyTorch | floor ms |",
+           "|---|---|---|---|---|---|---|"]
     for r in rows:
         ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f} [{r['ratio_range'][0]:.2f}-{r['ratio_range'][1]:.2f}]"
         flops = "-" if not r["tinyseg_gflops"] else f"{r['tinyseg_gflops']:.0f} / {_number(r['torch_gflops'], 0)}"
         md.append(f"| {r['op']} | {r['shape']} | {r['tinyseg_ms']:.2f} | {_number(r['torch_ms'], 2)} | {ratio} | "
-                  f"{flops} |")
+                  f"{flops} | {_number(r.get('floor_ms'), 2)} |")
     model_rows = [r for r in rows if "images_per_s" in r]
     if model_rows:
         md += ["", "| model row | images/s tinyseg | images/s PyTorch | peak MB tinyseg | peak MB PyTorch |",
