@@ -216,3 +216,81 @@ def test_bands_respect_the_column_budget(monkeypatch):
     monkeypatch.setattr(conv, "COLUMN_BUDGET_BYTES", 8)                      # below one row: one row a band
     bands, nbytes = Conv2d.bands(x, w, 11, 10, np.float32)
     assert len(bands) == 22 and nbytes == 4 * 9 * 2 * 10
+
+
+# ---------------------------------------------------------------- direct transposed convolution
+
+
+@st.composite
+def transpose_cases(draw):
+    k, stride = draw(st.integers(1, 5)), draw(st.integers(1, 4))
+    padding = draw(st.integers(0, k))
+    h, w = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    return dict(n=draw(st.integers(1, 2)), c_in=draw(st.integers(1, 3)), c_out=draw(st.integers(1, 3)), h=h, w=w,
+                k=k, stride=stride, padding=padding, bias=draw(st.booleans()), seed=draw(st.integers(0, 2 ** 31)))
+
+
+@SETTINGS
+@given(transpose_cases())
+def test_direct_transpose_gradcheck(case):
+    out_h = (case["h"] - 1) * case["stride"] - 2 * case["padding"] + case["k"]
+    out_w = (case["w"] - 1) * case["stride"] - 2 * case["padding"] + case["k"]
+    if out_h < 1 or out_w < 1:
+        return
+    rng = np.random.default_rng(case["seed"])
+    x = t64(rng, case["n"], case["c_in"], case["h"], case["w"])
+    w = t64(rng, case["c_in"], case["c_out"], case["k"], case["k"])
+    inputs = [x, w] + ([t64(rng, case["c_out"])] if case["bias"] else [])
+    fn = lambda x, w, b=None: F.conv_transpose2d(x, w, b, stride=case["stride"], padding=case["padding"])  # noqa: E731
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv, "DIRECT_TRANSPOSE_MIN_KERNEL_WIDTH", 1)
+        assert ts.gradcheck(fn, inputs)
+
+
+@needs_torch
+@EXAMPLES
+@given(case=transpose_cases())
+def test_direct_transpose_matches_torch(case):
+    out_h = (case["h"] - 1) * case["stride"] - 2 * case["padding"] + case["k"]
+    out_w = (case["w"] - 1) * case["stride"] - 2 * case["padding"] + case["k"]
+    if out_h < 1 or out_w < 1:
+        return
+    rng = np.random.default_rng(case["seed"])
+    arrays = {"x": rng.standard_normal((case["n"], case["c_in"], case["h"], case["w"])),
+              "weight": rng.standard_normal((case["c_in"], case["c_out"], case["k"], case["k"])),
+              "bias": rng.standard_normal(case["c_out"])}
+    a, b = {k: ours(v) for k, v in arrays.items()}, {k: theirs(v) for k, v in arrays.items()}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv, "DIRECT_TRANSPOSE_MIN_KERNEL_WIDTH", 1)
+        y = F.conv_transpose2d(a["x"], a["weight"], a["bias"], stride=case["stride"], padding=case["padding"])
+        y_ref = TF.conv_transpose2d(b["x"], b["weight"], b["bias"], stride=case["stride"], padding=case["padding"])
+        assert_close(y, y_ref, "direct conv_transpose2d forward")
+        backward_both(y, y_ref, rng)
+    assert_grads({k: (a[k], b[k]) for k in arrays})
+
+
+@needs_torch
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_hrenet_upsampling_matches_torch_and_the_gemm_path(dtype, monkeypatch):
+    """The model's transposed convolution (kernel 64, stride 32, padding 16) on the direct kernel."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 3, 3, 4)).astype(dtype)
+    w = (rng.standard_normal((3, 3, 64, 64)) / 8).astype(dtype)
+    b = rng.standard_normal(3).astype(dtype)
+    gy = rng.standard_normal((2, 3, 96, 128)).astype(dtype)
+    results = []
+    for width in (16, 10 ** 6):                      # the direct kernel, then the GEMM path
+        monkeypatch.setattr(conv, "DIRECT_TRANSPOSE_MIN_KERNEL_WIDTH", width)
+        tensors = [ts.tensor(a, requires_grad=True) for a in (x, w, b)]
+        y = F.conv_transpose2d(*tensors, stride=32, padding=16)
+        y.backward(gy)
+        results.append([y.numpy()] + [t.grad for t in tensors])
+    theirs_ = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]
+    y_ref = TF.conv_transpose2d(*theirs_, stride=32, padding=16)
+    y_ref.backward(torch.from_numpy(gy))
+    reference = [y_ref.detach().numpy()] + [t.grad.numpy() for t in theirs_]
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    for got in results:
+        for a, r in zip(got, reference):
+            assert a.dtype == dtype
+            np.testing.assert_allclose(a, r, rtol=tol, atol=tol * np.abs(r).max())

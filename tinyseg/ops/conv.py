@@ -46,6 +46,11 @@ DIRECT_MAX_CHANNEL_PAIRS = 512
 DIRECT_WIDE_ROW = 64
 DIRECT_WIDE_MAX_CHANNEL_PAIRS = 128 * 128
 
+# Transposed convolutions with kernel rows at least this long (H-ReNet's 64x64 upsampling)
+# run on the CPU's direct kernel: its kernel rows are long vectorised multiply-adds, where
+# the GEMM would build C_out*kh*kw columns per input pixel for col2im to add up.
+DIRECT_TRANSPOSE_MIN_KERNEL_WIDTH = 16
+
 
 def output_size(size, kernel, stride, padding=0):
     """Output length of a sliding window (floor mode: a partial last window is dropped)."""
@@ -228,7 +233,9 @@ class ConvTranspose2d(Function):
 
     x (N, C_in, H, W), weight (C_in, C_out, kh, kw); output (N, C_out, Ho, Wo) with
     Ho = (H - 1) * s - 2p + kh. Forward is conv2d's input-gradient computation (GEMM,
-    then col2im onto the output canvas; the padding crop is implicit). Backward: dx is an
+    then col2im onto the output canvas; the padding crop is implicit); on the CPU, kernels
+    with long rows (H-ReNet's 64x64 upsampling) skip the columns and paint each kernel row
+    straight onto the output (``cpu/direct.py``). Backward: dx is an
     ordinary convolution of dY with the same weights (W im2col(dY)), dW = x im2col(dY)^T,
     d bias = sum of dY over images and positions.
     """
@@ -248,8 +255,16 @@ class ConvTranspose2d(Function):
             raise ValueError(f"conv_transpose2d: padding {p} leaves no output for input {x.shape[2:]}")
         return shape
 
+    @staticmethod
+    def direct_cpu(weight):
+        """Whether the CPU runs this transposed convolution with the direct kernel."""
+        return weight.shape[3] >= DIRECT_TRANSPOSE_MIN_KERNEL_WIDTH
+
     def forward_cpu(self, x, weight, bias=None):
         out_shape = self.output_shape(x, weight, bias)
+        if self.direct_cpu(weight):
+            self.save(x=x, weight=weight)
+            return direct.conv_transpose2d(x, weight, bias, self.stride, self.padding, out_shape)
         n, c_in, h, w = x.shape
         c_out, kh, kw = weight.shape[1:]
         self.save(x=x, weight=weight)                     # x itself, not its (C_in, N*H*W) copy
@@ -272,6 +287,13 @@ class ConvTranspose2d(Function):
                                                          h, w), bias)
 
     def backward_cpu(self, gy):
+        if self.direct_cpu(self.weight):
+            gx = gw = None
+            if self.needs_grad[0]:
+                gx = direct.conv_transpose2d_input_grad(gy, self.weight, self.stride, self.padding, self.x.shape)
+            if self.needs_grad[1]:
+                gw = direct.conv_transpose2d_weight_grad(self.x, gy, self.stride, self.padding, self.weight.shape)
+            return with_bias_grad(self.needs_grad, gx, gw, lambda: gy.sum(axis=(0, 2, 3)))
         n, c_in, h, w = self.x.shape
         c_out, kh, kw = self.weight.shape[1:]
         # Read dY with the windows the forward wrote through (the padding border reads as 0).
