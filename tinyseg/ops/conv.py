@@ -140,12 +140,18 @@ class Conv2d(Function):
             bands, nbytes = self.bands(x, weight, out_h, out_w, y.dtype)
             buffer = workspace.get("cols", nbytes, y.dtype)
             for b, row0, rows in bands:
-                cols = cpu_im2col.im2col_band(x, b, row0, rows, kh, kw, self.stride, self.padding,
-                                              out_h, out_w, buffer)
+                cols = self.columns(x, b, row0, rows, kh, kw, out_h, out_w, buffer)
                 np.matmul(w, cols, out=y[b, :, row0 * out_w:(row0 + rows) * out_w])
             y = epilogue.bias_relu(y, bias, self.relu).reshape(n, c_out, out_h, out_w)
         self.save(x=x, weight=weight, y=y if self.relu else None)
         return y
+
+    def columns(self, x, b, row0, rows, kh, kw, out_h, out_w, buffer):
+        """The im2col columns of a band, (C_in*kh*kw, rows*Wo): for a 1x1 kernel with stride 1 and
+        no padding, the image itself (a view, no copy); otherwise built in ``buffer``."""
+        if (kh, kw, self.stride, self.padding) == (1, 1, 1, 0):
+            return x[b].reshape(x.shape[1], -1)[:, row0 * out_w:(row0 + rows) * out_w]
+        return cpu_im2col.im2col_band(x, b, row0, rows, kh, kw, self.stride, self.padding, out_h, out_w, buffer)
 
     @staticmethod
     def bands(x, weight, out_h, out_w, dtype):
@@ -193,10 +199,10 @@ class Conv2d(Function):
         for b, row0, rows in bands:
             gz_band = gz[b, :, row0 * out_w:(row0 + rows) * out_w]
             if gw is not None:
-                cols = cpu_im2col.im2col_band(self.x, b, row0, rows, kh, kw, self.stride, self.padding,
-                                              out_h, out_w, cols_buffer)
-                gw += grad_weight(gz_band, cols)
-            if gx is not None:
+                gw += grad_weight(gz_band, self.columns(self.x, b, row0, rows, kh, kw, out_h, out_w, cols_buffer))
+            if gx is not None and (kh, kw, self.stride, self.padding) == (1, 1, 1, 0):
+                np.matmul(w.T, gz_band, out=gx[b].reshape(w.shape[1], -1)[:, row0 * out_w:(row0 + rows) * out_w])
+            elif gx is not None:
                 gcols = gcols_buffer[:w.shape[1] * gz_band.shape[1]].reshape(w.shape[1], -1)
                 np.matmul(w.T, gz_band, out=gcols)
                 cpu_im2col.col2im_band_add(gcols, gx, b, row0, rows, kh, kw, self.stride, self.padding, out_w)

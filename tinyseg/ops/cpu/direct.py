@@ -110,27 +110,74 @@ def conv3x3_kernel(xp, w, bias, relu, y):
                         d[q] = 0
 
 
+@njit(inline="always")
+def add_nine(k, s0, s1, s2, s3, s4, s5, s6, s7, s8):
+    """Adds nine sums onto a 3x3 kernel's weights (in float64)."""
+    k[0, 0] += s0
+    k[0, 1] += s1
+    k[0, 2] += s2
+    k[1, 0] += s3
+    k[1, 1] += s4
+    k[1, 2] += s5
+    k[2, 0] += s6
+    k[2, 1] += s7
+    k[2, 2] += s8
+
+
 @njit(parallel=True, cache=True, fastmath=FAST)
 def weight_grad_kernel(xp, gz, parts):
     # parts (P, C_out, C_in, 3, 3), float64: part t holds dW summed over its share of the
     # N*Ho output rows; the caller adds the parts. Threads: prange over the P parts, each a
-    # contiguous run of rows, so no two threads write the same partial sum. Per row, output
-    # channel and input channel, one pass along the row accumulates the nine dot products
-    # of the gradient row with the shifted input rows.
+    # contiguous run of rows, so no two threads write the same partial sum. Per row, pair of
+    # output channels and input channel, one pass along the row accumulates the eighteen dot
+    # products of the two gradient rows with the nine shifted input rows (each input value
+    # is loaded once for both channels).
     c_in = xp.shape[1]
     out_h, out_w = gz.shape[2], gz.shape[3]
     n_parts, c_out = parts.shape[:2]
     rows = gz.shape[0] * out_h
+    zero = gz.dtype.type(0)
     for t in prange(n_parts):
         part = parts[t]
         part[:] = 0
         for r in range(t * rows // n_parts, (t + 1) * rows // n_parts):
             b, o = r // out_h, r % out_h
-            for co in range(c_out):
+            for co in range(0, c_out - 1, 2):
+                g, h = gz[b, co, o], gz[b, co + 1, o]
+                for c in range(c_in):
+                    x0, x1, x2 = xp[b, c, o], xp[b, c, o + 1], xp[b, c, o + 2]
+                    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = s8 = zero
+                    u0 = u1 = u2 = u3 = u4 = u5 = u6 = u7 = u8 = zero
+                    for q in range(out_w):
+                        v, e = g[q], h[q]
+                        a0, a1, a2 = x0[q], x0[q + 1], x0[q + 2]
+                        b0, b1, b2 = x1[q], x1[q + 1], x1[q + 2]
+                        c0, c1, c2 = x2[q], x2[q + 1], x2[q + 2]
+                        s0 += v * a0
+                        s1 += v * a1
+                        s2 += v * a2
+                        s3 += v * b0
+                        s4 += v * b1
+                        s5 += v * b2
+                        s6 += v * c0
+                        s7 += v * c1
+                        s8 += v * c2
+                        u0 += e * a0
+                        u1 += e * a1
+                        u2 += e * a2
+                        u3 += e * b0
+                        u4 += e * b1
+                        u5 += e * b2
+                        u6 += e * c0
+                        u7 += e * c1
+                        u8 += e * c2
+                    add_nine(part[co, c], s0, s1, s2, s3, s4, s5, s6, s7, s8)
+                    add_nine(part[co + 1, c], u0, u1, u2, u3, u4, u5, u6, u7, u8)
+            if c_out % 2 == 1:
+                co = c_out - 1
                 g = gz[b, co, o]
                 for c in range(c_in):
                     x0, x1, x2 = xp[b, c, o], xp[b, c, o + 1], xp[b, c, o + 2]
-                    zero = g.dtype.type(0)
                     s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = s8 = zero
                     for q in range(out_w):
                         v = g[q]
@@ -143,16 +190,7 @@ def weight_grad_kernel(xp, gz, parts):
                         s6 += v * x2[q]
                         s7 += v * x2[q + 1]
                         s8 += v * x2[q + 2]
-                    k = part[co, c]
-                    k[0, 0] += s0
-                    k[0, 1] += s1
-                    k[0, 2] += s2
-                    k[1, 0] += s3
-                    k[1, 1] += s4
-                    k[1, 2] += s5
-                    k[2, 0] += s6
-                    k[2, 1] += s7
-                    k[2, 2] += s8
+                    add_nine(part[co, c], s0, s1, s2, s3, s4, s5, s6, s7, s8)
 
 
 def pad(x, p):
