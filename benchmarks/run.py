@@ -290,8 +290,11 @@ def worker(args):
 
 
 def run_round(args, engine):
-    """One worker process for ``engine``; returns its rows."""
-    argv = [sys.executable, os.path.abspath(__file__), "--worker", engine] + _forwarded(args)
+    """One worker process for ``engine``; returns its rows. A run started through
+    benchmarks/emulated.py (the CUDA emulator) starts its workers through it too."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    launcher = [os.path.join(here, "emulated.py")] if "cuda_emulator" in sys.modules else []
+    argv = [sys.executable, *launcher, os.path.abspath(__file__), "--worker", engine] + _forwarded(args)
     out = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
