@@ -62,7 +62,7 @@ def test_gemm_in_bands_gradcheck(case):
     inputs = [x, w] + ([t64(rng, case["c_out"])] if case["bias"] else [])
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(conv, "DIRECT_MAX_CHANNEL_PAIRS", 0)
-        patch.setattr(conv, "DIRECT_WIDE_MAX_CHANNEL_PAIRS", 0)
+        patch.setattr(conv, "DIRECT_ROW_TIERS", ())
         patch.setattr(conv, "COLUMN_BUDGET_BYTES", 8 * case["c_in"] * case["k"] ** 2)   # one-row bands
         assert ts.gradcheck(conv_fn(case["stride"], case["padding"], case["relu"]), inputs)
 
@@ -73,7 +73,7 @@ def run_both_paths(x, w, b, padding, relu, gy, monkeypatch):
     for force_gemm in (False, True):
         if force_gemm:
             monkeypatch.setattr(conv, "DIRECT_MAX_CHANNEL_PAIRS", 0)
-            monkeypatch.setattr(conv, "DIRECT_WIDE_MAX_CHANNEL_PAIRS", 0)
+            monkeypatch.setattr(conv, "DIRECT_ROW_TIERS", ())
             monkeypatch.setattr(conv, "COLUMN_BUDGET_BYTES", 3 * x.shape[1] * 9 * x.shape[3] * x.itemsize)
         tensors = [ts.tensor(a, requires_grad=True) for a in (x, w, b)]
         y = F.conv2d(*tensors, padding=padding, relu=relu)
@@ -86,7 +86,7 @@ def run_both_paths(x, w, b, padding, relu, gy, monkeypatch):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_direct_and_gemm_paths_agree(c_in, c_out, padding, dtype, monkeypatch):
     rng = np.random.default_rng(c_in * 10 + c_out)
-    x = rng.standard_normal((2, c_in, 13, 70)).astype(dtype)        # 70 > DIRECT_WIDE_ROW
+    x = rng.standard_normal((2, c_in, 13, 70)).astype(dtype)        # rows of 70: a direct tier
     w = (rng.standard_normal((c_out, c_in, 3, 3)) / 3).astype(dtype)
     b = rng.standard_normal(c_out).astype(dtype)
     out_h, out_w = 13 + 2 * padding - 2, 70 + 2 * padding - 2
@@ -136,7 +136,7 @@ def test_gemm_in_bands_matches_torch(data, seed):
     out_w = (w + 2 * padding - k) // stride + 1
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(conv, "DIRECT_MAX_CHANNEL_PAIRS", 0)
-        patch.setattr(conv, "DIRECT_WIDE_MAX_CHANNEL_PAIRS", 0)
+        patch.setattr(conv, "DIRECT_ROW_TIERS", ())
         patch.setattr(conv, "COLUMN_BUDGET_BYTES", rows_per_band * c_in * k * k * out_w * 8)
         y = F.conv2d(a["x"], a["weight"], a["bias"], stride=stride, padding=padding, relu=True)
         y_ref = TF.relu(TF.conv2d(b["x"], b["weight"], b["bias"], stride=stride, padding=padding))

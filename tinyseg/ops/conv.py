@@ -13,9 +13,9 @@ its adjoint. The GPU keeps cols as (N, C*kh*kw, L) (``gpu/conv.py``: cuBLAS's ba
 
 The CPU has two paths (``Conv2d.forward_cpu``):
 
-* few channels, 3x3, stride 1 (the full-resolution layers): a direct convolution
-  (``cpu/direct.py``) with no column matrix at all, since moving nine copies of a thin
-  input costs more than the products;
+* 3x3, stride 1, with few channels (the full-resolution layers) or up to 128 -> 128
+  channels on long rows: a direct convolution (``cpu/direct.py``) with no column
+  matrix at all, since moving nine copies of a thin input costs more than the products;
 * otherwise im2col + GEMM, one image and one band of output rows at a time
   (``cpu/im2col.py``): the band's columns fit in ``COLUMN_BUDGET_BYTES`` of workspace
   that is reused from call to call, and each GEMM writes straight into the image's
@@ -23,6 +23,7 @@ The CPU has two paths (``Conv2d.forward_cpu``):
 
 Between forward and backward a convolution keeps only its input (and, with a fused
 ReLU, its output), as PyTorch does: backward rebuilds the columns band by band.
+Transposed convolutions with long kernel rows also have a direct CPU kernel.
 """
 from __future__ import annotations
 
@@ -39,12 +40,12 @@ from .cpu import im2col as cpu_im2col
 # band; a small bound keeps a step's peak memory near that of its activations.
 COLUMN_BUDGET_BYTES = 8 * 2 ** 20
 
-# The CPU's direct 3x3 kernel beats im2col + GEMM for few channels at any width, and for up
-# to 128 -> 128 channels on rows long enough to fill its vectors; the GEMM wins on short
-# rows of many channels (docs/03-convolution.md has the measurements).
+# The CPU's direct 3x3 kernel beats im2col + GEMM for few channels at any width, and for
+# more channels on rows long enough to fill its vectors: (shortest output row, most
+# C_in * C_out pairs) per tier. The GEMM wins on short rows of many channels
+# (docs/03-convolution.md has the measurements).
 DIRECT_MAX_CHANNEL_PAIRS = 512
-DIRECT_WIDE_ROW = 64
-DIRECT_WIDE_MAX_CHANNEL_PAIRS = 128 * 128
+DIRECT_ROW_TIERS = ((32, 32 * 64), (64, 128 * 128))
 
 # Transposed convolutions with kernel rows at least this long (H-ReNet's 64x64 upsampling)
 # run on the CPU's direct kernel: its kernel rows are long vectorised multiply-adds, where
@@ -125,7 +126,8 @@ class Conv2d(Function):
         if weight.shape[2:] != (3, 3) or self.stride != 1 or self.padding > 2:
             return False
         pairs, out_w = weight.shape[0] * weight.shape[1], x.shape[3] + 2 * self.padding - 2
-        return pairs <= DIRECT_MAX_CHANNEL_PAIRS or (out_w >= DIRECT_WIDE_ROW and pairs <= DIRECT_WIDE_MAX_CHANNEL_PAIRS)
+        return pairs <= DIRECT_MAX_CHANNEL_PAIRS or any(out_w >= row and pairs <= most
+                                                        for row, most in DIRECT_ROW_TIERS)
 
     def forward_cpu(self, x, weight, bias=None):
         out_h, out_w = self.output_hw(x, weight, bias)
