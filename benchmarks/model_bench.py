@@ -1,8 +1,8 @@
 """Whole-model rows of benchmarks/run.py: H-ReNet in tinyseg and its PyTorch twin, same weights.
 
 Rows: forward (eval, no graph), forward + backward + SGD step (training mode,
-batch ``--batch-size``), and inference on one image at the preset's input
-size. Peak memory per engine is measured in a fresh subprocess (``--probe``)
+batch ``--batch-size``), inference on one image, and one training epoch with Adam
+(``epoch_runner``). Peak memory per engine is measured in a fresh subprocess (``--probe``)
 so neither engine's allocator state leaks into the other's number, after a
 warm-up step on a tiny input: on the host the growth of the peak resident set
 during the step over the RSS before it,
@@ -86,21 +86,58 @@ def engine_steps(np, ts, torch, model, twin, images, labels, device):
     return steps
 
 
-def peak_memory_mb(engine, row, preset, batch, device, threads, size=None):
-    """Run one step of ``row`` for ``engine`` in a fresh process; return its peak memory in MB."""
+def epoch_runner(np, ts, torch, model, twin, device, n_images, batch, size, engine, seed=0):
+    """A function that trains ``engine``'s model (tinyseg's, or its twin) for one epoch of
+    ``n_images`` random images of ``size`` in batches of ``batch`` with Adam, as users train."""
+    rng = np.random.default_rng(seed)
+    images = rng.standard_normal((n_images, 1, *size)).astype(np.float32)
+    labels = rng.integers(0, 3, (n_images, *size))
+    starts = range(0, n_images, batch)
+    if engine == "tinyseg":
+        import tinyseg.functional as F
+        opt = ts.optim.Adam(model.parameters(), lr=1e-9)
+
+        def epoch():
+            model.train()
+            for i in starts:
+                opt.zero_grad()
+                F.cross_entropy(model(ts.tensor(images[i:i + batch], device=device)),
+                                ts.tensor(labels[i:i + batch], device=device)).backward()
+                opt.step()
+        return epoch
+    import torch.nn.functional as tf
+    tdev = torch.device(device)
+    opt = torch.optim.Adam(twin.parameters(), lr=1e-9)
+
+    def epoch():
+        twin.train()
+        for i in starts:
+            opt.zero_grad()
+            tf.cross_entropy(twin(torch.as_tensor(images[i:i + batch], device=tdev)),
+                             torch.as_tensor(labels[i:i + batch], device=tdev)).backward()
+            opt.step()
+    return epoch
+
+
+def peak_memory_mb(engine, row, preset, batch, device, threads=None, size=None):
+    """Run one step of ``row`` for ``engine`` in a fresh process; return its peak memory in MB.
+    ``threads``: the thread count of a tuned run (``timing.set_threads``); None leaves each
+    engine's defaults."""
     cmd = [sys.executable, os.path.abspath(__file__), "--probe", engine, row, preset, str(batch), device,
-           str(threads), "x".join(map(str, size or ()))]
+           str(threads or "default"), "x".join(map(str, size or ()))]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])["peak_mb"]
 
 
 def _probe(engine, row, preset, batch, device, threads, size=""):
-    timing.set_threads(int(threads))
+    if threads != "default":
+        timing.set_threads(int(threads))
     import numpy as np
     import torch
 
     import tinyseg as ts
-    torch.set_num_threads(int(threads))
+    if threads != "default":
+        torch.set_num_threads(int(threads))
     size = tuple(int(side) for side in size.split("x")) if size else None
     model, twin, images, labels = build(np, ts, torch, preset, int(batch), device, size=size)
     # Warm up on a 1x1x32x32 input: JIT compilation (Numba loads LLVM, tens of MB) and library

@@ -1,17 +1,25 @@
 """Time to accuracy: both engines train the same H-ReNet on the same synthetic data until
 the validation Dice passes a target for lungs and heart.
 
-    python benchmarks/time_to_accuracy.py [--target 0.9] [--max-epochs 30] [--threads 2]
+    python benchmarks/time_to_accuracy.py [--target 0.9] [--max-epochs 30] [--rounds 3] [--tuned]
 
 Same initial weights (the tinyseg model's state dict loaded into the PyTorch
 twin), same batches in the same order, the same Adam hyper-parameters. Only
 training time counts toward the clock; the per-epoch validation is timed
-separately. Writes benchmarks/results/time-to-accuracy-<device>-<date>.json/.md.
+separately. As benchmarks/run.py: each engine trains in its own process with its
+default settings (nothing in the environment is set; ``--tuned`` sets the thread
+variables of ``timing.set_threads`` for both and says so), the order of the engines
+flips every round, and the table shows the median over rounds and the range.
+Writes benchmarks/results/time-to-accuracy-<device>-<date>[-tuned].json/.md.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
+import subprocess
+import sys
 import time
 
 import timing
@@ -23,12 +31,36 @@ def main():
     parser.add_argument("--max-epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="thread count of both engines with --tuned")
+    parser.add_argument("--tuned", action="store_true", help="set timing.set_threads(--threads) for both engines")
+    parser.add_argument("--rounds", type=int, default=3, help="processes per engine, alternating")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
+    parser.add_argument("--worker", choices=("tinyseg", "torch"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    timing.set_threads(args.threads)
+    if args.worker:
+        return train(args)
+    forwarded = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
+                 if k not in ("worker", "tuned", "rounds", "out")] + ["--tuned"] * args.tuned
+    load_start = os.getloadavg()
+    rounds = []
+    for r in range(args.rounds):
+        order = ("tinyseg", "torch") if r % 2 == 0 else ("torch", "tinyseg")
+        print(f"round {r + 1}/{args.rounds}: {' then '.join(order)}; load average {os.getloadavg()[0]:.2f}", flush=True)
+        results = {}
+        for engine in order:
+            out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", engine, *forwarded],
+                                 stdout=subprocess.PIPE, text=True, check=True).stdout
+            results[engine] = json.loads(out.strip().splitlines()[-1])
+        rounds.append(results)
+    report(args, rounds, load_start)
+
+
+def train(args):
+    """Train one engine (``args.worker``) to the target in this process; print its result as JSON."""
+    if args.tuned:
+        timing.set_threads(args.threads)
 
     import numpy as np
     import torch
@@ -40,7 +72,8 @@ def main():
     from tinyseg.app.metrics import dice
     from torch_twin import TorchHReNet
 
-    torch.set_num_threads(args.threads)
+    if args.tuned:
+        torch.set_num_threads(args.threads)
     dev, tdev = args.device, torch.device(args.device)
     data = load_dataset(None, size=(128, 160), seed=args.seed)
     scale = 1.0 / float(data.images[data.train].std())
@@ -78,37 +111,64 @@ def main():
                 return twin(torch.as_tensor(x, device=tdev)).argmax(dim=1).cpu().numpy()
         return step, predict
 
-    results = {}
-    for name, engine in (("tinyseg", ts_engine), ("torch", torch_engine)):
-        step, predict = engine()
-        train_seconds, history, reached = 0.0, [], None
-        for epoch in range(args.max_epochs):
-            start = time.perf_counter()
-            for x, y in data.batches("train", args.batch_size, seed=args.seed + epoch):
-                step((x * scale).astype(np.float32), y)
-            train_seconds += time.perf_counter() - start
-            val = data.images[data.val][:, None] * scale
-            pred = np.concatenate([predict(val[i:i + 8].astype(np.float32)) for i in range(0, len(val), 8)])
-            lungs, heart = dice(pred, data.labels[data.val], 3)[1:]
-            history.append({"epoch": epoch + 1, "train_seconds": train_seconds, "lungs": float(lungs),
-                            "heart": float(heart)})
-            print(f"{name:8s} epoch {epoch + 1:3d}  {train_seconds:7.1f} s  Dice lungs {lungs:.3f} heart {heart:.3f}",
-                  flush=True)
-            if min(lungs, heart) >= args.target:
-                reached = {"epochs": epoch + 1, "seconds": train_seconds}
-                break
-        results[name] = {"reached": reached, "history": history}
+    name = args.worker
+    step, predict = (ts_engine if name == "tinyseg" else torch_engine)()
+    train_seconds, history, reached = 0.0, [], None
+    for epoch in range(args.max_epochs):
+        start = time.perf_counter()
+        for x, y in data.batches("train", args.batch_size, seed=args.seed + epoch):
+            step((x * scale).astype(np.float32), y)
+        train_seconds += time.perf_counter() - start
+        val = data.images[data.val][:, None] * scale
+        pred = np.concatenate([predict(val[i:i + 8].astype(np.float32)) for i in range(0, len(val), 8)])
+        lungs, heart = dice(pred, data.labels[data.val], 3)[1:]
+        history.append({"epoch": epoch + 1, "train_seconds": train_seconds, "lungs": float(lungs),
+                        "heart": float(heart)})
+        print(f"{name:8s} epoch {epoch + 1:3d}  {train_seconds:7.1f} s  Dice lungs {lungs:.3f} heart {heart:.3f}",
+              file=sys.stderr, flush=True)
+        if min(lungs, heart) >= args.target:
+            reached = {"epochs": epoch + 1, "seconds": train_seconds}
+            break
+    print(json.dumps({"reached": reached, "history": history, "facts": timing.facts(dev)}))
 
-    payload = {**timing.facts(dev), "target": args.target, "settings": vars(args), "results": results}
 
-    def cell(r):
-        return f"{r['reached']['seconds']:.1f} s ({r['reached']['epochs']} epochs)" if r["reached"] else "not reached"
-    md = [f"# Time to validation Dice >= {args.target} (lungs and heart), {dev}, {args.threads} threads, "
-          f"{payload['date']}", "", timing.describe(payload), "", f"H-ReNet small, synthetic 128x160, Adam "
-          f"lr {args.lr}, batch {args.batch_size}, same initial weights and batches.", "",
+def report(args, rounds, load_start):
+    dev = args.device
+    engines = ("tinyseg", "torch")
+    results = {e: [r[e] for r in rounds] for e in engines}
+    payload = {**rounds[0]["tinyseg"]["facts"], "target": args.target, "settings": vars(args),
+               "protocol": "tuned" if args.tuned else "defaults", "results": results,
+               "load_average_at_end": os.getloadavg()}
+    payload["load_average"] = load_start
+    seconds = {e: [r["reached"]["seconds"] if r["reached"] else None for r in results[e]] for e in engines}
+    epochs = {e: [r["reached"]["epochs"] if r["reached"] else None for r in results[e]] for e in engines}
+
+    def cell(e):
+        done = [s for s in seconds[e] if s is not None]
+        if len(done) < len(seconds[e]):
+            return f"not reached in {len(seconds[e]) - len(done)} of {len(seconds[e])} rounds"
+        return (f"{statistics.median(done):.1f} s [{min(done):.1f}-{max(done):.1f}] "
+                f"({'/'.join(str(n) for n in epochs[e])} epochs)")
+    ratios = [a / b for a, b in zip(seconds["tinyseg"], seconds["torch"]) if a is not None and b is not None]
+    payload["ratio"] = statistics.median(ratios) if ratios else None
+    payload["ratio_range"] = [min(ratios), max(ratios)] if ratios else None
+    setting = ("tuned: " + ", ".join(f"{v}={args.threads}" for v in timing.THREAD_VARIABLES)
+               + ", OMP_WAIT_POLICY=PASSIVE, OPENBLAS_THREAD_TIMEOUT=4 for both engines" if args.tuned
+               else "each engine with its defaults (no environment variable set), one engine per process")
+    md = [f"# Time to validation Dice >= {args.target} (lungs and heart), {dev}, {payload['date']}"
+          f"{' (tuned)' if args.tuned else ''}", "", timing.describe(payload), "",
+          f"H-ReNet small, synthetic 128x160, Adam lr {args.lr}, batch {args.batch_size}, same initial weights and "
+          f"batches. Protocol: {setting}; {args.rounds} rounds alternating the order of the engines; time: median "
+          f"over rounds [range]. Load average {load_start[0]:.2f} at the start, "
+          f"{payload['load_average_at_end'][0]:.2f} at the end. Regenerate: "
+          f"`python benchmarks/time_to_accuracy.py{' --tuned' if args.tuned else ''}`.", "",
           "| engine | time to target |", "|---|---|"]
-    md += [f"| {name} | {cell(r)} |" for name, r in results.items()]
-    paths = timing.write_results(args.out, f"time-to-accuracy-{dev}-{payload['date']}", payload, "\n".join(md) + "\n")
+    md += [f"| {'PyTorch' if e == 'torch' else e} | {cell(e)} |" for e in engines]
+    if ratios:
+        md += ["", f"Ratio tinyseg / PyTorch: {payload['ratio']:.2f} (median of the per-round ratios, "
+                   f"range {min(ratios):.2f}-{max(ratios):.2f})."]
+    stem = f"time-to-accuracy-{dev}-{payload['date']}" + ("-tuned" if args.tuned else "")
+    paths = timing.write_results(args.out, stem, payload, "\n".join(md) + "\n")
     print("\n".join(md))
     print("wrote", *paths)
 

@@ -6,12 +6,20 @@ implementation; when an op's code changes, its line here changes with it. A
 row with no entry is reported as unexplained, which is itself a finding.
 """
 
+_GEMM_FLOOR = ("its GEMMs run in numpy's OpenBLAS, whose float32 kernel on this CPU is the AVX2 one "
+               "(8 lanes) while oneDNN's convolution uses AVX-512 (16 lanes): the table's floor, the FLOPs "
+               "at the measured GEMM rate, is then close to or above PyTorch's whole time")
+_DIRECT = ("the direct 3x3 kernel (cpu/direct.py), which reaches about 80 GFLOP/s per core: LLVM vectorises "
+           "the loop along a row, but the output row is loaded and stored once per two input channels "
+           "and the weights are re-read per output channel, where oneDNN keeps a block of outputs in "
+           "registers across all input channels")
+
 CPU = {
-    "conv3x3": "im2col copies every input value nine times (one Numba pass, both threads, padding "
-               "written in place) so that the convolution is a single BLAS GEMM per batch; backward "
-               "builds the columns again from the input (keeping them would cost 9x the input's "
-               "memory) and sends the input gradient back through col2im. oneDNN convolves directly "
-               "from a blocked layout without those copies; the GEMMs run at the GFLOP/s shown.",
+    "conv3x3": "with many channels on the GEMM path, im2col copies every input value nine times (in bands "
+               "that stay in a reused workspace) and backward rebuilds the columns and sends their gradient "
+               "through col2im; " + _GEMM_FLOOR + ".",
+    "layer": "few channels or long rows go to " + _DIRECT + "; short rows of many channels go to im2col + "
+             "GEMM, where " + _GEMM_FLOOR + ".",
     "conv_transpose": "a GEMM then col2im, whose overlap-add is bound by memory traffic.",
     "max_pool": "a Numba pass per direction; the backward scatter runs one thread per (image, channel) "
                 "plane so that overlapping windows never race.",
@@ -20,19 +28,20 @@ CPU = {
     "cross_entropy": "one fused Numba pass, but its exp and log are scalar calls that Numba does not "
                      "vectorise here; PyTorch's log-softmax uses vectorised (SIMD) exp and log.",
     "renet": "the recurrent product is a small GEMM per time step; its overhead is per call.",
-    "model forward+backward+SGD": "as the forward row, plus a second im2col and a col2im in every "
-                                  "convolution's backward.",
-    "model forward": "the convolutions dominate (see the conv rows); the small preset's channels are "
-                     "thin (8-64), so the im2col/col2im copies weigh more against the GEMMs.",
+    "model forward+backward+SGD": "the convolutions dominate (see the layer rows): the full-resolution "
+                                  "layers run on the direct kernel, the deeper ones on OpenBLAS's AVX2 "
+                                  "GEMM; the LSTM sweeps add one small GEMM per step.",
+    "epoch": "as the training step, 44 times.",
+    "model forward": "the convolutions dominate (see the layer rows).",
     "inference": "as the forward row.",
 }
 
 GPU = {}
 
 # Why the whole-model rows' peak memory is higher, when it is.
-MEMORY = ("each convolution's forward builds its im2col columns (9x its input) for the length of one "
-          "GEMM, and backward builds them again (PyTorch's oneDNN convolution needs no columns); "
-          "batch norm keeps its input for backward.")
+MEMORY = ("the GEMM path's column bands and the direct kernel's padded copies live in workspace "
+          "buffers kept from call to call (at most conv.COLUMN_BUDGET_BYTES of columns each); batch norm "
+          "keeps its input for backward.")
 
 
 def explain(device, op):

@@ -2,11 +2,12 @@
 
     python docs/solutions/ch10_conv_breakdown.py
 
-The parts, in the order Conv2d.forward_cpu / backward_cpu run them: im2col, the forward
-GEMM, the layout pass (bias, ReLU, (C, N, L) -> (N, C, L)); backward: the layout pass back
-(mask, bias sums), im2col again, the dW GEMM, the dcols GEMM, col2im. On two cores the three
-GEMMs usually take most of the time and the copies (two im2col, col2im, two layout passes)
-the rest, the share "why_slower" attributes to im2col's design. The exact split depends on
+The parts, in the order the im2col + GEMM path of Conv2d.forward_cpu / backward_cpu runs
+them (this layer, 64 -> 64 channels on 62-pixel rows, takes that path; its columns fit one
+band): im2col, the forward GEMM straight into the output, bias and ReLU in place; backward:
+the ReLU's mask and the bias sums, im2col again, the dW GEMM, the dcols GEMM, col2im. On two
+cores the three GEMMs usually take most of the time and the copies (two im2col, col2im) the
+rest. The exact split depends on
 the machine: run it and read your own numbers. On a machine shared with other work, the
 minimum of several runs estimates the uncontended cost better than the median, which a
 busy neighbour can shift by ten times for a millisecond-long GEMM.
@@ -18,8 +19,8 @@ import numpy as np
 import tinyseg as ts
 import tinyseg.functional as F
 from tinyseg.ops.conv import grad_weight
+from tinyseg.ops.cpu import epilogue
 from tinyseg.ops.cpu import im2col as cpu_im2col
-from tinyseg.ops.cpu import layout
 
 C, H, W = 64, 50, 62                      # the benchmark's conv3x3 row at a quarter of its area
 rng = np.random.default_rng(0)
@@ -40,21 +41,24 @@ def fastest_s(fn, repeats=7):
     return min(times)
 
 
-cols = cpu_im2col.im2col(x, 3, 3, 1, 1, H, W).reshape(k, L)
-z = (w.reshape(C, -1) @ cols).reshape(C, 1, L)
-y = layout.to_batch_major(z, b, True)
-gz, _ = layout.to_channel_major(gy.reshape(1, C, L), y)
-gz = gz.reshape(C, L)
+buffer = np.empty(k * L, np.float32)
+cols = cpu_im2col.im2col_band(x, 0, 0, H, 3, 3, 1, 1, H, W, buffer).copy()
+y = np.empty((1, C, L), np.float32)
+np.matmul(w.reshape(C, -1), cols, out=y[0])
+epilogue.bias_relu(y, b, True)
+gz, _ = epilogue.mask_and_sum(gy.reshape(1, C, L), y)
+gz = gz[0].copy()
 gcols = w.reshape(C, -1).T @ gz
+gx = np.zeros_like(x)
 parts = {
-    "im2col": lambda: cpu_im2col.im2col(x, 3, 3, 1, 1, H, W),
-    "forward GEMM": lambda: w.reshape(C, -1) @ cols,
-    "layout (bias, ReLU)": lambda: layout.to_batch_major(z, b, True),
-    "layout back (mask, db)": lambda: layout.to_channel_major(gy.reshape(1, C, L), y),
-    "im2col again": lambda: cpu_im2col.im2col(x, 3, 3, 1, 1, H, W),
+    "im2col": lambda: cpu_im2col.im2col_band(x, 0, 0, H, 3, 3, 1, 1, H, W, buffer),
+    "forward GEMM": lambda: np.matmul(w.reshape(C, -1), cols, out=y[0]),
+    "bias and ReLU": lambda: epilogue.bias_relu(y, b, True),
+    "mask and bias sums": lambda: epilogue.mask_and_sum(gy.reshape(1, C, L), y),
+    "im2col again": lambda: cpu_im2col.im2col_band(x, 0, 0, H, 3, 3, 1, 1, H, W, buffer),
     "dW GEMM": lambda: grad_weight(gz, cols),
     "dcols GEMM": lambda: w.reshape(C, -1).T @ gz,
-    "col2im": lambda: cpu_im2col.col2im(gcols.reshape(k, 1, L), x.shape, 3, 3, 1, 1, H, W),
+    "col2im": lambda: cpu_im2col.col2im_band_add(gcols, gx, 0, 0, H, 3, 3, 1, 1, W),
 }
 times = {name: fastest_s(fn) for name, fn in parts.items()}
 

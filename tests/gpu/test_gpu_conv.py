@@ -1,6 +1,6 @@
 """The GPU convolutions' GEMM forms and memory budget: one GEMM per product for the whole
 batch, the weight read through cuBLAS's transpose flag rather than copied, and column
-matrices built a chunk at a time within ``COLUMN_BUDGET_BYTES``, with the same results
+matrices built a chunk at a time within ``GPU_COLUMN_BUDGET_BYTES``, with the same results
 however small the budget."""
 import numpy as np
 import pytest
@@ -53,7 +53,7 @@ def assert_same_for_every_budget(fn, arrays, monkeypatch):
     the CPU's when the budget is smallest (1 byte: the most chunks)."""
     results = []
     for budget in BUDGETS:
-        monkeypatch.setattr(conv_op, "COLUMN_BUDGET_BYTES", budget)
+        monkeypatch.setattr(conv_op, "GPU_COLUMN_BUDGET_BYTES", budget)
         results.append(run_on_gpu(fn, arrays))
     for other in results[1:]:
         for a, b in zip(other, results[0]):
@@ -96,7 +96,7 @@ def test_column_buffers_stay_within_the_budget(transposed, monkeypatch):
     rng = np.random.default_rng(3)
     x = ts.tensor(rng.standard_normal((4, 3, 12, 10)).astype(np.float32), requires_grad=True, device="cuda")
     budget = 3 * 3 * 3 * 4 * 10 * 3      # three rows of windows of a 3x3 convolution over 3 channels
-    monkeypatch.setattr(conv_op, "COLUMN_BUDGET_BYTES", budget)
+    monkeypatch.setattr(conv_op, "GPU_COLUMN_BUDGET_BYTES", budget)
     if transposed:
         w = ts.tensor(rng.standard_normal((3, 3, 3, 3)).astype(np.float32), requires_grad=True, device="cuda")
         y = F.conv_transpose2d(x, w, stride=1, padding=1)

@@ -9,14 +9,23 @@ under the kernel,
     cols[(c, i, j), n, (oh, ow)] = x[n, c, oh*s + i - p, ow*s + j - p]   (0 in the padding)
 
 so that the convolution is one matrix product W (C_out, C*kh*kw) @ cols; col2im is
-its adjoint. Both devices keep cols as (C*kh*kw, N, L), one GEMM for the whole batch
-(``cpu/im2col.py``, ``gpu/conv.py``). On the GPU the columns are built for part of the
-batch (or of an image) at a time, so that no such scratch matrix exceeds
-``COLUMN_BUDGET_BYTES``.
+its adjoint. The GPU keeps cols as (C*kh*kw, N*L), one cuBLAS GEMM for the whole batch
+(``gpu/conv.py``), built for part of the batch (or of an image) at a time so that no such
+scratch matrix exceeds ``GPU_COLUMN_BUDGET_BYTES``.
+
+The CPU has two paths (``Conv2d.forward_cpu``):
+
+* 3x3, stride 1, with few channels (the full-resolution layers) or up to 128 -> 128
+  channels on long rows: a direct convolution (``cpu/direct.py``) with no column
+  matrix at all, since moving nine copies of a thin input costs more than the products;
+* otherwise im2col + GEMM, one image and one band of output rows at a time
+  (``cpu/im2col.py``): the band's columns fit in ``COLUMN_BUDGET_BYTES`` of workspace
+  that is reused from call to call, and each GEMM writes straight into the image's
+  (C_out, Ho*Wo) output, so there is neither a batch-sized column matrix nor a layout pass.
 
 Between forward and backward a convolution keeps only its input (and, with a fused
-ReLU, its output), as PyTorch does: the column matrix is kh*kw times the input, so
-backward rebuilds it with one more im2col pass rather than keeping it.
+ReLU, its output), as PyTorch does: backward rebuilds the columns band by band.
+Transposed convolutions with long kernel rows also have a direct CPU kernel.
 """
 from __future__ import annotations
 
@@ -24,12 +33,30 @@ import numpy as np
 
 from ..autograd import Function
 from . import gpu
+from .cpu import direct, epilogue, workspace
 from .cpu import im2col as cpu_im2col
-from .cpu import layout
 
-# Most bytes one scratch matrix of a convolution (its columns, or a GEMM operand in the
-# columns' layout) may take; larger ones are built and used a chunk of positions at a time.
-COLUMN_BUDGET_BYTES = 256 * 2 ** 20
+# The most bytes of im2col columns one convolution builds at a time on the CPU (per buffer;
+# backward holds two: the columns and their gradient). Larger convolutions work band by
+# band; a small bound keeps a step's peak memory near that of its activations.
+COLUMN_BUDGET_BYTES = 8 * 2 ** 20
+
+# The CPU's direct 3x3 kernel beats im2col + GEMM for few channels at any width, and for
+# more channels on rows long enough to fill its vectors: (shortest output row, most
+# C_in * C_out pairs) per tier. The GEMM wins on short rows of many channels
+# (docs/03-convolution.md has the measurements).
+DIRECT_MAX_CHANNEL_PAIRS = 512
+DIRECT_ROW_TIERS = ((32, 32 * 64), (64, 128 * 128))
+
+# Transposed convolutions with kernel rows at least this long (H-ReNet's 64x64 upsampling)
+# run on the CPU's direct kernel: its kernel rows are long vectorised multiply-adds, where
+# the GEMM would build C_out*kh*kw columns per input pixel for col2im to add up.
+DIRECT_TRANSPOSE_MIN_KERNEL_WIDTH = 16
+
+# On the GPU: the most bytes one scratch matrix of a convolution (its columns, or a GEMM
+# operand in the columns' layout) may take; larger ones are built and used a chunk of
+# positions at a time. A GPU GEMM wants large operands, hence a larger bound than the CPU's.
+GPU_COLUMN_BUDGET_BYTES = 256 * 2 ** 20
 
 
 def output_size(size, kernel, stride, padding=0):
@@ -100,50 +127,97 @@ class Conv2d(Function):
             raise ValueError(f"conv2d: kernel {kh}x{kw} is larger than the padded input {x.shape[2:]}")
         return out_h, out_w
 
+    def direct_cpu(self, x, weight):
+        """Whether the CPU runs this convolution with the direct kernel (see the module docstring)."""
+        if weight.shape[2:] != (3, 3) or self.stride != 1 or self.padding > 2:
+            return False
+        pairs, out_w = weight.shape[0] * weight.shape[1], x.shape[3] + 2 * self.padding - 2
+        return pairs <= DIRECT_MAX_CHANNEL_PAIRS or any(out_w >= row and pairs <= most
+                                                        for row, most in DIRECT_ROW_TIERS)
+
     def forward_cpu(self, x, weight, bias=None):
         out_h, out_w = self.output_hw(x, weight, bias)
         c_out, _, kh, kw = weight.shape
-        n, k, length = x.shape[0], x.shape[1] * kh * kw, out_h * out_w
-        cols = cpu_im2col.im2col(x, kh, kw, self.stride, self.padding, out_h, out_w).reshape(k, n * length)
-        # One GEMM for the whole batch, then (C_out, N, L) -> (N, C_out, L) with bias and ReLU
-        z = (weight.reshape(c_out, -1) @ cols).reshape(c_out, n, length)
-        del cols
-        y = layout.to_batch_major(z, bias, self.relu).reshape(n, c_out, out_h, out_w)
+        if self.direct_cpu(x, weight):
+            y = direct.conv3x3(x, weight, bias, self.padding, self.relu)
+        else:
+            n, length = x.shape[0], out_h * out_w
+            x = np.ascontiguousarray(x)
+            y = np.empty((n, c_out, length), dtype=np.result_type(x, weight))
+            w = weight.reshape(c_out, -1)
+            bands, nbytes = self.bands(x, weight, out_h, out_w, y.dtype)
+            buffer = workspace.get("cols", nbytes, y.dtype)
+            for b, row0, rows in bands:
+                cols = self.columns(x, b, row0, rows, kh, kw, out_h, out_w, buffer)
+                np.matmul(w, cols, out=y[b, :, row0 * out_w:(row0 + rows) * out_w])
+            y = epilogue.bias_relu(y, bias, self.relu).reshape(n, c_out, out_h, out_w)
         self.save(x=x, weight=weight, y=y if self.relu else None)
         return y
+
+    def columns(self, x, b, row0, rows, kh, kw, out_h, out_w, buffer):
+        """The im2col columns of a band, (C_in*kh*kw, rows*Wo): for a 1x1 kernel with stride 1 and
+        no padding, the image itself (a view, no copy); otherwise built in ``buffer``."""
+        if (kh, kw, self.stride, self.padding) == (1, 1, 1, 0):
+            return x[b].reshape(x.shape[1], -1)[:, row0 * out_w:(row0 + rows) * out_w]
+        return cpu_im2col.im2col_band(x, b, row0, rows, kh, kw, self.stride, self.padding, out_h, out_w, buffer)
+
+    @staticmethod
+    def bands(x, weight, out_h, out_w, dtype):
+        """(image, first output row, rows) of the bands whose columns fit COLUMN_BUDGET_BYTES
+        (one output row at least), and the bytes of columns the largest band needs."""
+        row_bytes = weight[0].size * out_w * np.dtype(dtype).itemsize
+        rows = max(1, min(out_h, COLUMN_BUDGET_BYTES // row_bytes))
+        bands = [(b, row0, min(rows, out_h - row0)) for b in range(x.shape[0]) for row0 in range(0, out_h, rows)]
+        return bands, max(COLUMN_BUDGET_BYTES, rows * row_bytes)
 
     def forward_gpu(self, x, weight, bias=None):
         out_h, out_w = self.output_hw(x, weight, bias)
         x = gpu.contiguous(x)
         y = gpu.conv.conv2d_forward(x, weight, bias, self.stride, self.padding, out_h, out_w, self.relu,
-                                    COLUMN_BUDGET_BYTES)
+                                    GPU_COLUMN_BUDGET_BYTES)
         self.save(x=x, weight=weight, y=y if self.relu else None)
         return y
 
     def backward_cpu(self, gy):
         n, c_out, out_h, out_w = gy.shape
         kh, kw = self.weight.shape[2:]
-        k = self.weight[0].size                                                   # C_in*kh*kw
         mask = None if self.y is None else self.y.reshape(n, c_out, -1)
-        # dZ in the GEMM layout (C_out, N*L), through the ReLU when fused; its row sums are dBias
-        gz, channel_sums = layout.to_channel_major(gy.reshape(n, c_out, out_h * out_w), mask)
-        gz = gz.reshape(c_out, -1)
+        # dZ, through the ReLU when fused, in the (N, C_out, L) layout of dY; its sums are dBias
+        gz, channel_sums = epilogue.mask_and_sum(gy.reshape(n, c_out, out_h * out_w), mask)
         gx = gw = None
-        buffer = None   # one column-sized buffer for all of backward: cols for dW, then dcols for dx
-        if self.needs_grad[1]:
-            cols = cpu_im2col.im2col(self.x, kh, kw, self.stride, self.padding, out_h, out_w).reshape(k, -1)
-            gw = grad_weight(gz, cols).reshape(self.weight.shape)
-            if cols.dtype == np.result_type(self.weight, gz):
-                buffer = cols
-        if self.needs_grad[0]:
-            gcols = np.matmul(self.weight.reshape(c_out, -1).T, gz, out=buffer).reshape(k, n, out_h * out_w)
-            gx = cpu_im2col.col2im(gcols, self.x.shape, kh, kw, self.stride, self.padding, out_h, out_w)
+        if self.direct_cpu(self.x, self.weight):
+            gz = gz.reshape(gy.shape)
+            if self.needs_grad[1]:
+                gw = direct.weight_grad(self.x, gz, self.padding).astype(self.weight.dtype, copy=False)
+            if self.needs_grad[0]:
+                gx = direct.input_grad(gz, self.weight, self.padding).astype(self.x.dtype, copy=False)
+            return with_bias_grad(self.needs_grad, gx, gw, lambda: channel_sums)
+        # Band by band: dW += dZ_band cols_band^T, dcols_band = W^T dZ_band, dx += col2im(dcols_band)
+        w = self.weight.reshape(c_out, -1)
+        dtype = np.result_type(self.x, self.weight)
+        gw = np.zeros(w.shape, dtype=dtype) if self.needs_grad[1] else None
+        gx = np.zeros(self.x.shape, dtype=dtype) if self.needs_grad[0] else None
+        bands, nbytes = self.bands(self.x, self.weight, out_h, out_w, dtype)
+        cols_buffer = workspace.get("cols", nbytes, dtype)
+        gcols_buffer = workspace.get("gcols", nbytes, dtype)
+        for b, row0, rows in bands:
+            gz_band = gz[b, :, row0 * out_w:(row0 + rows) * out_w]
+            if gw is not None:
+                gw += grad_weight(gz_band, self.columns(self.x, b, row0, rows, kh, kw, out_h, out_w, cols_buffer))
+            if gx is not None and (kh, kw, self.stride, self.padding) == (1, 1, 1, 0):
+                np.matmul(w.T, gz_band, out=gx[b].reshape(w.shape[1], -1)[:, row0 * out_w:(row0 + rows) * out_w])
+            elif gx is not None:
+                gcols = gcols_buffer[:w.shape[1] * gz_band.shape[1]].reshape(w.shape[1], -1)
+                np.matmul(w.T, gz_band, out=gcols)
+                cpu_im2col.col2im_band_add(gcols, gx, b, row0, rows, kh, kw, self.stride, self.padding, out_w)
+        if gw is not None:
+            gw = gw.reshape(self.weight.shape)
         return with_bias_grad(self.needs_grad, gx, gw, lambda: channel_sums)
 
     def backward_gpu(self, gy):
         needs = tuple(self.needs_grad) + (False,) * (3 - len(self.needs_grad))
         gx, gw, gb = gpu.conv.conv2d_backward(gy, self.x, self.y, self.weight, self.stride, self.padding, needs,
-                                              COLUMN_BUDGET_BYTES)
+                                              GPU_COLUMN_BUDGET_BYTES)
         return with_bias_grad(self.needs_grad, gx, gw, lambda: gb)
 
 
@@ -157,7 +231,9 @@ class ConvTranspose2d(Function):
 
     x (N, C_in, H, W), weight (C_in, C_out, kh, kw); output (N, C_out, Ho, Wo) with
     Ho = (H - 1) * s - 2p + kh. Forward is conv2d's input-gradient computation (GEMM,
-    then col2im onto the output canvas; the padding crop is implicit). Backward: dx is an
+    then col2im onto the output canvas; the padding crop is implicit); on the CPU, kernels
+    with long rows (H-ReNet's 64x64 upsampling) skip the columns and paint each kernel row
+    straight onto the output (``cpu/direct.py``). Backward: dx is an
     ordinary convolution of dY with the same weights (W im2col(dY)), dW = x im2col(dY)^T,
     d bias = sum of dY over images and positions.
     """
@@ -177,8 +253,16 @@ class ConvTranspose2d(Function):
             raise ValueError(f"conv_transpose2d: padding {p} leaves no output for input {x.shape[2:]}")
         return shape
 
+    @staticmethod
+    def direct_cpu(weight):
+        """Whether the CPU runs this transposed convolution with the direct kernel."""
+        return weight.shape[3] >= DIRECT_TRANSPOSE_MIN_KERNEL_WIDTH
+
     def forward_cpu(self, x, weight, bias=None):
         out_shape = self.output_shape(x, weight, bias)
+        if self.direct_cpu(weight):
+            self.save(x=x, weight=weight)
+            return direct.conv_transpose2d(x, weight, bias, self.stride, self.padding, out_shape)
         n, c_in, h, w = x.shape
         c_out, kh, kw = weight.shape[1:]
         self.save(x=x, weight=weight)                     # x itself, not its (C_in, N*H*W) copy
@@ -194,9 +278,16 @@ class ConvTranspose2d(Function):
         x = gpu.contiguous(x)
         self.save(x=x, weight=weight)
         return gpu.conv.conv_transpose2d_forward(x, weight, bias, self.stride, self.padding, out_shape,
-                                                 COLUMN_BUDGET_BYTES)
+                                                 GPU_COLUMN_BUDGET_BYTES)
 
     def backward_cpu(self, gy):
+        if self.direct_cpu(self.weight):
+            gx = gw = None
+            if self.needs_grad[0]:
+                gx = direct.conv_transpose2d_input_grad(gy, self.weight, self.stride, self.padding, self.x.shape)
+            if self.needs_grad[1]:
+                gw = direct.conv_transpose2d_weight_grad(self.x, gy, self.stride, self.padding, self.weight.shape)
+            return with_bias_grad(self.needs_grad, gx, gw, lambda: gy.sum(axis=(0, 2, 3)))
         n, c_in, h, w = self.x.shape
         c_out, kh, kw = self.weight.shape[1:]
         # Read dY with the windows the forward wrote through (the padding border reads as 0).
@@ -213,7 +304,7 @@ class ConvTranspose2d(Function):
     def backward_gpu(self, gy):
         needs = tuple(self.needs_grad) + (False,) * (3 - len(self.needs_grad))
         gx, gw, gb = gpu.conv.conv_transpose2d_backward(gy, self.x, self.weight, self.stride, self.padding, needs,
-                                                        COLUMN_BUDGET_BYTES)
+                                                        GPU_COLUMN_BUDGET_BYTES)
         return with_bias_grad(self.needs_grad, gx, gw, lambda: gb)
 
 

@@ -8,8 +8,15 @@ across threads and which backward formula it implements.
 """
 import os
 
-# Idle OpenMP threads sleep instead of spinning, so that they leave the cores to the
-# BLAS threads of the GEMM that follows a parallel loop (docs/03-convolution.md has the
-# measurement). The OpenMP runtime reads this once, when it starts: importing tinyseg
-# before another library that starts one (torch) makes it apply. A value the user set wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import numba
+
+# The kernels run on Numba's "workqueue" threading layer: its idle threads sleep on a
+# condition variable, so between two parallel loops they leave the cores to the BLAS
+# threads of the GEMM that follows, and they never touch the OpenMP runtime that PyTorch
+# shares (whose settings stay as PyTorch ships them). This changes one process-wide
+# setting, Numba's choice of threading layer, and only when the user made no choice
+# (NUMBA_THREADING_LAYER or numba.config.THREADING_LAYER) and no parallel Numba code has
+# run yet. The workqueue layer runs one parallel loop at a time: call tinyseg's CPU ops
+# from one Python thread at a time, or choose another layer.
+if "NUMBA_THREADING_LAYER" not in os.environ and numba.config.THREADING_LAYER == "default":
+    numba.config.THREADING_LAYER = "workqueue"

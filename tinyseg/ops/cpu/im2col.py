@@ -101,3 +101,79 @@ def col2im_kernel(cols, image, kh, kw, stride, padding, out_h, out_w):
                 dst = row[first:first + (hi - lo - 1) * stride + 1:stride]
                 for q in range(hi - lo):
                     dst[q] += src[q]
+
+
+# ---------------------------------------------------------------- one image, a band of output rows
+#
+# The convolution's GEMM path works on one image and a band of output rows at a time, so that
+# its columns fit in a fixed workspace (``conv.COLUMN_BUDGET_BYTES``) that is reused from call
+# to call: no column matrix as large as the batch, no fresh pages to fault in, and the GEMM
+# writes straight into the image's (C_out, Ho*Wo) output, so no layout pass follows.
+# ``cols`` is (C*kh*kw, rows*Wo): the output rows row0 .. row0+rows-1 of image b.
+
+
+def im2col_band(x, b, row0, rows, kh, kw, stride, padding, out_h, out_w, out):
+    """Columns of output rows [row0, row0 + rows) of image b, written into ``out``
+    (a buffer of at least C*kh*kw*rows*Wo elements); returns them as (C*kh*kw, rows*Wo)."""
+    cols = out[:x.shape[1] * kh * kw * rows * out_w].reshape(x.shape[1] * kh * kw, rows * out_w)
+    im2col_band_kernel(x, b, row0, rows, kh, kw, stride, padding, out_h, out_w, cols)
+    return cols
+
+
+def col2im_band_add(cols, image, b, row0, rows, kh, kw, stride, padding, out_w):
+    """Adjoint of ``im2col_band``: adds cols (C*kh*kw, rows*Wo) onto image b of ``image``."""
+    col2im_band_kernel(cols, image, b, row0, rows, kh, kw, stride, padding, out_w)
+
+
+@njit(parallel=True, cache=True)
+def im2col_band_kernel(x, b, row0, rows, kh, kw, stride, padding, out_h, out_w, cols):
+    # As im2col_kernel, for one image and the output rows row0 .. row0+rows-1 only.
+    # Threads: prange over the C*kh*kw rows of the column matrix.
+    _, c, h, w = x.shape
+    for k in prange(c * kh * kw):
+        ch, i, j = k // (kh * kw), k // kw % kh, k % kw
+        top, bottom = inside_range(i, h, stride, padding, out_h)
+        top, bottom = min(max(top, row0), row0 + rows), max(min(bottom, row0 + rows), row0)
+        bottom = max(bottom, top)
+        left, right = inside_range(j, w, stride, padding, out_w)
+        out = cols[k].reshape(rows, out_w)
+        out[:top - row0] = 0
+        out[bottom - row0:] = 0
+        out[top - row0:bottom - row0, :left] = 0
+        out[top - row0:bottom - row0, right:] = 0
+        if top < bottom and left < right:
+            y, x0 = top * stride + i - padding, left * stride + j - padding   # first pixel read
+            out[top - row0:bottom - row0, left:right] = x[b, ch, y:y + (bottom - top - 1) * stride + 1:stride,
+                                                          x0:x0 + (right - left - 1) * stride + 1:stride]
+
+
+@njit(parallel=True, cache=True)
+def col2im_band_kernel(cols, image, b, row0, rows, kh, kw, stride, padding, out_w):
+    # As col2im_kernel for one image and a band of output rows, but *adding* onto the image:
+    # neighbouring bands read overlapping input rows, so each band adds its share.
+    # Threads: prange over the (channel, input row) pairs the band touches; a thread owns
+    # its row and gathers into it (no two threads write the same pixel, no atomics).
+    _, c, h, w = image.shape
+    y_first = max(0, row0 * stride - padding)
+    y_last = min(h, (row0 + rows - 1) * stride - padding + kh)
+    span = max(0, y_last - y_first)
+    for r in prange(c * span):
+        ch, y = r // span, y_first + r % span
+        row = image[b, ch, y]
+        for i in range(kh):
+            t = y + padding - i
+            if t < 0 or t % stride != 0:
+                continue
+            oh = t // stride - row0
+            if oh < 0 or oh >= rows:
+                continue
+            base = oh * out_w
+            for j in range(kw):
+                lo, hi = inside_range(j, w, stride, padding, out_w)
+                if lo == hi:
+                    continue
+                first = lo * stride + j - padding
+                src = cols[(ch * kh + i) * kw + j, base + lo:base + hi]
+                dst = row[first:first + (hi - lo - 1) * stride + 1:stride]
+                for q in range(hi - lo):
+                    dst[q] += src[q]

@@ -5,7 +5,7 @@ convolution is ONE GEMM W (C_out, C*kh*kw) @ cols, and its weight gradient one m
 dZ (C_out, N*L) @ cols^T; the input gradient reads W^T through cuBLAS's transpose flag
 (``gemm``), so the weight is never copied. The columns are built for a range of the N*L
 positions at a time (``chunks``), so that no scratch matrix (columns, GEMM result, or the
-gradient in the GEMM layout) is larger than a budget (``COLUMN_BUDGET_BYTES`` in
+gradient in the GEMM layout) is larger than a budget (``GPU_COLUMN_BUDGET_BYTES`` in
 ``tinyseg/ops/conv.py``); a chunk that is exactly one image uses that image's slice of
 the maps directly.
 

@@ -1,0 +1,296 @@
+"""The two CPU paths of conv2d, each on its own: the direct 3x3 kernel (cpu/direct.py) and
+im2col + GEMM band by band in a reused workspace (cpu/im2col.py's band kernels). Gradient
+checks in float64 on hypothesis-drawn shapes, paddings and strides, PyTorch parity in
+float32 and float64, the two paths against each other, and the kernels' edge cases
+(odd channel counts, padding 0 and 2, one-pixel rows, one-row bands, bands that cut
+through the rows a window reads)."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import tinyseg as ts
+import tinyseg.functional as F
+from tinyseg.ops import conv
+from tinyseg.ops.conv import Conv2d
+from tinyseg.ops.cpu import direct, workspace
+from tinyseg.ops.cpu.im2col import col2im_band_add, im2col, im2col_band
+from torch_parity import (EXAMPLES, SETTINGS, TF, assert_close, assert_grads, backward_both, needs_torch,
+                          ours, seeds, t64, theirs, torch)
+
+
+@st.composite
+def direct_cases(draw):
+    """3x3, stride 1, padding 0-2: the direct kernel's domain; odd and even channel counts."""
+    padding = draw(st.integers(0, 2))
+    low = max(1, 3 - 2 * padding)
+    return dict(n=draw(st.integers(1, 2)), c_in=draw(st.integers(1, 5)), c_out=draw(st.integers(1, 5)),
+                h=draw(st.integers(low, 7)), w=draw(st.integers(low, 7)), padding=padding,
+                bias=draw(st.booleans()), relu=draw(st.booleans()), seed=draw(st.integers(0, 2 ** 31)))
+
+
+@st.composite
+def band_cases(draw):
+    k = draw(st.integers(1, 4))
+    stride, padding = draw(st.integers(1, 3)), draw(st.integers(0, k))
+    low = max(1, k - 2 * padding)
+    return dict(n=draw(st.integers(1, 2)), c_in=draw(st.integers(1, 3)), c_out=draw(st.integers(1, 3)),
+                h=draw(st.integers(low, 9)), w=draw(st.integers(low, 6)), k=k, stride=stride, padding=padding,
+                bias=draw(st.booleans()), relu=draw(st.booleans()), seed=draw(st.integers(0, 2 ** 31)))
+
+
+def conv_fn(stride, padding, relu):
+    return lambda x, w, b=None: F.conv2d(x, w, b, stride=stride, padding=padding, relu=relu)  # noqa: E731
+
+
+@SETTINGS
+@given(direct_cases())
+def test_direct_kernel_gradcheck(case):
+    rng = np.random.default_rng(case["seed"])
+    x = t64(rng, case["n"], case["c_in"], case["h"], case["w"])
+    w = t64(rng, case["c_out"], case["c_in"], 3, 3)
+    assert Conv2d(1, case["padding"]).direct_cpu(x.data, w.data)
+    inputs = [x, w] + ([t64(rng, case["c_out"])] if case["bias"] else [])
+    assert ts.gradcheck(conv_fn(1, case["padding"], case["relu"]), inputs)
+
+
+@SETTINGS
+@given(band_cases())
+def test_gemm_in_bands_gradcheck(case):
+    rng = np.random.default_rng(case["seed"])
+    x = t64(rng, case["n"], case["c_in"], case["h"], case["w"])
+    w = t64(rng, case["c_out"], case["c_in"], case["k"], case["k"])
+    inputs = [x, w] + ([t64(rng, case["c_out"])] if case["bias"] else [])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv, "DIRECT_MAX_CHANNEL_PAIRS", 0)
+        patch.setattr(conv, "DIRECT_ROW_TIERS", ())
+        patch.setattr(conv, "COLUMN_BUDGET_BYTES", 8 * case["c_in"] * case["k"] ** 2)   # one-row bands
+        assert ts.gradcheck(conv_fn(case["stride"], case["padding"], case["relu"]), inputs)
+
+
+def run_both_paths(x, w, b, padding, relu, gy, monkeypatch):
+    """(y, dx, dw, db) of conv2d on the direct path and on the banded GEMM path."""
+    results = []
+    for force_gemm in (False, True):
+        if force_gemm:
+            monkeypatch.setattr(conv, "DIRECT_MAX_CHANNEL_PAIRS", 0)
+            monkeypatch.setattr(conv, "DIRECT_ROW_TIERS", ())
+            monkeypatch.setattr(conv, "COLUMN_BUDGET_BYTES", 3 * x.shape[1] * 9 * x.shape[3] * x.itemsize)
+        tensors = [ts.tensor(a, requires_grad=True) for a in (x, w, b)]
+        y = F.conv2d(*tensors, padding=padding, relu=relu)
+        y.backward(gy)
+        results.append([y.numpy()] + [t.grad for t in tensors])
+    return results
+
+
+@pytest.mark.parametrize("c_in, c_out, padding", [(1, 8, 1), (8, 8, 1), (3, 5, 0), (5, 3, 2), (16, 32, 1)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_direct_and_gemm_paths_agree(c_in, c_out, padding, dtype, monkeypatch):
+    rng = np.random.default_rng(c_in * 10 + c_out)
+    x = rng.standard_normal((2, c_in, 13, 70)).astype(dtype)        # rows of 70: a direct tier
+    w = (rng.standard_normal((c_out, c_in, 3, 3)) / 3).astype(dtype)
+    b = rng.standard_normal(c_out).astype(dtype)
+    out_h, out_w = 13 + 2 * padding - 2, 70 + 2 * padding - 2
+    gy = rng.standard_normal((2, c_out, out_h, out_w)).astype(dtype)
+    (y1, *g1), (y2, *g2) = run_both_paths(x, w, b, padding, True, gy, monkeypatch)
+    tol = 1e-4 if dtype == np.float32 else 1e-11
+    for a, b_ in zip([y1, *g1], [y2, *g2]):
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a, b_, rtol=tol, atol=tol * np.abs(b_).max())
+
+
+@needs_torch
+@EXAMPLES
+@given(data=st.data(), seed=seeds)
+def test_direct_kernel_matches_torch(data, seed):
+    n, c_in, c_out = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 9)), data.draw(st.integers(1, 9))
+    padding = data.draw(st.integers(0, 2))
+    h, w = data.draw(st.integers(max(1, 3 - 2 * padding), 12)), data.draw(st.integers(max(1, 3 - 2 * padding), 40))
+    relu = data.draw(st.booleans())
+    rng = np.random.default_rng(seed)
+    arrays = {"x": rng.standard_normal((n, c_in, h, w)), "weight": rng.standard_normal((c_out, c_in, 3, 3)),
+              "bias": rng.standard_normal(c_out)}
+    a, b = {k: ours(v) for k, v in arrays.items()}, {k: theirs(v) for k, v in arrays.items()}
+    assert Conv2d(1, padding).direct_cpu(arrays["x"], arrays["weight"])
+    y = F.conv2d(a["x"], a["weight"], a["bias"], padding=padding, relu=relu)
+    y_ref = TF.conv2d(b["x"], b["weight"], b["bias"], padding=padding)
+    y_ref = TF.relu(y_ref) if relu else y_ref
+    assert_close(y, y_ref, "direct conv2d forward")
+    backward_both(y, y_ref, rng)
+    assert_grads({k: (a[k], b[k]) for k in arrays})
+
+
+@needs_torch
+@EXAMPLES
+@given(data=st.data(), seed=seeds)
+def test_gemm_in_bands_matches_torch(data, seed):
+    k, stride = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 3))
+    padding = data.draw(st.integers(0, k))
+    n, c_in, c_out = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
+    h = data.draw(st.integers(max(1, k - 2 * padding), 10))
+    w = data.draw(st.integers(max(1, k - 2 * padding), 10))
+    rows_per_band = data.draw(st.integers(1, 3))
+    rng = np.random.default_rng(seed)
+    arrays = {"x": rng.standard_normal((n, c_in, h, w)), "weight": rng.standard_normal((c_out, c_in, k, k)),
+              "bias": rng.standard_normal(c_out)}
+    a, b = {k_: ours(v) for k_, v in arrays.items()}, {k_: theirs(v) for k_, v in arrays.items()}
+    out_w = (w + 2 * padding - k) // stride + 1
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv, "DIRECT_MAX_CHANNEL_PAIRS", 0)
+        patch.setattr(conv, "DIRECT_ROW_TIERS", ())
+        patch.setattr(conv, "COLUMN_BUDGET_BYTES", rows_per_band * c_in * k * k * out_w * 8)
+        y = F.conv2d(a["x"], a["weight"], a["bias"], stride=stride, padding=padding, relu=True)
+        y_ref = TF.relu(TF.conv2d(b["x"], b["weight"], b["bias"], stride=stride, padding=padding))
+        assert_close(y, y_ref, "banded conv2d forward")
+        backward_both(y, y_ref, rng)
+    assert_grads({k_: (a[k_], b[k_]) for k_ in arrays})
+
+
+@needs_torch
+@pytest.mark.parametrize("c_in, c_out, h, w", [(1, 8, 64, 64), (8, 16, 32, 48), (64, 64, 9, 70), (32, 64, 8, 8)])
+def test_float32_layer_shapes_match_torch(c_in, c_out, h, w):
+    """The shapes of the small preset (scaled down), whichever path the dispatch picks, in float32."""
+    rng = np.random.default_rng(c_in + c_out)
+    x = rng.standard_normal((2, c_in, h, w)).astype(np.float32)
+    wt = (rng.standard_normal((c_out, c_in, 3, 3)) * (2 / (9 * c_in)) ** 0.5).astype(np.float32)
+    b = rng.standard_normal(c_out).astype(np.float32)
+    gy = rng.standard_normal((2, c_out, h, w)).astype(np.float32)
+    ours_ = [ts.tensor(a, requires_grad=True) for a in (x, wt, b)]
+    theirs_ = [torch.tensor(a, requires_grad=True) for a in (x, wt, b)]
+    y = F.conv2d(*ours_, padding=1, relu=True)
+    y_ref = TF.relu(TF.conv2d(*theirs_, padding=1))
+    y.backward(gy)
+    y_ref.backward(torch.from_numpy(gy))
+    for a, b_ in [(y.numpy(), y_ref.detach().numpy())] + [(t.grad, u.grad.numpy()) for t, u in zip(ours_, theirs_)]:
+        assert a.dtype == np.float32
+        np.testing.assert_allclose(a, b_, rtol=1e-4, atol=1e-4 * np.abs(b_).max())
+
+
+@pytest.mark.parametrize("n, c, h, w, k, stride, padding", [
+    (1, 2, 7, 5, 3, 1, 1), (2, 1, 9, 4, 3, 2, 1), (1, 2, 6, 6, 2, 3, 0), (1, 1, 5, 5, 4, 1, 4), (1, 3, 1, 1, 3, 1, 1)])
+def test_band_kernels_are_adjoint_and_tile_the_full_columns(n, c, h, w, k, stride, padding):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, c, h, w))
+    out_h, out_w = (h + 2 * padding - k) // stride + 1, (w + 2 * padding - k) // stride + 1
+    full = im2col(x, k, k, stride, padding, out_h, out_w)
+    buffer = np.empty(c * k * k * out_h * out_w)
+    image = np.zeros_like(x)
+    for b in range(n):
+        for row0 in range(out_h):
+            for rows in range(1, out_h - row0 + 1):
+                cols = im2col_band(x, b, row0, rows, k, k, stride, padding, out_h, out_w, buffer)
+                np.testing.assert_array_equal(cols, full[:, b, row0 * out_w:(row0 + rows) * out_w])
+        # the adjoint, band by band of two rows: <im2col_band(a), g> = <a, col2im_band_add(g)>
+        for row0 in range(0, out_h, 2):
+            rows = min(2, out_h - row0)
+            g = rng.standard_normal((c * k * k, rows * out_w))
+            cols = im2col_band(x, b, row0, rows, k, k, stride, padding, out_h, out_w, buffer)
+            before = image.copy()
+            col2im_band_add(g, image, b, row0, rows, k, k, stride, padding, out_w)
+            np.testing.assert_allclose((cols * g).sum(), (x * (image - before)).sum(), rtol=1e-12)
+
+
+def test_direct_kernel_on_one_pixel_rows_and_padding_wider_than_the_image():
+    rng = np.random.default_rng(3)
+    for shape, padding in (((1, 3, 1, 1), 1), ((2, 2, 4, 1), 2), ((1, 1, 1, 5), 2), ((1, 4, 3, 3), 0)):
+        x = rng.standard_normal(shape)
+        w = rng.standard_normal((3, shape[1], 3, 3))
+        y = direct.conv3x3(x, w, None, padding, relu=False)
+        xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+        ref = np.einsum("nchwij,ocij->nohw", np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(2, 3)), w)
+        np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_workspace_is_reused_and_grows():
+    a = workspace.get("test", 100, np.float32)
+    assert workspace.get("test", 80, np.float32) is a
+    b = workspace.get("test", 1000, np.float32)
+    assert b.size >= 250 and workspace.get("test", 1000, np.float32) is b
+    assert workspace.get("test", 100, np.float64) is not b
+
+
+def test_bands_respect_the_column_budget(monkeypatch):
+    monkeypatch.setattr(conv, "COLUMN_BUDGET_BYTES", 4 * 9 * 2 * 10 * 3)     # three rows of 2 channels, 10 wide
+    x, w = np.zeros((2, 2, 11, 10), np.float32), np.zeros((4, 2, 3, 3), np.float32)
+    bands, nbytes = Conv2d.bands(x, w, 11, 10, np.float32)
+    assert [rows for _, _, rows in bands] == [3, 3, 3, 2] * 2 and nbytes == conv.COLUMN_BUDGET_BYTES
+    monkeypatch.setattr(conv, "COLUMN_BUDGET_BYTES", 8)                      # below one row: one row a band
+    bands, nbytes = Conv2d.bands(x, w, 11, 10, np.float32)
+    assert len(bands) == 22 and nbytes == 4 * 9 * 2 * 10
+
+
+# ---------------------------------------------------------------- direct transposed convolution
+
+
+@st.composite
+def transpose_cases(draw):
+    k, stride = draw(st.integers(1, 5)), draw(st.integers(1, 4))
+    padding = draw(st.integers(0, k))
+    h, w = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    return dict(n=draw(st.integers(1, 2)), c_in=draw(st.integers(1, 3)), c_out=draw(st.integers(1, 3)), h=h, w=w,
+                k=k, stride=stride, padding=padding, bias=draw(st.booleans()), seed=draw(st.integers(0, 2 ** 31)))
+
+
+@SETTINGS
+@given(transpose_cases())
+def test_direct_transpose_gradcheck(case):
+    out_h = (case["h"] - 1) * case["stride"] - 2 * case["padding"] + case["k"]
+    out_w = (case["w"] - 1) * case["stride"] - 2 * case["padding"] + case["k"]
+    if out_h < 1 or out_w < 1:
+        return
+    rng = np.random.default_rng(case["seed"])
+    x = t64(rng, case["n"], case["c_in"], case["h"], case["w"])
+    w = t64(rng, case["c_in"], case["c_out"], case["k"], case["k"])
+    inputs = [x, w] + ([t64(rng, case["c_out"])] if case["bias"] else [])
+    fn = lambda x, w, b=None: F.conv_transpose2d(x, w, b, stride=case["stride"], padding=case["padding"])  # noqa: E731
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv, "DIRECT_TRANSPOSE_MIN_KERNEL_WIDTH", 1)
+        assert ts.gradcheck(fn, inputs)
+
+
+@needs_torch
+@EXAMPLES
+@given(case=transpose_cases())
+def test_direct_transpose_matches_torch(case):
+    out_h = (case["h"] - 1) * case["stride"] - 2 * case["padding"] + case["k"]
+    out_w = (case["w"] - 1) * case["stride"] - 2 * case["padding"] + case["k"]
+    if out_h < 1 or out_w < 1:
+        return
+    rng = np.random.default_rng(case["seed"])
+    arrays = {"x": rng.standard_normal((case["n"], case["c_in"], case["h"], case["w"])),
+              "weight": rng.standard_normal((case["c_in"], case["c_out"], case["k"], case["k"])),
+              "bias": rng.standard_normal(case["c_out"])}
+    a, b = {k: ours(v) for k, v in arrays.items()}, {k: theirs(v) for k, v in arrays.items()}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv, "DIRECT_TRANSPOSE_MIN_KERNEL_WIDTH", 1)
+        y = F.conv_transpose2d(a["x"], a["weight"], a["bias"], stride=case["stride"], padding=case["padding"])
+        y_ref = TF.conv_transpose2d(b["x"], b["weight"], b["bias"], stride=case["stride"], padding=case["padding"])
+        assert_close(y, y_ref, "direct conv_transpose2d forward")
+        backward_both(y, y_ref, rng)
+    assert_grads({k: (a[k], b[k]) for k in arrays})
+
+
+@needs_torch
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_hrenet_upsampling_matches_torch_and_the_gemm_path(dtype, monkeypatch):
+    """The model's transposed convolution (kernel 64, stride 32, padding 16) on the direct kernel."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 3, 3, 4)).astype(dtype)
+    w = (rng.standard_normal((3, 3, 64, 64)) / 8).astype(dtype)
+    b = rng.standard_normal(3).astype(dtype)
+    gy = rng.standard_normal((2, 3, 96, 128)).astype(dtype)
+    results = []
+    for width in (16, 10 ** 6):                      # the direct kernel, then the GEMM path
+        monkeypatch.setattr(conv, "DIRECT_TRANSPOSE_MIN_KERNEL_WIDTH", width)
+        tensors = [ts.tensor(a, requires_grad=True) for a in (x, w, b)]
+        y = F.conv_transpose2d(*tensors, stride=32, padding=16)
+        y.backward(gy)
+        results.append([y.numpy()] + [t.grad for t in tensors])
+    theirs_ = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]
+    y_ref = TF.conv_transpose2d(*theirs_, stride=32, padding=16)
+    y_ref.backward(torch.from_numpy(gy))
+    reference = [y_ref.detach().numpy()] + [t.grad.numpy() for t in theirs_]
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    for got in results:
+        for a, r in zip(got, reference):
+            assert a.dtype == dtype
+            np.testing.assert_allclose(a, r, rtol=tol, atol=tol * np.abs(r).max())

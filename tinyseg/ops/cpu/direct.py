@@ -1,0 +1,352 @@
+"""Direct convolution on the CPU, without a column matrix: 3x3 convolutions with few channels,
+and transposed convolutions with long kernels (at the end of this file).
+
+A convolution with a handful of channels on a full-resolution map does little
+arithmetic per value moved, so building its im2col columns (nine times the input,
+written to memory and read back) costs more than the products themselves. These
+kernels read the rows of a zero-padded copy of the input in place instead:
+
+    y[n, co, o, q] = bias[co] + sum over (c, i, j) of w[co, c, i, j] * xp[n, c, o + i, q + j]
+
+with xp the input padded by p on every side. For one output row and one input channel,
+the nine taps are one expression in the innermost loop, which runs along the row
+(contiguous in xp and y): LLVM vectorises it, keeps the weights in registers and reads
+each input value from L1. ``fastmath={"contract"}`` lets it fuse the multiply-adds, and
+the weight gradient's row sums also get ``"reassoc"`` (the order of a sum); no flag that
+changes NaN or Inf is set. The padded copies go into reused workspace buffers.
+
+Stride 1, 3x3 kernels (every 3x3 convolution of H-ReNet). The input gradient is then the
+same kernel run on dZ, padded by 2 - p, with the weights flipped and transposed:
+
+    dx[n, c, y, x] = sum over (co, i, j) of w[co, c, 2 - i, 2 - j] * dZp[n, co, y + i, x + j],
+
+and the weight gradient is nine dot products per output-gradient row and input channel,
+summed over rows: dW[co, c, i, j] = sum over (n, o, q) of dZ[n, co, o, q] * xp[n, c, o + i, q + j].
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from . import workspace
+
+CONTRACT = {"contract"}
+FAST = {"contract", "reassoc"}
+
+
+@njit(inline="always")
+def nine(w):
+    """The nine weights of a 3x3 kernel as a tuple, so that they live in registers."""
+    return (w[0, 0], w[0, 1], w[0, 2], w[1, 0], w[1, 1], w[1, 2], w[2, 0], w[2, 1], w[2, 2])
+
+
+@njit(inline="always", fastmath=CONTRACT)
+def taps(k, x0, x1, x2, q):
+    """The 3x3 window sum at output column q, from the three input rows under it: three
+    independent row sums, so that the multiply-adds of one window are not one long chain."""
+    return ((k[0] * x0[q] + k[1] * x0[q + 1] + k[2] * x0[q + 2])
+            + (k[3] * x1[q] + k[4] * x1[q + 1] + k[5] * x1[q + 2])
+            + (k[6] * x2[q] + k[7] * x2[q + 1] + k[8] * x2[q + 2]))
+
+
+@njit(parallel=True, cache=True)
+def pad_kernel(x, p, xp):
+    # xp (N, C, H+2p, W+2p) = x with a border of p zeros. Threads: prange over the N*C planes.
+    n, c, h, w = x.shape
+    for r in prange(n * c):
+        b, ch = r // c, r % c
+        plane = xp[b, ch]
+        plane[:p] = 0
+        plane[p + h:] = 0
+        plane[p:p + h, :p] = 0
+        plane[p:p + h, p + w:] = 0
+        plane[p:p + h, p:p + w] = x[b, ch]
+
+
+@njit(parallel=True, cache=True, fastmath=CONTRACT)
+def conv3x3_kernel(xp, w, bias, relu, y):
+    # y (N, C_out, Ho, Wo) = w (C_out, C_in, 3, 3) cross-correlated with the padded input
+    # xp (N, C_in, Ho+2, Wo+2), plus bias (empty: none), then ReLU if asked.
+    # Threads: prange over the N*Ho output rows; a thread owns row o of every output plane
+    # of its image. It adds to the row, two input channels per pass, the window sums read
+    # from three rows of each: eighteen multiply-adds in six independent short chains per
+    # output value, and one load and one store of the output row per two channels.
+    n, c_in = xp.shape[:2]
+    c_out, out_h, out_w = y.shape[1:]
+    has_bias = bias.size > 0
+    for r in prange(n * out_h):
+        b, o = r // out_h, r % out_h
+        for co in range(c_out):
+            y[b, co, o, :] = bias[co] if has_bias else 0
+        for c in range(0, c_in - 1, 2):
+            a0 = xp[b, c, o]
+            a1 = xp[b, c, o + 1]
+            a2 = xp[b, c, o + 2]
+            b0 = xp[b, c + 1, o]
+            b1 = xp[b, c + 1, o + 1]
+            b2 = xp[b, c + 1, o + 2]
+            for co in range(c_out):
+                ka = nine(w[co, c])
+                kb = nine(w[co, c + 1])
+                d = y[b, co, o]
+                for q in range(out_w):
+                    d[q] += taps(ka, a0, a1, a2, q) + taps(kb, b0, b1, b2, q)
+        if c_in % 2 == 1:
+            c = c_in - 1
+            a0 = xp[b, c, o]
+            a1 = xp[b, c, o + 1]
+            a2 = xp[b, c, o + 2]
+            for co in range(c_out):
+                ka = nine(w[co, c])
+                d = y[b, co, o]
+                for q in range(out_w):
+                    d[q] += taps(ka, a0, a1, a2, q)
+        if relu:
+            for co in range(c_out):
+                d = y[b, co, o]
+                for q in range(out_w):
+                    if d[q] <= 0:          # NaN passes through, as it must
+                        d[q] = 0
+
+
+@njit(inline="always")
+def add_nine(k, s0, s1, s2, s3, s4, s5, s6, s7, s8):
+    """Adds nine sums onto a 3x3 kernel's weights (in float64)."""
+    k[0, 0] += s0
+    k[0, 1] += s1
+    k[0, 2] += s2
+    k[1, 0] += s3
+    k[1, 1] += s4
+    k[1, 2] += s5
+    k[2, 0] += s6
+    k[2, 1] += s7
+    k[2, 2] += s8
+
+
+@njit(parallel=True, cache=True, fastmath=FAST)
+def weight_grad_kernel(xp, gz, parts):
+    # parts (P, C_out, C_in, 3, 3), float64: part t holds dW summed over its share of the
+    # N*Ho output rows; the caller adds the parts. Threads: prange over the P parts, each a
+    # contiguous run of rows, so no two threads write the same partial sum. Per row, pair of
+    # output channels and input channel, one pass along the row accumulates the eighteen dot
+    # products of the two gradient rows with the nine shifted input rows (each input value
+    # is loaded once for both channels).
+    c_in = xp.shape[1]
+    out_h, out_w = gz.shape[2], gz.shape[3]
+    n_parts, c_out = parts.shape[:2]
+    rows = gz.shape[0] * out_h
+    zero = gz.dtype.type(0)
+    for t in prange(n_parts):
+        part = parts[t]
+        part[:] = 0
+        for r in range(t * rows // n_parts, (t + 1) * rows // n_parts):
+            b, o = r // out_h, r % out_h
+            for co in range(0, c_out - 1, 2):
+                g, h = gz[b, co, o], gz[b, co + 1, o]
+                for c in range(c_in):
+                    x0, x1, x2 = xp[b, c, o], xp[b, c, o + 1], xp[b, c, o + 2]
+                    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = s8 = zero
+                    u0 = u1 = u2 = u3 = u4 = u5 = u6 = u7 = u8 = zero
+                    for q in range(out_w):
+                        v, e = g[q], h[q]
+                        a0, a1, a2 = x0[q], x0[q + 1], x0[q + 2]
+                        b0, b1, b2 = x1[q], x1[q + 1], x1[q + 2]
+                        c0, c1, c2 = x2[q], x2[q + 1], x2[q + 2]
+                        s0 += v * a0
+                        s1 += v * a1
+                        s2 += v * a2
+                        s3 += v * b0
+                        s4 += v * b1
+                        s5 += v * b2
+                        s6 += v * c0
+                        s7 += v * c1
+                        s8 += v * c2
+                        u0 += e * a0
+                        u1 += e * a1
+                        u2 += e * a2
+                        u3 += e * b0
+                        u4 += e * b1
+                        u5 += e * b2
+                        u6 += e * c0
+                        u7 += e * c1
+                        u8 += e * c2
+                    add_nine(part[co, c], s0, s1, s2, s3, s4, s5, s6, s7, s8)
+                    add_nine(part[co + 1, c], u0, u1, u2, u3, u4, u5, u6, u7, u8)
+            if c_out % 2 == 1:
+                co = c_out - 1
+                g = gz[b, co, o]
+                for c in range(c_in):
+                    x0, x1, x2 = xp[b, c, o], xp[b, c, o + 1], xp[b, c, o + 2]
+                    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = s8 = zero
+                    for q in range(out_w):
+                        v = g[q]
+                        s0 += v * x0[q]
+                        s1 += v * x0[q + 1]
+                        s2 += v * x0[q + 2]
+                        s3 += v * x1[q]
+                        s4 += v * x1[q + 1]
+                        s5 += v * x1[q + 2]
+                        s6 += v * x2[q]
+                        s7 += v * x2[q + 1]
+                        s8 += v * x2[q + 2]
+                    add_nine(part[co, c], s0, s1, s2, s3, s4, s5, s6, s7, s8)
+
+
+def pad(x, p):
+    """(N, C, H, W) -> (N, C, H+2p, W+2p) with a zero border, in the "pad" workspace buffer
+    (valid until the next call)."""
+    n, c, h, w = x.shape
+    shape = (n, c, h + 2 * p, w + 2 * p)
+    size = n * c * shape[2] * shape[3]
+    xp = workspace.get("pad", size * x.itemsize, x.dtype)[:size].reshape(shape)
+    pad_kernel(np.ascontiguousarray(x), p, xp)
+    return xp
+
+
+def conv3x3(x, w, bias, padding, relu):
+    """Stride-1 3x3 convolution of (N, C_in, H, W) with (C_out, C_in, 3, 3), plus bias, then ReLU."""
+    xp = pad(x, padding)
+    n, _, hp, wp = xp.shape
+    y = np.empty((n, w.shape[0], hp - 2, wp - 2), dtype=x.dtype)
+    bias = np.zeros(0, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    conv3x3_kernel(xp, np.ascontiguousarray(w, dtype=x.dtype), bias, relu, y)
+    return y
+
+
+def input_grad(gz, w, padding):
+    """dx of a stride-1 3x3 convolution: dZ correlated with the flipped, transposed weights."""
+    flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), dtype=gz.dtype)
+    return conv3x3(gz, flipped, None, 2 - padding, relu=False)
+
+
+def weight_grad(x, gz, padding):
+    """dW (C_out, C_in, 3, 3) of a stride-1 3x3 convolution, from its input and dZ."""
+    rows = gz.shape[0] * gz.shape[2]
+    n_parts = max(1, min(rows, 4 * numba.get_num_threads()))
+    parts = np.empty((n_parts, gz.shape[1], x.shape[1], 3, 3), dtype=np.float64)
+    weight_grad_kernel(pad(x, padding), np.ascontiguousarray(gz), parts)
+    return parts.sum(axis=0).astype(x.dtype)
+
+
+
+# ---------------------------------------------------------------- transposed convolution
+#
+# H-ReNet's upsampling is one transposed convolution with a long kernel (64x64, stride 32)
+# on a few channels: every input pixel paints a 64-wide stretch of the kernel onto each of
+# the output rows under it. As a GEMM it builds C_out*kh*kw columns per input pixel and then
+# adds them up with col2im; directly, each kernel row is one contiguous multiply-add along an
+# output row, which LLVM vectorises. With x (N, C_in, H, W), w (C_in, C_out, kh, kw), stride
+# s and padding p, output row Y gets, from input row h with kernel row i = Y + p - h*s,
+#
+#     y[n, co, Y, w*s - p + j] += x[n, ci, h, w] * w[ci, co, i, j]      (0 <= j < kw, inside y)
+#
+# and the two gradients read the same pairs the other way round:
+#     dx[n, ci, h, w] = sum over (co, i, j) of dy[n, co, h*s - p + i, w*s - p + j] * w[ci, co, i, j]
+#     dw[ci, co, i, j] = sum over (n, h, w) of x[n, ci, h, w] * dy[n, co, h*s - p + i, w*s - p + j]
+
+
+@njit(cache=True)
+def kernel_span(start, size, k):
+    """[lo, hi): the kernel offsets j with 0 <= start + j < size."""
+    return max(0, -start), min(k, size - start)
+
+
+@njit(parallel=True, cache=True, fastmath=CONTRACT)
+def transpose_forward_kernel(x, w, bias, stride, padding, y):
+    # Threads: prange over the N*C_out*Ho output rows; a thread owns its row, starts it at the
+    # bias and adds the kernel rows of every input pixel whose stretch lands on it.
+    n, c_in, h, wd = x.shape
+    c_out, kh, kw = w.shape[1:]
+    out_h, out_w = y.shape[2], y.shape[3]
+    has_bias = bias.size > 0
+    for r in prange(n * c_out * out_h):
+        b, co, row = r // (c_out * out_h), r // out_h % c_out, r % out_h
+        dst = y[b, co, row]
+        dst[:] = bias[co] if has_bias else 0
+        for hi in range(h):
+            i = row + padding - hi * stride
+            if i < 0 or i >= kh:
+                continue
+            for ci in range(c_in):
+                k = w[ci, co, i]
+                for wi in range(wd):
+                    start = wi * stride - padding
+                    lo, hi_ = kernel_span(start, out_w, kw)
+                    v = x[b, ci, hi, wi]
+                    seg, kseg = dst[start + lo:start + hi_], k[lo:hi_]
+                    for q in range(hi_ - lo):
+                        seg[q] += v * kseg[q]
+
+
+@njit(parallel=True, cache=True, fastmath=FAST)
+def transpose_input_grad_kernel(gy, w, stride, padding, gx):
+    # Threads: prange over the N*C_in*H input rows; each value is a sum of dot products of
+    # kernel rows with the stretches of dy they painted.
+    n, c_in, h, wd = gx.shape
+    c_out, kh, kw = w.shape[1:]
+    out_h, out_w = gy.shape[2], gy.shape[3]
+    for r in prange(n * c_in * h):
+        b, ci, hi = r // (c_in * h), r // h % c_in, r % h
+        for wi in range(wd):
+            start = wi * stride - padding
+            lo, hi_ = kernel_span(start, out_w, kw)
+            total = gy.dtype.type(0)
+            for co in range(c_out):
+                for i in range(kh):
+                    row = hi * stride - padding + i
+                    if row < 0 or row >= out_h:
+                        continue
+                    seg, kseg = gy[b, co, row, start + lo:start + hi_], w[ci, co, i, lo:hi_]
+                    for q in range(hi_ - lo):
+                        total += seg[q] * kseg[q]
+            gx[b, ci, hi, wi] = total
+
+
+@njit(parallel=True, cache=True, fastmath=CONTRACT)
+def transpose_weight_grad_kernel(x, gy, stride, padding, gw):
+    # Threads: prange over the C_in*C_out*kh kernel rows; a thread owns its row of dw and adds,
+    # for every input pixel, that pixel times the stretch of dy its kernel row painted.
+    n, c_in, h, wd = x.shape
+    c_out, kh, kw = gw.shape[1:]
+    out_h, out_w = gy.shape[2], gy.shape[3]
+    for r in prange(c_in * c_out * kh):
+        ci, co, i = r // (c_out * kh), r // kh % c_out, r % kh
+        dst = gw[ci, co, i]
+        dst[:] = 0
+        for b in range(n):
+            for hi in range(h):
+                row = hi * stride - padding + i
+                if row < 0 or row >= out_h:
+                    continue
+                src = gy[b, co, row]
+                for wi in range(wd):
+                    start = wi * stride - padding
+                    lo, hi_ = kernel_span(start, out_w, kw)
+                    v = x[b, ci, hi, wi]
+                    seg, gseg = dst[lo:hi_], src[start + lo:start + hi_]
+                    for q in range(hi_ - lo):
+                        seg[q] += v * gseg[q]
+
+
+def conv_transpose2d(x, w, bias, stride, padding, out_shape):
+    """Transposed convolution of (N, C_in, H, W) with (C_in, C_out, kh, kw) into ``out_shape``."""
+    y = np.empty(out_shape, dtype=np.result_type(x, w))
+    bias = np.zeros(0, y.dtype) if bias is None else np.ascontiguousarray(bias, dtype=y.dtype)
+    transpose_forward_kernel(np.ascontiguousarray(x, dtype=y.dtype), np.ascontiguousarray(w, dtype=y.dtype),
+                             bias, stride, padding, y)
+    return y
+
+
+def conv_transpose2d_input_grad(gy, w, stride, padding, x_shape):
+    gx = np.empty(x_shape, dtype=gy.dtype)
+    transpose_input_grad_kernel(np.ascontiguousarray(gy), np.ascontiguousarray(w, dtype=gy.dtype), stride,
+                                padding, gx)
+    return gx
+
+
+def conv_transpose2d_weight_grad(x, gy, stride, padding, w_shape):
+    gw = np.empty(w_shape, dtype=gy.dtype)
+    transpose_weight_grad_kernel(np.ascontiguousarray(x, dtype=gy.dtype), np.ascontiguousarray(gy), stride,
+                                 padding, gw)
+    return gw

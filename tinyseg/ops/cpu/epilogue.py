@@ -1,0 +1,67 @@
+"""The pointwise work around a convolution's products, each one pass over memory in the
+(N, C, L) layout of feature maps: adding the bias and the fused ReLU going forward, the
+ReLU's mask and the bias gradient going back.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from . import workspace
+
+
+@njit(parallel=True, cache=True)
+def bias_relu_kernel(y, bias, relu):
+    # y[n, c, :] += bias[c], then max(., 0) when relu, in place. An empty bias adds nothing.
+    # Threads: prange over the N*C rows.
+    n, channels, length = y.shape
+    has_bias = bias.size > 0
+    for r in prange(n * channels):
+        row = y[r // channels, r % channels]
+        shift = bias[r % channels] if has_bias else y.dtype.type(0)
+        for q in range(length):
+            v = row[q] + shift
+            row[q] = 0 if (relu and v <= 0) else v      # NaN passes through, as it must
+
+
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
+def mask_and_sum_kernel(gy, y, relu, gz, channel_sums):
+    # gz = gy * (y > 0) when relu (the ReLU's backward: the gradient passes where the output
+    # is positive), else gy; channel_sums[c] = sum of gz[:, c] (the bias gradient: the bias
+    # was added at every position of every image), accumulated in float64.
+    # Threads: prange over channels, each owns its planes of gz and its sum. "reassoc" lets
+    # the sum be vectorised (it changes only the order of the additions).
+    n, channels, length = gy.shape
+    for c in prange(channels):
+        total = 0.0
+        for b in range(n):
+            src, dst = gy[b, c], gz[b, c]
+            if relu:
+                mask = y[b, c]
+                for q in range(length):
+                    v = src[q] if mask[q] > 0 else src.dtype.type(0)
+                    dst[q] = v
+                    total += v
+            else:
+                for q in range(length):
+                    dst[q] = src[q]
+                    total += src[q]
+        channel_sums[c] = total
+
+
+def bias_relu(y, bias=None, relu=False):
+    """In place on y (N, C, L): plus bias, then ReLU if asked; returns y."""
+    if bias is not None or relu:
+        bias = np.zeros(0, y.dtype) if bias is None else np.ascontiguousarray(bias, dtype=y.dtype)
+        bias_relu_kernel(y, bias, relu)
+    return y
+
+
+def mask_and_sum(gy, y=None):
+    """(dZ, its per-channel sums) from dY (N, C, L): masked where y <= 0 with the ReLU's output y.
+    dZ lives in the "dz" workspace buffer: it is valid until the next call."""
+    gz = workspace.get("dz", gy.nbytes, gy.dtype)[:gy.size].reshape(gy.shape)
+    sums = np.empty(gy.shape[1], dtype=np.float64)
+    relu = y is not None
+    mask_and_sum_kernel(np.ascontiguousarray(gy), np.ascontiguousarray(y) if relu else gy, relu, gz, sums)
+    return gz, sums.astype(gy.dtype)
