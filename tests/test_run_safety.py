@@ -165,3 +165,23 @@ def test_checkpoints_and_results_follow_the_umask(tmp_path):
         os.umask(previous)
     for name in ("last.npz", "best.npz", "metrics.json"):
         assert (tmp_path / "run" / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_resume_refuses_data_that_changed(tmp_path):
+    """The folder grew after the run started: the split would move a trained-on image into
+    the test set. The checkpoint's fingerprint of the data catches it, naming both."""
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    rng = np.random.default_rng(0)
+
+    def add(i):
+        Image.fromarray((rng.random((40, 40)) * 200 + 40).astype(np.uint8)).save(data / "images" / f"img{i}.png")
+        Image.fromarray(rng.integers(0, 3, (40, 40)).astype(np.uint8)).save(data / "masks" / f"img{i}.png")
+    for i in range(8):
+        add(i)
+    config = dict(data=str(data), size=(32, 32), preset="small", augment=False)
+    train(tiny_config(tmp_path / "run", epochs=1, **config))
+    add(8)
+    with pytest.raises(ValueError, match=r"data differ.*'images': 8.*'images': 9"):
+        train(tiny_config(tmp_path / "run", epochs=2, resume=True, **config))
