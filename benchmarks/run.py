@@ -391,10 +391,7 @@ def _combine(per_round, engines):
 
 def _markdown(args, payload, rows, engines):
     dev = args.device
-    setting = ("**tuned**: OMP_WAIT_POLICY=PASSIVE, OPENBLAS_THREAD_TIMEOUT=4 and "
-               f"OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS={args.threads} set for both engines, torch.set_num_threads"
-               f"({args.threads})" if args.tuned else
-               "each engine with its **defaults** (no environment variable set), one engine per process")
+    setting = timing.protocol(args.tuned, args.threads)
     md = [f"# tinyseg vs PyTorch, {dev} ({payload['device_name']}){' (tuned)' if args.tuned else ''}, "
           f"{payload['date']}", "", timing.describe(payload), "",
           f"Protocol: {setting}; {args.rounds} rounds alternating the order of the engines, median of "

@@ -152,9 +152,7 @@ def report(args, rounds, load_start):
     ratios = [a / b for a, b in zip(seconds["tinyseg"], seconds["torch"]) if a is not None and b is not None]
     payload["ratio"] = statistics.median(ratios) if ratios else None
     payload["ratio_range"] = [min(ratios), max(ratios)] if ratios else None
-    setting = ("tuned: " + ", ".join(f"{v}={args.threads}" for v in timing.THREAD_VARIABLES)
-               + ", OMP_WAIT_POLICY=PASSIVE, OPENBLAS_THREAD_TIMEOUT=4 for both engines" if args.tuned
-               else "each engine with its defaults (no environment variable set), one engine per process")
+    setting = timing.protocol(args.tuned, args.threads)
     md = [f"# Time to validation Dice >= {args.target} (lungs and heart), {dev}, {payload['date']}"
           f"{' (tuned)' if args.tuned else ''}", "", timing.describe(payload), "",
           f"H-ReNet small, synthetic 128x160, Adam lr {args.lr}, batch {args.batch_size}, same initial weights and "

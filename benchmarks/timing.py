@@ -15,6 +15,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+# Idle pools sleep: OpenMP passively, OpenBLAS after the shortest spin it allows (2^4 cycles).
+IDLE_WAITS = {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "4"}
 
 
 def set_threads(n):
@@ -26,8 +28,16 @@ def set_threads(n):
     """
     for var in THREAD_VARIABLES:
         os.environ[var] = str(n)
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    os.environ["OPENBLAS_THREAD_TIMEOUT"] = "4"   # the shortest spin OpenBLAS allows (2^4 cycles)
+    os.environ.update(IDLE_WAITS)
+
+
+def protocol(tuned, threads):
+    """How the engines ran, for a results file: with their defaults, or as ``set_threads``
+    (and ``torch.set_num_threads``) tuned them."""
+    if not tuned:
+        return "each engine with its **defaults** (no environment variable set), one engine per process"
+    settings = [f"{var}={threads}" for var in THREAD_VARIABLES] + [f"{k}={v}" for k, v in IDLE_WAITS.items()]
+    return f"**tuned**: {', '.join(settings)} set for both engines, torch.set_num_threads({threads})"
 
 
 def compare(runs, repeats=20, warmup=3, sync=None):
