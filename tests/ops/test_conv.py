@@ -10,8 +10,8 @@ import tinyseg as ts
 import tinyseg.functional as F
 from tinyseg.ops.conv import output_size
 from tinyseg.ops.cpu.im2col import col2im, im2col
-from torch_parity import (EXAMPLES, SETTINGS, TF, assert_close, assert_grads, backward_both, needs_torch,
-                          ours, seeds, t64, theirs, torch)
+from torch_parity import (EXAMPLES, SETTINGS, TF, assert_close, assert_grads, backward_both, conv_inputs,
+                          needs_torch, seeds, t64, torch)
 
 
 @st.composite
@@ -90,14 +90,6 @@ def draw_geometry(data):
     stride = data.draw(st.integers(1, 5))
     padding = data.draw(st.integers(0, max(kh, kw) - 1))
     return n, c_in, c_out, kh, kw, stride, padding
-
-
-def conv_inputs(rng, x_shape, weight_shape, bias_size):
-    """x, weight and (for a bias_size > 0) bias: as float64 arrays, tinyseg leaves, torch leaves."""
-    arrays = {"x": rng.standard_normal(x_shape), "weight": rng.standard_normal(weight_shape)}
-    if bias_size:
-        arrays["bias"] = rng.standard_normal(bias_size)
-    return arrays, {k: ours(v) for k, v in arrays.items()}, {k: theirs(v) for k, v in arrays.items()}
 
 
 @needs_torch

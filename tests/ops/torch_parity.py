@@ -39,6 +39,14 @@ def theirs(array, grad=True):
     return torch.tensor(np.array(array, dtype=np.float64), requires_grad=grad)
 
 
+def conv_inputs(rng, x_shape, weight_shape, bias_size):
+    """x, weight and (for a bias_size > 0) bias: as float64 arrays, tinyseg leaves, torch leaves."""
+    arrays = {"x": rng.standard_normal(x_shape), "weight": rng.standard_normal(weight_shape)}
+    if bias_size:
+        arrays["bias"] = rng.standard_normal(bias_size)
+    return arrays, {k: ours(v) for k, v in arrays.items()}, {k: theirs(v) for k, v in arrays.items()}
+
+
 def assert_close(actual, expected, what, floor=0.0):
     """rtol 1e-8, with an absolute floor of 1e-10 times the reference's magnitude (or ``floor``
     where the reference itself rounds terms of a larger magnitude)."""
