@@ -141,6 +141,7 @@ def load_dataset(path=None, scr=None, size=(128, 160), *, protocol=None, fold: i
         for datasets read from disk.
     """
     kind, items = _find_items(path, scr, size, n_synthetic, seed)
+    label_files = {name: files for name, _, files in items}
     if progress is None:
         progress = kind != "synthetic"
     kept = _read_and_screen(kind, items, size, max_dark_fraction, dark_level, progress)
@@ -172,22 +173,12 @@ def load_dataset(path=None, scr=None, size=(128, 160), *, protocol=None, fold: i
         dark_fractions=np.array(kept.dark_fractions), excluded=kept.excluded,
         sixteen_bit_depth=kept.sixteen_bit_depth,
         field_mm=tuple(n * JSRT_PIXEL_MM for n in JSRT_SHAPE) if kind == "jsrt" else None,
-        label_files=_label_files(kind, path, scr, kept.names))
-
-
-def _label_files(kind, path, scr, names):
-    """Per image, the file(s) its labels are read from (see SegmentationDataset)."""
-    if kind == "folder":
-        pairs = find_folder_pairs(Path(path))
-        return [pairs[name][1] for name in names]
-    if kind == "jsrt":
-        masks = find_scr_masks(Path(scr) if scr is not None else Path(path))
-        return [masks[name] for name in names]
-    return None
+        label_files=None if kind == "synthetic" else [label_files[name] for name in kept.names])
 
 
 def _find_items(path, scr, size, n_synthetic, seed):
-    """Detect the kind of dataset; return it and a list of ``(name, reader)``."""
+    """Detect the kind of dataset; return it and a list of ``(name, reader, label files)``
+    (the mask file, SCR's {structure: file}, or None for synthetic images)."""
     if path is None:
         return "synthetic", _synthetic_items(n_synthetic, size, seed)
     root = Path(path)
@@ -235,7 +226,7 @@ def _read_and_screen(kind, items, size, max_dark_fraction, dark_level, progress)
     """
     read = []
     widening = (2 ** 16 - 1) / TWELVE_BITS
-    for position, (name, read_item) in enumerate(items):
+    for position, (name, read_item, _) in enumerate(items):
         if progress:
             _report_reading(kind, position + 1, len(items))
         image, labels, bit_depth = read_item()
@@ -276,7 +267,7 @@ def _report_reading(kind, done, total):
 
 def _synthetic_items(n_images, size, seed):
     images, labels = make_synthetic_dataset(n_images, size, seed)
-    return [(f"synthetic_{i:04d}", lambda i=i: (images[i], labels[i], JSRT_BIT_DEPTH))
+    return [(f"synthetic_{i:04d}", lambda i=i: (images[i], labels[i], JSRT_BIT_DEPTH), None)
             for i in range(n_images)]
 
 
@@ -289,7 +280,7 @@ def _folder_items(root: Path):
             labels = resize_labels(labels, image.shape)
         return image, labels, bit_depth
     pairs = find_folder_pairs(root)
-    return [(name, lambda p=paths: read(*p)) for name, paths in pairs.items()]
+    return [(name, lambda p=paths: read(*p), paths[1]) for name, paths in pairs.items()]
 
 
 def _jsrt_items(root: Path, scr_root: Path):
@@ -310,7 +301,7 @@ def _jsrt_items(root: Path, scr_root: Path):
         radiograph = read_jsrt_image(image_path)
         labels = read_scr_labels(mask_paths, radiograph.pixels.shape)
         return radiograph.pixels, labels, radiograph.bit_depth
-    return [(name, lambda p=path, m=masks[name]: read(p, m)) for name, path in images.items()]
+    return [(name, lambda p=path, m=masks[name]: read(p, m), masks[name]) for name, path in images.items()]
 
 
 def _make_splits(kind, path, names, positions, protocol, fold, n_test, test_fraction, n_val,
