@@ -10,6 +10,7 @@ checkpoints, inference on new radiographs, progress bars and pictures.
     config.py      TrainConfig, the defaults for synthetic and real data, resume merging
     loop.py        train(): data, model, optimiser, epochs, divergence checks, checkpoints
     cli.py         argument parsing and main()
+    errors.py      which errors a user can fix, and their one-line message
     evaluate.py    scoring a split or a checkpoint; metrics.json, history.json, curves, overlays
     metrics.py     Dice, Jaccard, pixel accuracy, contour distances (mean and Hausdorff)
     checkpoint.py  .npz checkpoints with JSON metadata
@@ -24,7 +25,8 @@ from .cli import main
 from .config import TrainConfig, resolve_defaults
 from .evaluate import evaluate, predict
 from .inference import Segmenter, read_radiograph
-from .loop import TrainingDiverged, learning_rate, train
+from .errors import TrainingDiverged
+from .loop import learning_rate, train
 from .metrics import dice, jaccard, pixel_accuracy
 
 __all__ = ["CheckpointError", "Segmenter", "TrainConfig", "TrainingDiverged", "dice", "evaluate",

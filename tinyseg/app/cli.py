@@ -15,7 +15,8 @@ import sys
 from ..models import PRESETS
 from . import distributed
 from .config import DENOISERS, TrainConfig
-from .loop import TrainingDiverged, train
+from .errors import USER_ERRORS, one_line
+from .loop import train
 
 USAGE_ERROR = 2     # the exit status of every error the user can fix
 
@@ -30,15 +31,8 @@ def run_command(main, argv=None):
         return main([a for a in argv if a != "--debug"])
     try:
         return main(argv)
-    except KeyboardInterrupt:
-        message = "interrupted; files already written (checkpoints included) are complete"
-    except (OSError, ValueError, RuntimeError, MemoryError, TrainingDiverged) as err:  # ours derive from these
-        message = str(err) or type(err).__name__
-        if isinstance(err, OSError) and err.filename and str(err.filename) not in message:
-            message = f"{message}: {err.filename}"
-        if isinstance(err, MemoryError):
-            message = "out of memory; try a smaller --batch-size or --size"
-    print(f"error: {message.splitlines()[0] if message else 'failed'}", file=sys.stderr)
+    except (KeyboardInterrupt, *USER_ERRORS) as err:
+        print(f"error: {one_line(err)}", file=sys.stderr)
     return USAGE_ERROR
 
 

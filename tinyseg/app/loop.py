@@ -48,12 +48,9 @@ from . import distributed
 from .checkpoint import read_checkpoint, save_checkpoint
 from .config import (TrainConfig, adopt_stored_settings, config_record, faster_alternative,
                      resolve_defaults)
+from .errors import TrainingDiverged
 from .evaluate import evaluate, foreground, write_results
 from .progress import ProgressBar, RunEstimate
-
-
-class TrainingDiverged(FloatingPointError):
-    """The loss or the weights became NaN or infinite."""
 
 
 class OutputInUse(FileExistsError):

@@ -11,6 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ...backend import get_array_module
+from ..errors import USER_ERRORS, one_line
 
 
 BATCHNORM_MODES = ("sync", "per-rank")
@@ -260,9 +261,7 @@ class MPICommunicator:
                 if self.rank == 0:
                     raise err
                 raise SystemExit(2) from None
-            if isinstance(err, KeyboardInterrupt):
-                self.abort("interrupted; files already written (checkpoints included) are complete")
-            if not isinstance(err, (OSError, ValueError, RuntimeError, MemoryError)):
+            if not isinstance(err, (KeyboardInterrupt, *USER_ERRORS)):
                 traceback.print_exc()
             self.abort(_describe(err))
 
@@ -273,10 +272,7 @@ class MPICommunicator:
 
 
 def _describe(error):
-    if error is None:
-        return None
-    text = str(error) or type(error).__name__
-    return text.splitlines()[0]
+    return None if error is None else one_line(error)
 
 
 class DeviceWait(NamedTuple):

@@ -107,7 +107,8 @@ class DataParallel:
         image (the last batch of an epoch can be smaller than the number of ranks) runs a
         zero placeholder that counts for nothing, to keep the collectives in step.
         """
-        from ..loop import TrainingDiverged, _all_finite
+        from ..errors import TrainingDiverged
+        from ..loop import _all_finite
         comm, model = self.comm, self.model
         comm.end_setup()
         model.train()
