@@ -20,6 +20,7 @@ from typing import NamedTuple
 import numpy
 
 from .backend import get_array_module
+from .cpu_runtime import blas_on_one_thread
 
 _state = threading.local()
 
@@ -94,7 +95,12 @@ class Function:
 
         tensors = [as_tensor(x) for x in inputs]
         self.needs_grad = tuple(t.requires_grad for t in tensors)
-        outputs = self.forward(*[t.data for t in tensors])
+        arrays = [t.data for t in tensors]
+        if arrays and isinstance(arrays[0], numpy.ndarray):
+            with blas_on_one_thread():         # cpu_runtime: BLAS workers must not spin
+                outputs = self.forward(*arrays)
+        else:
+            outputs = self.forward(*arrays)
         single = not isinstance(outputs, tuple)
         if single:
             outputs = (outputs,)
@@ -191,6 +197,14 @@ def backward(root, grad=None, retain_graph=False):
         root._accumulate(grad)
         return
 
+    if xp is numpy:
+        with blas_on_one_thread():             # cpu_runtime: BLAS workers must not spin
+            _walk(root, grad, retain_graph)
+    else:
+        _walk(root, grad, retain_graph)
+
+
+def _walk(root, grad, retain_graph):
     # gradients of computed tensors, by (id of the function that made it, output index)
     grads = {(id(root.creator), root.output_index): grad}
     for fn in _topological_order(root):

@@ -29,17 +29,22 @@ Transposed convolutions with long kernel rows also have a direct CPU kernel.
 """
 from __future__ import annotations
 
+import functools
+import threading
+
 import numpy as np
 
+from .. import cpu_runtime
 from ..autograd import Function
 from . import gpu
 from .cpu import direct, epilogue, workspace
 from .cpu import im2col as cpu_im2col
 
-# The most bytes of im2col columns one convolution builds at a time on the CPU (per buffer;
-# backward holds two: the columns and their gradient). Larger convolutions work band by
-# band; a small bound keeps a step's peak memory near that of its activations.
-COLUMN_BUDGET_BYTES = 8 * 2 ** 20
+# The most bytes of im2col columns one convolution builds at a time on the CPU, per buffer
+# and thread (bands run side by side, one per thread; backward holds two buffers: the
+# columns and their gradient). Larger convolutions work band by band; a small bound keeps
+# a step's peak memory near that of its activations.
+COLUMN_BUDGET_BYTES = 4 * 2 ** 20
 
 # The CPU's direct 3x3 kernel beats im2col + GEMM for few channels at any width, and for
 # more channels on rows long enough to fill its vectors: (shortest output row, most
@@ -146,10 +151,16 @@ class Conv2d(Function):
             y = np.empty((n, c_out, length), dtype=np.result_type(x, weight))
             w = weight.reshape(c_out, -1)
             bands, nbytes = self.bands(x, weight, out_h, out_w, y.dtype)
-            buffer = workspace.get("cols", nbytes, y.dtype)
-            for b, row0, rows in bands:
-                cols = self.columns(x, b, row0, rows, kh, kw, out_h, out_w, buffer)
-                np.matmul(w, cols, out=y[b, :, row0 * out_w:(row0 + rows) * out_w])
+
+            def forward_bands(share):
+                # Y[b, :, band] = W @ cols(band), in this thread's own column buffer
+                buffer = workspace.get("cols", nbytes, y.dtype)
+                for b, row0, rows in share:
+                    cols = self.columns(x, b, row0, rows, kh, kw, out_h, out_w, buffer)
+                    np.matmul(w, cols, out=y[b, :, row0 * out_w:(row0 + rows) * out_w])
+
+            cpu_runtime.run_parallel(functools.partial(forward_bands, share)
+                                     for share in cpu_runtime.split(bands, cpu_runtime.threads()))
             y = epilogue.bias_relu(y, bias, self.relu).reshape(n, c_out, out_h, out_w)
         self.save(x=x, weight=weight, y=y if self.relu else None)
         return y
@@ -164,9 +175,11 @@ class Conv2d(Function):
     @staticmethod
     def bands(x, weight, out_h, out_w, dtype):
         """(image, first output row, rows) of the bands whose columns fit COLUMN_BUDGET_BYTES
-        (one output row at least), and the bytes of columns the largest band needs."""
+        (one output row at least), at least as many bands as threads where the output has the
+        rows, and the bytes of columns the largest band needs."""
         row_bytes = weight[0].size * out_w * np.dtype(dtype).itemsize
-        rows = max(1, min(out_h, COLUMN_BUDGET_BYTES // row_bytes))
+        bands_per_image = -(-cpu_runtime.threads() // max(1, x.shape[0]))
+        rows = max(1, min(-(-out_h // bands_per_image), COLUMN_BUDGET_BYTES // row_bytes))
         bands = [(b, row0, min(rows, out_h - row0)) for b in range(x.shape[0]) for row0 in range(0, out_h, rows)]
         return bands, max(COLUMN_BUDGET_BYTES, rows * row_bytes)
 
@@ -192,26 +205,39 @@ class Conv2d(Function):
             if self.needs_grad[0]:
                 gx = direct.input_grad(gz, self.weight, self.padding).astype(self.x.dtype, copy=False)
             return with_bias_grad(self.needs_grad, gx, gw, lambda: channel_sums)
-        # Band by band: dW += dZ_band cols_band^T, dcols_band = W^T dZ_band, dx += col2im(dcols_band)
+        # Band by band: dW += dZ_band cols_band^T, dcols_band = W^T dZ_band, dx += col2im(dcols_band).
+        # Bands run side by side: each thread sums its own share of dW, and since two bands of
+        # an image may add onto the same input rows, one band per image adds to dx at a time.
         w = self.weight.reshape(c_out, -1)
         dtype = np.result_type(self.x, self.weight)
-        gw = np.zeros(w.shape, dtype=dtype) if self.needs_grad[1] else None
         gx = np.zeros(self.x.shape, dtype=dtype) if self.needs_grad[0] else None
         bands, nbytes = self.bands(self.x, self.weight, out_h, out_w, dtype)
-        cols_buffer = workspace.get("cols", nbytes, dtype)
-        gcols_buffer = workspace.get("gcols", nbytes, dtype)
-        for b, row0, rows in bands:
-            gz_band = gz[b, :, row0 * out_w:(row0 + rows) * out_w]
-            if gw is not None:
-                gw += grad_weight(gz_band, self.columns(self.x, b, row0, rows, kh, kw, out_h, out_w, cols_buffer))
-            if gx is not None and (kh, kw, self.stride, self.padding) == (1, 1, 1, 0):
-                np.matmul(w.T, gz_band, out=gx[b].reshape(w.shape[1], -1)[:, row0 * out_w:(row0 + rows) * out_w])
-            elif gx is not None:
-                gcols = gcols_buffer[:w.shape[1] * gz_band.shape[1]].reshape(w.shape[1], -1)
-                np.matmul(w.T, gz_band, out=gcols)
-                cpu_im2col.col2im_band_add(gcols, gx, b, row0, rows, kh, kw, self.stride, self.padding, out_w)
-        if gw is not None:
-            gw = gw.reshape(self.weight.shape)
+        image_locks = [threading.Lock() for _ in range(n)]
+        one_by_one = (kh, kw, self.stride, self.padding) == (1, 1, 1, 0)
+
+        def backward_bands(share):
+            gw = np.zeros(w.shape, dtype=dtype) if self.needs_grad[1] else None
+            cols_buffer = workspace.get("cols", nbytes, dtype)
+            gcols_buffer = workspace.get("gcols", nbytes, dtype)
+            for b, row0, rows in share:
+                positions = slice(row0 * out_w, (row0 + rows) * out_w)
+                gz_band = gz[b, :, positions]
+                if gw is not None:
+                    gw += grad_weight(gz_band, self.columns(self.x, b, row0, rows, kh, kw, out_h, out_w,
+                                                            cols_buffer))
+                if gx is not None and one_by_one:      # the bands' pixels are disjoint
+                    np.matmul(w.T, gz_band, out=gx[b].reshape(w.shape[1], -1)[:, positions])
+                elif gx is not None:
+                    gcols = gcols_buffer[:w.shape[1] * gz_band.shape[1]].reshape(w.shape[1], -1)
+                    np.matmul(w.T, gz_band, out=gcols)
+                    with image_locks[b]:
+                        cpu_im2col.col2im_band_add(gcols, gx, b, row0, rows, kh, kw, self.stride, self.padding,
+                                                   out_w)
+            return gw
+
+        shares = cpu_runtime.split(bands, cpu_runtime.threads())
+        partial_gws = cpu_runtime.run_parallel(functools.partial(backward_bands, share) for share in shares)
+        gw = sum(partial_gws[1:], partial_gws[0]).reshape(self.weight.shape) if self.needs_grad[1] else None
         return with_bias_grad(self.needs_grad, gx, gw, lambda: channel_sums)
 
     def backward_gpu(self, gy):

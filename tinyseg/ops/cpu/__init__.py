@@ -6,17 +6,11 @@ cache=True)`` and the array-in, array-out functions around them, which the ops i
 plain NumPy: one GEMM per step). A kernel's comment says how the work is split
 across threads and which backward formula it implements.
 """
-import os
+from ... import cpu_runtime
 
-import numba
-
-# The kernels run on Numba's "workqueue" threading layer: its idle threads sleep on a
-# condition variable, so between two parallel loops they leave the cores to the BLAS
-# threads of the GEMM that follows, and they never touch the OpenMP runtime that PyTorch
-# shares (whose settings stay as PyTorch ships them). This changes one process-wide
-# setting, Numba's choice of threading layer, and only when the user made no choice
-# (NUMBA_THREADING_LAYER or numba.config.THREADING_LAYER) and no parallel Numba code has
-# run yet. The workqueue layer runs one parallel loop at a time: call tinyseg's CPU ops
-# from one Python thread at a time, or choose another layer.
-if "NUMBA_THREADING_LAYER" not in os.environ and numba.config.THREADING_LAYER == "default":
-    numba.config.THREADING_LAYER = "workqueue"
+# The process-wide choices made at import (cpu_runtime's docstring says why): Numba's
+# workqueue threading layer unless the user picked one, and glibc keeping freed memory
+# for reuse unless TINYSEG_CPU_DEFAULTS=0.
+cpu_runtime.use_workqueue_layer()
+if cpu_runtime.enabled():
+    cpu_runtime.keep_freed_memory()

@@ -125,12 +125,13 @@ def col2im_band_add(cols, image, b, row0, rows, kh, kw, stride, padding, out_w):
     col2im_band_kernel(cols, image, b, row0, rows, kh, kw, stride, padding, out_w)
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def im2col_band_kernel(x, b, row0, rows, kh, kw, stride, padding, out_h, out_w, cols):
     # As im2col_kernel, for one image and the output rows row0 .. row0+rows-1 only.
-    # Threads: prange over the C*kh*kw rows of the column matrix.
+    # Threads: none here. The convolution runs its bands side by side on tinyseg's pool
+    # (cpu_runtime.run_parallel), each band with its own column buffer; nogil lets them.
     _, c, h, w = x.shape
-    for k in prange(c * kh * kw):
+    for k in range(c * kh * kw):
         ch, i, j = k // (kh * kw), k // kw % kh, k % kw
         top, bottom = inside_range(i, h, stride, padding, out_h)
         top, bottom = min(max(top, row0), row0 + rows), max(min(bottom, row0 + rows), row0)
@@ -147,17 +148,18 @@ def im2col_band_kernel(x, b, row0, rows, kh, kw, stride, padding, out_h, out_w, 
                                                           x0:x0 + (right - left - 1) * stride + 1:stride]
 
 
-@njit(parallel=True, cache=True)
+@njit(nogil=True, cache=True)
 def col2im_band_kernel(cols, image, b, row0, rows, kh, kw, stride, padding, out_w):
     # As col2im_kernel for one image and a band of output rows, but *adding* onto the image:
     # neighbouring bands read overlapping input rows, so each band adds its share.
-    # Threads: prange over the (channel, input row) pairs the band touches; a thread owns
-    # its row and gathers into it (no two threads write the same pixel, no atomics).
+    # Threads: none here; bands run side by side on tinyseg's pool, and since two bands of
+    # one image may add onto the same input rows, the caller lets one band of an image add
+    # at a time (a lock per image). Each (channel, input row) pair gathers into its row.
     _, c, h, w = image.shape
     y_first = max(0, row0 * stride - padding)
     y_last = min(h, (row0 + rows - 1) * stride - padding + kh)
     span = max(0, y_last - y_first)
-    for r in prange(c * span):
+    for r in range(c * span):
         ch, y = r // span, y_first + r % span
         row = image[b, ch, y]
         for i in range(kh):
