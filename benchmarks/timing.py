@@ -35,7 +35,8 @@ def protocol(tuned, threads):
     """How the engines ran, for a results file: with their defaults, or as ``set_threads``
     (and ``torch.set_num_threads``) tuned them."""
     if not tuned:
-        return "each engine with its **defaults** (no environment variable set), one engine per process"
+        return ("each engine with its **defaults** (the benchmark sets no environment variable; the "
+                "machine's own BLAS settings, if any, are named above), one engine per process")
     settings = [f"{var}={threads}" for var in THREAD_VARIABLES] + [f"{k}={v}" for k, v in IDLE_WAITS.items()]
     return f"**tuned**: {', '.join(settings)} set for both engines, torch.set_num_threads({threads})"
 
@@ -133,17 +134,37 @@ def facts(device="cpu", packages=("numpy", "torch")):
             "device_name": gpu_facts()["name"] if device == "cuda" else cpu_name(),
             "cpu": cpu_name(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
             "thread_settings": {var: os.environ.get(var) for var in THREAD_VARIABLES},
-            "load_average": os.getloadavg(), "versions": versions(*packages)}
+            "load_average": os.getloadavg(), "versions": versions(*packages),
+            "blas_environment": {var: value for var, value in sorted(os.environ.items())
+                                 if var.startswith(("OPENBLAS_", "MKL_", "GOTO"))},
+            "blas": blas_kernels()}
     if "numba" in sys.modules:
         info["numba_threads"] = sys.modules["numba"].get_num_threads()
     return info
 
 
+def blas_kernels():
+    """"library kernels" of each BLAS loaded in this process (threadpoolctl's view), e.g.
+    "openblas Haswell": OpenBLAS picks its kernels by CPU at load time, unless the environment
+    pins them (OPENBLAS_CORETYPE)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    return [f"{info.get('internal_api')} {info.get('architecture', '')}".strip() for info in threadpool_info()
+            if info.get("user_api") == "blas"]
+
+
 def describe(info):
-    """One Markdown sentence of ``facts``: commit, device, cores and threads, platform, versions."""
+    """One Markdown sentence of ``facts``: commit, device, cores and threads, platform, versions,
+    the BLAS kernels and any BLAS setting inherited from the environment."""
     threads = info.get("numba_threads") or info["thread_settings"].get("OMP_NUM_THREADS") or "default"
+    blas = ", ".join(info.get("blas") or []) or "none loaded"
+    inherited = ", ".join(f"{k}={v}" for k, v in (info.get("blas_environment") or {}).items())
     return (f"Commit `{info['commit']}`; {info['device_name']}; {info['cpu_count']} CPU cores, {threads} threads; "
             f"{info['platform']}; " + ", ".join(f"{k} {v}" for k, v in info["versions"].items() if v)
+            + f"; BLAS kernels: {blas}"
+            + (f" (the machine's environment sets {inherited})" if inherited else "")
             + f"; load average {info['load_average'][0]:.2f} at the start.")
 
 
