@@ -21,8 +21,9 @@ CPU = {
     "layer": "few channels or long rows go to " + _DIRECT + "; short rows of many channels go to im2col + "
              "GEMM, where " + _GEMM_FLOOR + ".",
     "conv_transpose": "a GEMM then col2im, whose overlap-add is bound by memory traffic.",
-    "max_pool": "a Numba pass per direction; the backward scatter runs one thread per (image, channel) "
-                "plane so that overlapping windows never race.",
+    "max_pool": "a Numba pass per direction; the 2x2, stride-2 pool runs kernels vectorised along the "
+                "output row, other windows a scalar scan; backward runs one thread per row of windows "
+                "when windows do not overlap, else one per (image, channel) plane so that they never race.",
     "batch_norm": "two Numba passes each way (statistics, then normalisation; per-channel sums, then "
                   "the input gradient); x_hat is recomputed in backward rather than stored.",
     "cross_entropy": "one fused Numba pass, but its exp and log are scalar calls that Numba does not "

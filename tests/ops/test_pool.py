@@ -1,11 +1,13 @@
 """max_pool2d: gradient checks, PyTorch parity and the CPU kernels against a reference
-(ties, NaNs, overlapping windows, non-contiguous inputs)."""
+(ties, NaNs, overlapping windows, non-contiguous inputs), and the fast 2x2 and non-overlapping
+kernels against the generic ones."""
 import numpy as np
 import pytest
 from hypothesis import assume, given, strategies as st
 
 import tinyseg as ts
 import tinyseg.functional as F
+from tinyseg.ops.cpu import pool as cpu_pool
 from torch_parity import (EXAMPLES, SETTINGS, TF, assert_close, assert_grads, backward_both, needs_torch,
                           ours, seeds, theirs)
 
@@ -149,3 +151,111 @@ def test_max_pool_non_contiguous_input_and_gradient(dtype):
     y_ref, gx_ref = pool_reference(np.ascontiguousarray(x), 2, 3, 2, 3, np.ascontiguousarray(gy))
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(gx, gx_ref)
+
+
+# The fast paths of cpu/pool.py against the generic kernels, called directly on (planes, H, W)
+# arrays: the 2x2 stride-2 forward and backward, and the backward for windows that do not
+# overlap. Inputs are drawn to hit every rule the kernels share: ties (small integers, a
+# plane that is one big tie), NaNs anywhere in a window, all-negative values, odd H and W
+# (floor mode), float32 and float64, and non-contiguous views.
+
+def drawn_planes(data, rng, shape, dtype):
+    """Values for a (planes, H, W) input, as a C-contiguous array or a strided view."""
+    planes, h, w = shape
+    if data.draw(st.booleans(), label="ties"):
+        x = rng.integers(0, 3, shape).astype(dtype)
+        x[0] = 1                                            # one plane that is one big tie
+    else:
+        x = rng.standard_normal(shape).astype(dtype)
+    if data.draw(st.booleans(), label="negative"):
+        x -= 10                                             # every value below the 0 a bug might start from
+    nans = data.draw(st.integers(0, x.size // 3), label="nans")
+    x.reshape(-1)[rng.choice(x.size, nans, replace=False)] = np.nan
+    if data.draw(st.booleans(), label="strided"):
+        base = np.empty((planes, w, h + 1), dtype)          # stored transposed, one column too many
+        view = base.transpose(0, 2, 1)[:, ::-1][:, :h]      # (planes, h, w), rows reversed
+        view[...] = x
+        assert not view.flags.c_contiguous
+        x = view
+    return x
+
+
+def generic_pool(x, kh, kw, sh, sw, gy=None):
+    """y, argmax and gx from the generic kernels (any window, stride and layout-free input)."""
+    x = np.ascontiguousarray(x)
+    planes, h, w = x.shape
+    out_h, out_w = (h - kh) // sh + 1, (w - kw) // sw + 1
+    y, argmax = np.empty((planes, out_h, out_w), x.dtype), np.empty((planes, out_h, out_w), np.int32)
+    cpu_pool.max_pool_forward(x, y, argmax, kh, kw, sh, sw)
+    gx = None
+    if gy is not None:
+        gx = np.empty_like(x)
+        cpu_pool.max_pool_backward(gy, argmax, gx)
+    return y, argmax, gx
+
+
+def unwritten(shape, dtype):
+    """An output buffer full of values no kernel writes, so a pixel it skips shows."""
+    return np.full(shape, np.nan, dtype)
+
+
+@SETTINGS
+@given(data=st.data(), seed=seeds)
+def test_max_pool_2x2_kernels_match_the_generic_ones(data, seed):
+    rng = np.random.default_rng(seed)
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]), label="dtype")
+    shape = (data.draw(st.integers(1, 5), label="planes"), data.draw(st.integers(2, 19), label="h"),
+             data.draw(st.integers(2, 19), label="w"))
+    x = drawn_planes(data, rng, shape, dtype)
+    out = (shape[0], shape[1] // 2, shape[2] // 2)
+    gy = rng.standard_normal(out).astype(dtype)
+    y_ref, argmax_ref, gx_ref = generic_pool(x, 2, 2, 2, 2, gy)
+
+    y, argmax = unwritten(out, dtype), np.full(out, -1, np.int32)
+    cpu_pool.max_pool_forward_2x2(x, y, argmax)
+    np.testing.assert_array_equal(y, y_ref)                 # NaNs in the same places
+    np.testing.assert_array_equal(argmax, argmax_ref)
+    gx = unwritten(shape, dtype)
+    cpu_pool.max_pool_backward_2x2(gy, argmax, gx)
+    np.testing.assert_array_equal(gx, gx_ref)               # every pixel written, dropped edges included
+
+
+@SETTINGS
+@given(data=st.data(), seed=seeds)
+def test_max_pool_disjoint_backward_matches_the_generic_one(data, seed):
+    rng = np.random.default_rng(seed)
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]), label="dtype")
+    kh, kw = data.draw(st.integers(1, 4), label="kh"), data.draw(st.integers(1, 4), label="kw")
+    sh, sw = data.draw(st.integers(kh, 5), label="sh"), data.draw(st.integers(kw, 5), label="sw")
+    shape = (data.draw(st.integers(1, 5), label="planes"), data.draw(st.integers(kh, 17), label="h"),
+             data.draw(st.integers(kw, 17), label="w"))
+    x = drawn_planes(data, rng, shape, dtype)
+    out = (shape[0], (shape[1] - kh) // sh + 1, (shape[2] - kw) // sw + 1)
+    gy = rng.standard_normal(out).astype(dtype)
+    _, argmax, gx_ref = generic_pool(x, kh, kw, sh, sw, gy)
+    gx = unwritten(shape, dtype)
+    cpu_pool.max_pool_backward_disjoint(gy, argmax, gx, sh)
+    np.testing.assert_array_equal(gx, gx_ref)
+
+
+@pytest.mark.parametrize("kernel,stride,forward,backward", [
+    ((2, 2), None, "max_pool_forward_2x2", "max_pool_backward_2x2"),
+    ((2, 3), (3, 4), "max_pool_forward", "max_pool_backward_disjoint"),
+    ((3, 3), (2, 2), "max_pool_forward", "max_pool_backward"),
+    ((2, 2), (1, 2), "max_pool_forward", "max_pool_backward")])
+def test_max_pool_runs_the_kernels_meant_for_its_window(monkeypatch, kernel, stride, forward, backward):
+    # The tests above compare kernels; this one checks that F.max_pool2d calls them.
+    calls = []
+
+    def recorded(name, kernel_fn):
+        def run(*args):
+            calls.append(name)
+            kernel_fn(*args)
+        return run
+
+    for name in ("max_pool_forward", "max_pool_forward_2x2", "max_pool_backward", "max_pool_backward_disjoint",
+                 "max_pool_backward_2x2"):
+        monkeypatch.setattr(cpu_pool, name, recorded(name, getattr(cpu_pool, name)))
+    x = ts.tensor(np.random.default_rng(4).standard_normal((2, 3, 9, 11)), requires_grad=True)
+    F.max_pool2d(x, kernel, stride).sum().backward()
+    assert calls == [forward, backward]

@@ -7,7 +7,9 @@ the first maximum in row-major window order.
 
 The CPU path runs the Numba kernels in ``cpu/pool.py``: forward records the
 position of each window's maximum in its H*W plane, backward sends every output
-gradient to that position.
+gradient to that position. A 2x2, stride-2 pool runs on kernels specialised for it
+(vectorised), and a backward whose windows do not overlap on one that writes each
+input row once; both give exactly what the generic kernels give.
 """
 from __future__ import annotations
 
@@ -50,8 +52,11 @@ class MaxPool2d(Function):
         x = np.ascontiguousarray(x)
         y = np.empty((n, c, out_h, out_w), dtype=x.dtype)
         argmax = np.empty(y.shape, dtype=np.int32)
-        cpu_pool.max_pool_forward(x.reshape(n * c, h, w), y.reshape(n * c, out_h, out_w),
-                                  argmax.reshape(n * c, out_h, out_w), *self.kernel, *self.stride)
+        planes = (x.reshape(n * c, h, w), y.reshape(n * c, out_h, out_w), argmax.reshape(n * c, out_h, out_w))
+        if self.kernel == self.stride == (2, 2):
+            cpu_pool.max_pool_forward_2x2(*planes)
+        else:
+            cpu_pool.max_pool_forward(*planes, *self.kernel, *self.stride)
         self.save(argmax=argmax, in_shape=x.shape)
         return y
 
@@ -65,7 +70,13 @@ class MaxPool2d(Function):
         out_h, out_w = gy.shape[2:]
         gy = np.ascontiguousarray(gy).reshape(n * c, out_h, out_w)
         gx = np.empty(self.in_shape, dtype=gy.dtype)
-        cpu_pool.max_pool_backward(gy, self.argmax.reshape(n * c, out_h, out_w), gx.reshape(n * c, h, w))
+        planes = (gy, self.argmax.reshape(n * c, out_h, out_w), gx.reshape(n * c, h, w))
+        if self.kernel == self.stride == (2, 2):
+            cpu_pool.max_pool_backward_2x2(*planes)
+        elif all(s >= k for s, k in zip(self.stride, self.kernel)):     # windows do not overlap
+            cpu_pool.max_pool_backward_disjoint(*planes, self.stride[0])
+        else:
+            cpu_pool.max_pool_backward(*planes)
         return gx
 
     def backward_gpu(self, gy):
