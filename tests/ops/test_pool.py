@@ -63,16 +63,14 @@ def test_max_pool2d_matches_torch(data, seed):
 
 
 def pool_reference(x, kh, kw, sh, sw, gy):
-    """Forward and backward one window at a time: the first strictly larger value wins."""
+    """Forward and backward one window at a time, by NumPy's argmax rule: the first maximum
+    wins, and a NaN counts as the maximum (the first NaN wins)."""
     n, c, h, w = x.shape
     out_h, out_w = (h - kh) // sh + 1, (w - kw) // sw + 1
     y, gx = np.empty((n, c, out_h, out_w), x.dtype), np.zeros_like(x, dtype=gy.dtype)
     for b, ch, oy, ox in np.ndindex(y.shape):
         window = x[b, ch, oy * sh:oy * sh + kh, ox * sw:ox * sw + kw].ravel()
-        k = 0
-        for i in range(1, window.size):
-            if window[i] > window[k]:
-                k = i
+        k = int(np.argmax(window))
         y[b, ch, oy, ox] = window[k]
         gx[b, ch, oy * sh + k // kw, ox * sw + k % kw] += gy[b, ch, oy, ox]
     return y, gx
@@ -115,14 +113,15 @@ def test_max_pool_ties_go_to_the_first_maximum(kernel, stride):
     np.testing.assert_allclose(gx, gx_ref, rtol=1e-12)
 
 
-def test_max_pool_nan_wins_only_first_in_its_window():
+def test_a_nan_anywhere_in_a_window_reaches_the_output_and_the_first_nan_takes_the_gradient():
     x = np.arange(16, dtype=np.float64).reshape(1, 1, 4, 4)
-    x[0, 0, 0, 0] = np.nan       # first in window (0, 0): the output is NaN
-    x[0, 0, 1, 3] = np.nan       # last in window (0, 1): the maximum of the others wins
+    x[0, 0, 0, 0] = np.nan       # first in window (0, 0)
+    x[0, 0, 1, 3] = np.nan       # last in window (0, 1)
+    x[0, 0, 2, 1] = x[0, 0, 3, 0] = np.nan      # two in window (1, 0): the first one wins
     y, gx, gy = run_pool(x, 2, None, gy=np.ones((1, 1, 2, 2)))
-    assert np.isnan(y[0, 0, 0, 0])
-    np.testing.assert_array_equal(y[0, 0].ravel()[1:], [6, 13, 15])
-    np.testing.assert_array_equal(np.argwhere(gx[0, 0]), [[0, 0], [1, 2], [3, 1], [3, 3]])
+    assert np.isnan(y[0, 0].ravel()[:3]).all()   # as NumPy's argmax and the CUDA kernel
+    assert y[0, 0, 1, 1] == 15
+    np.testing.assert_array_equal(np.argwhere(gx[0, 0]), [[0, 0], [1, 3], [2, 1], [3, 3]])
 
 
 @pytest.mark.parametrize("n,c", [(1, 1), (3, 5)])

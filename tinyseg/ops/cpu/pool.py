@@ -16,14 +16,22 @@ from __future__ import annotations
 from numba import njit, prange
 
 
+@njit(inline="always")
+def replaces(value, best):
+    """Whether ``value`` becomes a window's running maximum: it is larger, or it is a NaN where
+    no NaN came before (bitwise & and |, so that no branch is left for the vectoriser)."""
+    return ((value > best) | (value != value)) & (best == best)
+
+
 @njit(parallel=True, cache=True)
 def max_pool_forward(x, y, argmax, kh, kw, sh, sw):
     # Threads: prange over the output rows of all planes (planes * Ho rows), so a batch
     # of one image keeps every thread busy; each row reads only its own kh input rows.
     # A window is scanned in row-major order and only a strictly larger value replaces
-    # the running maximum: ties go to the first maximum, and a NaN wins only where it
-    # comes first in its window (value > best is false for any NaN). The update is
-    # written as two selects so that it compiles without unpredictable branches.
+    # the running maximum, so ties go to the first maximum; a NaN counts as the maximum and
+    # the first NaN of a window stays (NumPy's argmax rule, as in cuda/pool.cu), so a NaN
+    # anywhere in a window reaches the output (``replaces``). The update is written as two
+    # selects so that it compiles without unpredictable branches.
     planes, h, w = x.shape
     out_h, out_w = y.shape[1:]
     for row in prange(planes * out_h):
@@ -35,7 +43,7 @@ def max_pool_forward(x, y, argmax, kh, kw, sh, sw):
             for i in range(kh):
                 for j in range(kw):
                     at = corner + i * w + j
-                    better = plane[at] > best
+                    better = replaces(plane[at], best)
                     best = plane[at] if better else best
                     best_at = at if better else best_at
             y[p, oy, ox] = best
@@ -50,7 +58,7 @@ def max_pool_forward_2x2(x, y, argmax):
     # each row reads its two input rows and writes only its own output row.
     # The window of output ox is top[2ox], top[2ox+1], bottom[2ox], bottom[2ox+1]: the
     # scan of max_pool_forward unrolled, one select chain in row-major order, so a value
-    # replaces the running maximum only when strictly larger. With no loop over the
+    # replaces the running maximum only when strictly larger (or the first NaN). With no loop over the
     # window and no branch left, LLVM vectorises the loop along the output row (even and
     # odd columns are de-interleaved with shuffles). The argmax is the window's corner
     # plus the winner's offset: 0, 1, W or W + 1. Floor mode needs nothing special: the
@@ -63,11 +71,11 @@ def max_pool_forward_2x2(x, y, argmax):
         y_row, argmax_row = y[p, oy], argmax[p, oy]
         for ox in range(out_w):
             best, offset = top[2 * ox], 0
-            better = top[2 * ox + 1] > best
+            better = replaces(top[2 * ox + 1], best)
             best, offset = (top[2 * ox + 1], 1) if better else (best, offset)
-            better = bottom[2 * ox] > best
+            better = replaces(bottom[2 * ox], best)
             best, offset = (bottom[2 * ox], w) if better else (best, offset)
-            better = bottom[2 * ox + 1] > best
+            better = replaces(bottom[2 * ox + 1], best)
             best, offset = (bottom[2 * ox + 1], w + 1) if better else (best, offset)
             y_row[ox] = best
             argmax_row[ox] = 2 * oy * w + 2 * ox + offset
