@@ -424,7 +424,7 @@ def _markdown(args, payload, rows, engines):
     if slower:
         import why_slower
         md += ["", "## Where tinyseg is slower, and why", ""]
-        md += [f"- **{r['op']}** ({r['ratio']:.2f}x): {why_slower.explain(dev, r['op'])}" for r in slower]
+        md += [f"- **{r['op']}** ({r['ratio']:.2f}x): {why_slower.explain(dev, r['op'], r.get('shape'))}" for r in slower]
     if any(r.get("peak_mb", {}).get("tinyseg", 0) > r.get("peak_mb", {}).get("torch", float("inf"))
            for r in model_rows):
         import why_slower

@@ -6,20 +6,35 @@ implementation; when an op's code changes, its line here changes with it. A
 row with no entry is reported as unexplained, which is itself a finding.
 """
 
-_GEMM_FLOOR = ("its GEMMs run in numpy's OpenBLAS, whose float32 kernel on this CPU is the AVX2 one "
-               "(8 lanes) while oneDNN's convolution uses AVX-512 (16 lanes): the table's floor, the FLOPs "
-               "at the measured GEMM rate, is then close to or above PyTorch's whole time")
+_GEMM = ("im2col + GEMM band by band, the bands side by side on tinyseg's threads with the BLAS on one "
+         "thread each; the GEMMs run in numpy's OpenBLAS with the kernels named above the table (where those "
+         "are the AVX2 \"Haswell\" ones: 8 float32 lanes, against the 16 of oneDNN's AVX-512 convolutions), "
+         "so the table's floor, the FLOPs at the measured GEMM rate, is close to or above PyTorch's whole "
+         "time")
 _DIRECT = ("the direct 3x3 kernel (cpu/direct.py), which reaches about 80 GFLOP/s per core: LLVM vectorises "
            "the loop along a row, but the output row is loaded and stored once per two input channels "
            "and the weights are re-read per output channel, where oneDNN keeps a block of outputs in "
            "registers across all input channels")
 
+
+def conv_path(op, shape):
+    """"direct" or "gemm": the CPU path a layer row's 3x3 convolution takes (Conv2d.direct_cpu),
+    from its name ("layer small conv3_2 32->32") and input shape ("4x32x64x64"); None if unreadable."""
+    from types import SimpleNamespace
+    from tinyseg.ops.conv import Conv2d
+    try:
+        c_in, c_out = (int(c) for c in op.split()[-1].split("->"))
+        n, _, h, w = (int(d) for d in shape.split("x"))
+    except ValueError:
+        return None
+    x, weight = SimpleNamespace(shape=(n, c_in, h, w)), SimpleNamespace(shape=(c_out, c_in, 3, 3))
+    return "direct" if Conv2d(1, 1).direct_cpu(x, weight) else "gemm"
+
+
 CPU = {
-    "conv3x3": "with many channels on the GEMM path, im2col copies every input value nine times (in bands "
-               "that stay in a reused workspace) and backward rebuilds the columns and sends their gradient "
-               "through col2im; " + _GEMM_FLOOR + ".",
-    "layer": "few channels or long rows go to " + _DIRECT + "; short rows of many channels go to im2col + "
-             "GEMM, where " + _GEMM_FLOOR + ".",
+    "conv3x3": "with many channels on the GEMM path, im2col copies every input value nine times and "
+               "backward rebuilds the columns and sends their gradient through col2im; " + _GEMM + ".",
+    "layer": "few channels or long rows go to " + _DIRECT + "; short rows of many channels go to " + _GEMM + ".",
     "conv_transpose": "a GEMM then col2im, whose overlap-add is bound by memory traffic.",
     "max_pool": "a Numba pass per direction; the 2x2, stride-2 pool runs kernels vectorised along the "
                 "output row, other windows a scalar scan; backward runs one thread per row of windows "
@@ -30,8 +45,8 @@ CPU = {
                      "vectorise here; PyTorch's log-softmax uses vectorised (SIMD) exp and log.",
     "renet": "the recurrent product is a small GEMM per time step; its overhead is per call.",
     "model forward+backward+SGD": "the convolutions dominate (see the layer rows): the full-resolution "
-                                  "layers run on the direct kernel, the deeper ones on OpenBLAS's AVX2 "
-                                  "GEMM; the LSTM sweeps add one small GEMM per step.",
+                                  "layers run on the direct kernel, the deeper ones and the 7x7 conv6 on "
+                                  "OpenBLAS's GEMM; the LSTM sweeps add one small GEMM per step.",
     "epoch": "as the training step, 44 times.",
     "model forward": "the convolutions dominate (see the layer rows).",
     "inference": "as the forward row.",
@@ -40,13 +55,18 @@ CPU = {
 GPU = {}
 
 # Why the whole-model rows' peak memory is higher, when it is.
-MEMORY = ("the GEMM path's column bands and the direct kernel's padded copies live in workspace "
-          "buffers kept from call to call (at most conv.COLUMN_BUDGET_BYTES of columns each); batch norm "
-          "keeps its input for backward.")
+MEMORY = ("the GEMM path's column bands (one set per thread) and the direct kernel's padded copies live "
+          "in workspace buffers kept from call to call (at most conv.COLUMN_BUDGET_BYTES of columns each); "
+          "batch norm keeps its input for backward; freed memory is kept for reuse (cpu_runtime).")
 
 
-def explain(device, op):
-    """The line for a row of ``op`` on ``device`` (the first prefix that matches)."""
+def explain(device, op, shape=None):
+    """The line for a row of ``op`` on ``device`` (the first prefix that matches); a layer row on
+    the CPU gets the line of the path its convolution takes."""
+    if device == "cpu" and op.startswith("layer") and shape:
+        path = conv_path(op, shape)
+        if path is not None:
+            return ("it runs on " + (_DIRECT if path == "direct" else _GEMM)) + "."
     table = CPU if device == "cpu" else GPU
     for prefix, text in table.items():
         if op.startswith(prefix):
