@@ -6,20 +6,32 @@ kernels in ``cuda/cross_entropy.cu`` on the GPU.
 """
 from __future__ import annotations
 
-import numpy as np
-
 import math
+
+import numba
+import numpy as np
 
 from ..autograd import Function
 from ..backend import get_array_module
 from . import gpu
-from .cpu import loss as cpu_loss
+from .cpu import loss as cpu_loss, workspace
 
 
 def pixels_last(a, leading):
     """The axes after the first ``leading`` merged into one: (N, C, ...) -> (N, C, P) for
     leading = 2, (N, ...) -> (N, P) for leading = 1."""
     return a.reshape(a.shape[:leading] + (math.prod(a.shape[leading:]),))
+
+
+def scratch(name, logits3, dtype):
+    """A (workers, BLOCK) scratch array for the CPU kernels, one row per worker: as many
+    workers as Numba threads, but no more than there are blocks of pixels. Reused from
+    call to call (``cpu/workspace.py``)."""
+    n, _, plane = logits3.shape
+    workers = max(1, min(numba.get_num_threads(), n * -(-plane // cpu_loss.BLOCK)))
+    size = workers * cpu_loss.BLOCK
+    return workspace.get("cross_entropy_" + name, size * np.dtype(dtype).itemsize, dtype)[:size].reshape(
+        workers, cpu_loss.BLOCK)
 
 
 def check_target_range(target, n_classes):
@@ -67,7 +79,8 @@ class CrossEntropy(Function):
         softmax = np.empty_like(logits3)
         pixel_loss, pixel_weight = (np.empty(logits3.shape[:1] + logits3.shape[2:], logits.dtype) for _ in range(2))
         cpu_loss.cross_entropy_forward(logits3, pixels_last(target, 1), weight, softmax, pixel_loss,
-                                       pixel_weight)
+                                       pixel_weight, scratch("top", logits3, logits.dtype),
+                                       scratch("first", logits3, np.int32), scratch("rest", logits3, np.float64))
         return self.finish(softmax.reshape(logits.shape), target, weight, pixel_loss, pixel_weight)
 
     def forward_gpu(self, logits, target, weight=None):
@@ -87,7 +100,8 @@ class CrossEntropy(Function):
         softmax = pixels_last(self.softmax, 2)
         grad = np.empty_like(softmax)
         scale = np.asarray(gy / self.total, grad.dtype).reshape(1)
-        cpu_loss.cross_entropy_backward(softmax, pixels_last(self.target, 1), self.weight, scale, grad)
+        cpu_loss.cross_entropy_backward(softmax, pixels_last(self.target, 1), self.weight, scale, grad,
+                                        scratch("scale", softmax, grad.dtype), scratch("others", softmax, np.float64))
         return self.gradients(grad)
 
     def backward_gpu(self, gy):
