@@ -8,10 +8,10 @@ kernels read the rows of a zero-padded copy of the input in place instead:
 
     y[n, co, o, q] = bias[co] + sum over (c, i, j) of w[co, c, i, j] * xp[n, c, o + i, q + j]
 
-with xp the input padded by p on every side. For one output row and one input channel,
-the nine taps are one expression in the innermost loop, which runs along the row
-(contiguous in xp and y): LLVM vectorises it, keeps the weights in registers and reads
-each input value from L1. ``fastmath={"contract"}`` lets it fuse the multiply-adds, and
+with xp the input padded by p on every side. For one input channel, the nine taps of
+four output channels are one loop body whose index runs along a band of flattened rows
+(contiguous in xp and in a scratch band of sums): LLVM vectorises it, keeps the 36
+weights in registers and reads each input value once for the four channels. ``fastmath={"contract"}`` lets it fuse the multiply-adds, and
 the weight gradient's row sums also get ``"reassoc"`` (the order of a sum); no flag that
 changes NaN or Inf is set. The padded copies go into reused workspace buffers.
 
@@ -41,15 +41,6 @@ def nine(w):
     return (w[0, 0], w[0, 1], w[0, 2], w[1, 0], w[1, 1], w[1, 2], w[2, 0], w[2, 1], w[2, 2])
 
 
-@njit(inline="always", fastmath=CONTRACT)
-def taps(k, x0, x1, x2, q):
-    """The 3x3 window sum at output column q, from the three input rows under it: three
-    independent row sums, so that the multiply-adds of one window are not one long chain."""
-    return ((k[0] * x0[q] + k[1] * x0[q + 1] + k[2] * x0[q + 2])
-            + (k[3] * x1[q] + k[4] * x1[q + 1] + k[5] * x1[q + 2])
-            + (k[6] * x2[q] + k[7] * x2[q + 1] + k[8] * x2[q + 2]))
-
-
 @njit(parallel=True, cache=True)
 def pad_kernel(x, p, xp):
     # xp (N, C, H+2p, W+2p) = x with a border of p zeros. Threads: prange over the N*C planes.
@@ -65,49 +56,83 @@ def pad_kernel(x, p, xp):
 
 
 @njit(parallel=True, cache=True, fastmath=CONTRACT)
-def conv3x3_kernel(xp, w, bias, relu, y):
+def conv3x3_kernel(xp, w, bias, relu, band_rows, y):
     # y (N, C_out, Ho, Wo) = w (C_out, C_in, 3, 3) cross-correlated with the padded input
-    # xp (N, C_in, Ho+2, Wo+2), plus bias (empty: none), then ReLU if asked.
-    # Threads: prange over the N*Ho output rows; a thread owns row o of every output plane
-    # of its image. It adds to the row, two input channels per pass, the window sums read
-    # from three rows of each: eighteen multiply-adds in six independent short chains per
-    # output value, and one load and one store of the output row per two channels.
-    n, c_in = xp.shape[:2]
+    # xp (N, C_in, Ho+2, Wp = Wo+2), plus bias (empty: none), then ReLU if asked.
+    #
+    # Flat rows: output (o, q) and its window's top-left input (o, q) share the flat index
+    # t = o*Wp + q in the padded plane, so a band of output rows is ONE long loop over t,
+    # whose Wp - Wo = 2 positions per row past the row's end are computed and thrown away.
+    # The sums go to a scratch band acc (C_out, rows*Wp) that stays in cache, and are
+    # copied into y (with the ReLU) at the end. A long loop pays the loop's set-up (weights
+    # into registers, alias checks) once per band instead of once per row.
+    #
+    # Register blocking: four output channels per pass share each input value: per flat
+    # position, nine loads of x feed 36 multiply-adds into four accumulator rows (the 36
+    # weights stay in registers), instead of nine loads per nine multiply-adds.
+    #
+    # Threads: prange over the (image, band of band_rows output rows) units; a unit owns its
+    # scratch band and its rows of every output plane.
+    n, c_in, hp, wp = xp.shape
     c_out, out_h, out_w = y.shape[1:]
+    bands = (out_h + band_rows - 1) // band_rows
     has_bias = bias.size > 0
-    for r in prange(n * out_h):
-        b, o = r // out_h, r % out_h
+    blocked = c_out - c_out % 4
+    for unit in prange(n * bands):
+        b, o0 = unit // bands, unit % bands * band_rows
+        rows = min(band_rows, out_h - o0)
+        length = (rows - 1) * wp + out_w        # the last row's thrown-away tail is not computed
+        acc = np.empty((c_out, rows * wp), y.dtype)
         for co in range(c_out):
-            y[b, co, o, :] = bias[co] if has_bias else 0
-        for c in range(0, c_in - 1, 2):
-            a0 = xp[b, c, o]
-            a1 = xp[b, c, o + 1]
-            a2 = xp[b, c, o + 2]
-            b0 = xp[b, c + 1, o]
-            b1 = xp[b, c + 1, o + 1]
-            b2 = xp[b, c + 1, o + 2]
-            for co in range(c_out):
-                ka = nine(w[co, c])
-                kb = nine(w[co, c + 1])
-                d = y[b, co, o]
+            acc[co] = bias[co] if has_bias else 0
+        for c in range(c_in):
+            # the band's input rows, flat, and the same shifted by one and two rows: indexing
+            # x1[t] rather than x[t + wp] keeps every index a plain t + 0, 1 or 2, which
+            # Numba knows to be non-negative (no wraparound check, so the loop vectorises)
+            x0 = xp[b, c].reshape(-1)[o0 * wp:]
+            x1 = x0[wp:]
+            x2 = x0[2 * wp:]
+            for co in range(0, blocked, 4):
+                k0 = nine(w[co, c])
+                k1 = nine(w[co + 1, c])
+                k2 = nine(w[co + 2, c])
+                k3 = nine(w[co + 3, c])
+                d0 = acc[co]
+                d1 = acc[co + 1]
+                d2 = acc[co + 2]
+                d3 = acc[co + 3]
+                for t in range(length):
+                    x00 = x0[t]
+                    x01 = x0[t + 1]
+                    x02 = x0[t + 2]
+                    x10 = x1[t]
+                    x11 = x1[t + 1]
+                    x12 = x1[t + 2]
+                    x20 = x2[t]
+                    x21 = x2[t + 1]
+                    x22 = x2[t + 2]
+                    d0[t] += ((k0[0] * x00 + k0[1] * x01 + k0[2] * x02) + (k0[3] * x10 + k0[4] * x11 + k0[5] * x12)
+                              + (k0[6] * x20 + k0[7] * x21 + k0[8] * x22))
+                    d1[t] += ((k1[0] * x00 + k1[1] * x01 + k1[2] * x02) + (k1[3] * x10 + k1[4] * x11 + k1[5] * x12)
+                              + (k1[6] * x20 + k1[7] * x21 + k1[8] * x22))
+                    d2[t] += ((k2[0] * x00 + k2[1] * x01 + k2[2] * x02) + (k2[3] * x10 + k2[4] * x11 + k2[5] * x12)
+                              + (k2[6] * x20 + k2[7] * x21 + k2[8] * x22))
+                    d3[t] += ((k3[0] * x00 + k3[1] * x01 + k3[2] * x02) + (k3[3] * x10 + k3[4] * x11 + k3[5] * x12)
+                              + (k3[6] * x20 + k3[7] * x21 + k3[8] * x22))
+            for co in range(blocked, c_out):       # the last C_out % 4 channels, one at a time
+                k = nine(w[co, c])
+                d = acc[co]
+                for t in range(length):
+                    d[t] += ((k[0] * x0[t] + k[1] * x0[t + 1] + k[2] * x0[t + 2])
+                             + (k[3] * x1[t] + k[4] * x1[t + 1] + k[5] * x1[t + 2])
+                             + (k[6] * x2[t] + k[7] * x2[t + 1] + k[8] * x2[t + 2]))
+        for co in range(c_out):
+            for r in range(rows):
+                src = acc[co, r * wp:r * wp + out_w]
+                dst = y[b, co, o0 + r]
                 for q in range(out_w):
-                    d[q] += taps(ka, a0, a1, a2, q) + taps(kb, b0, b1, b2, q)
-        if c_in % 2 == 1:
-            c = c_in - 1
-            a0 = xp[b, c, o]
-            a1 = xp[b, c, o + 1]
-            a2 = xp[b, c, o + 2]
-            for co in range(c_out):
-                ka = nine(w[co, c])
-                d = y[b, co, o]
-                for q in range(out_w):
-                    d[q] += taps(ka, a0, a1, a2, q)
-        if relu:
-            for co in range(c_out):
-                d = y[b, co, o]
-                for q in range(out_w):
-                    if d[q] <= 0:          # NaN passes through, as it must
-                        d[q] = 0
+                    v = src[q]
+                    dst[q] = 0 if (relu and v <= 0) else v     # NaN passes through, as it must
 
 
 @njit(inline="always")
@@ -204,13 +229,24 @@ def pad(x, p):
     return xp
 
 
+# Bytes of a band's scratch sums (C_out * rows * Wp values): small enough to stay in a core's
+# L2 cache while the band's inputs stream through, large enough for long flat loops.
+BAND_BYTES = 256 * 2 ** 10
+
+
+def band_rows(c_out, out_h, wp, itemsize):
+    """Output rows per band of conv3x3_kernel: its scratch within BAND_BYTES, at least one row."""
+    return max(1, min(out_h, BAND_BYTES // max(1, c_out * wp * itemsize)))
+
+
 def conv3x3(x, w, bias, padding, relu):
     """Stride-1 3x3 convolution of (N, C_in, H, W) with (C_out, C_in, 3, 3), plus bias, then ReLU."""
     xp = pad(x, padding)
     n, _, hp, wp = xp.shape
     y = np.empty((n, w.shape[0], hp - 2, wp - 2), dtype=x.dtype)
     bias = np.zeros(0, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
-    conv3x3_kernel(xp, np.ascontiguousarray(w, dtype=x.dtype), bias, relu, y)
+    conv3x3_kernel(xp, np.ascontiguousarray(w, dtype=x.dtype), bias, relu,
+                   band_rows(w.shape[0], hp - 2, wp, x.itemsize), y)
     return y
 
 
