@@ -150,72 +150,82 @@ def add_nine(k, s0, s1, s2, s3, s4, s5, s6, s7, s8):
 
 
 @njit(parallel=True, cache=True, fastmath=FAST)
-def weight_grad_kernel(xp, gz, parts):
-    # parts (P, C_out, C_in, 3, 3), float64: part t holds dW summed over its share of the
-    # N*Ho output rows; the caller adds the parts. Threads: prange over the P parts, each a
-    # contiguous run of rows, so no two threads write the same partial sum. Per row, pair of
-    # output channels and input channel, one pass along the row accumulates the eighteen dot
-    # products of the two gradient rows with the nine shifted input rows (each input value
-    # is loaded once for both channels).
-    c_in = xp.shape[1]
-    out_h, out_w = gz.shape[2], gz.shape[3]
-    n_parts, c_out = parts.shape[:2]
-    rows = gz.shape[0] * out_h
-    zero = gz.dtype.type(0)
-    for t in prange(n_parts):
-        part = parts[t]
+def weight_grad_kernel(xp, gz_flat, band_rows, parts):
+    # parts (P, C_out, C_in, 3, 3), float64: part u holds dW summed over unit u, a band of
+    # band_rows output rows of one image; the caller adds the parts. gz_flat (N, C_out,
+    # Ho*Wp) is dZ in the flat rows of the padded input (row stride Wp, zeros in the two
+    # positions past each row's end), so that, as in conv3x3_kernel, a band is one long loop:
+    #     dW[co, c, i, j] += sum over t of dZflat[co, t] * xp_flat[c, t + i*Wp + j].
+    # Threads: prange over the units, so no two threads write the same partial sum. Per pair
+    # of output channels and input channel, one pass along the band accumulates the eighteen
+    # dot products of the two gradient rows with the nine shifted input rows (each input
+    # value is loaded once for both channels; "reassoc" lets LLVM keep vector partial sums).
+    n, c_in, hp, wp = xp.shape
+    c_out = gz_flat.shape[1]
+    out_h = hp - 2
+    bands = (out_h + band_rows - 1) // band_rows
+    zero = gz_flat.dtype.type(0)
+    zero_row = np.zeros(gz_flat.shape[2], gz_flat.dtype)
+    for unit in prange(n * bands):
+        part = parts[unit]
         part[:] = 0
-        for r in range(t * rows // n_parts, (t + 1) * rows // n_parts):
-            b, o = r // out_h, r % out_h
-            for co in range(0, c_out - 1, 2):
-                g, h = gz[b, co, o], gz[b, co + 1, o]
-                for c in range(c_in):
-                    x0, x1, x2 = xp[b, c, o], xp[b, c, o + 1], xp[b, c, o + 2]
-                    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = s8 = zero
-                    u0 = u1 = u2 = u3 = u4 = u5 = u6 = u7 = u8 = zero
-                    for q in range(out_w):
-                        v, e = g[q], h[q]
-                        a0, a1, a2 = x0[q], x0[q + 1], x0[q + 2]
-                        b0, b1, b2 = x1[q], x1[q + 1], x1[q + 2]
-                        c0, c1, c2 = x2[q], x2[q + 1], x2[q + 2]
-                        s0 += v * a0
-                        s1 += v * a1
-                        s2 += v * a2
-                        s3 += v * b0
-                        s4 += v * b1
-                        s5 += v * b2
-                        s6 += v * c0
-                        s7 += v * c1
-                        s8 += v * c2
-                        u0 += e * a0
-                        u1 += e * a1
-                        u2 += e * a2
-                        u3 += e * b0
-                        u4 += e * b1
-                        u5 += e * b2
-                        u6 += e * c0
-                        u7 += e * c1
-                        u8 += e * c2
-                    add_nine(part[co, c], s0, s1, s2, s3, s4, s5, s6, s7, s8)
+        b, o0 = unit // bands, unit % bands * band_rows
+        start, length = o0 * wp, min(band_rows, out_h - o0) * wp
+        for co in range(0, c_out, 2):
+            g = gz_flat[b, co, start:start + length]
+            h = gz_flat[b, co + 1, start:start + length] if co + 1 < c_out else zero_row[:length]
+            for c in range(c_in):
+                x0 = xp[b, c].reshape(-1)[start:]      # shifted rows as slices (see conv3x3_kernel)
+                x1 = x0[wp:]
+                x2 = x0[2 * wp:]
+                s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = s8 = zero
+                u0 = u1 = u2 = u3 = u4 = u5 = u6 = u7 = u8 = zero
+                for t in range(length):
+                    v = g[t]
+                    e = h[t]
+                    a0 = x0[t]
+                    a1 = x0[t + 1]
+                    a2 = x0[t + 2]
+                    b0 = x1[t]
+                    b1 = x1[t + 1]
+                    b2 = x1[t + 2]
+                    c0 = x2[t]
+                    c1 = x2[t + 1]
+                    c2 = x2[t + 2]
+                    s0 += v * a0
+                    s1 += v * a1
+                    s2 += v * a2
+                    s3 += v * b0
+                    s4 += v * b1
+                    s5 += v * b2
+                    s6 += v * c0
+                    s7 += v * c1
+                    s8 += v * c2
+                    u0 += e * a0
+                    u1 += e * a1
+                    u2 += e * a2
+                    u3 += e * b0
+                    u4 += e * b1
+                    u5 += e * b2
+                    u6 += e * c0
+                    u7 += e * c1
+                    u8 += e * c2
+                add_nine(part[co, c], s0, s1, s2, s3, s4, s5, s6, s7, s8)
+                if co + 1 < c_out:
                     add_nine(part[co + 1, c], u0, u1, u2, u3, u4, u5, u6, u7, u8)
-            if c_out % 2 == 1:
-                co = c_out - 1
-                g = gz[b, co, o]
-                for c in range(c_in):
-                    x0, x1, x2 = xp[b, c, o], xp[b, c, o + 1], xp[b, c, o + 2]
-                    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = s8 = zero
-                    for q in range(out_w):
-                        v = g[q]
-                        s0 += v * x0[q]
-                        s1 += v * x0[q + 1]
-                        s2 += v * x0[q + 2]
-                        s3 += v * x1[q]
-                        s4 += v * x1[q + 1]
-                        s5 += v * x1[q + 2]
-                        s6 += v * x2[q]
-                        s7 += v * x2[q + 1]
-                        s8 += v * x2[q + 2]
-                    add_nine(part[co, c], s0, s1, s2, s3, s4, s5, s6, s7, s8)
+
+
+@njit(parallel=True, cache=True)
+def flat_rows_kernel(gz, wp, out):
+    # out (N, C, Ho*Wp): each row of gz (N, C, Ho, Wo) followed by Wp - Wo zeros.
+    # Threads: prange over the N*C planes.
+    n, c, out_h, out_w = gz.shape
+    for r in prange(n * c):
+        b, ch = r // c, r % c
+        plane = out[b, ch]
+        for o in range(out_h):
+            plane[o * wp:o * wp + out_w] = gz[b, ch, o]
+            plane[o * wp + out_w:(o + 1) * wp] = 0
 
 
 def pad(x, p):
@@ -258,10 +268,17 @@ def input_grad(gz, w, padding):
 
 def weight_grad(x, gz, padding):
     """dW (C_out, C_in, 3, 3) of a stride-1 3x3 convolution, from its input and dZ."""
-    rows = gz.shape[0] * gz.shape[2]
-    n_parts = max(1, min(rows, 4 * numba.get_num_threads()))
-    parts = np.empty((n_parts, gz.shape[1], x.shape[1], 3, 3), dtype=np.float64)
-    weight_grad_kernel(pad(x, padding), np.ascontiguousarray(gz), parts)
+    xp = pad(x, padding)
+    n, c_out, out_h, out_w = gz.shape
+    wp = xp.shape[3]
+    size = n * c_out * out_h * wp
+    gz_flat = workspace.get("dz_flat", size * gz.itemsize, gz.dtype)[:size].reshape(n, c_out, out_h * wp)
+    flat_rows_kernel(np.ascontiguousarray(gz), wp, gz_flat)
+    # bands: about four units per thread, for balance
+    bands_per_image = -(-4 * numba.get_num_threads() // max(1, n))
+    rows = max(1, -(-out_h // bands_per_image))
+    parts = np.empty((n * -(-out_h // rows), c_out, x.shape[1], 3, 3), dtype=np.float64)
+    weight_grad_kernel(xp, gz_flat, rows, parts)
     return parts.sum(axis=0).astype(x.dtype)
 
 
