@@ -28,7 +28,9 @@ CPU = {
                   "the input gradient); x_hat is recomputed in backward rather than stored.",
     "cross_entropy": "one fused Numba pass, but its exp and log are scalar calls that Numba does not "
                      "vectorise here; PyTorch's log-softmax uses vectorised (SIMD) exp and log.",
-    "renet": "the recurrent product is a small GEMM per time step; its overhead is per call.",
+    "renet": "one Numba kernel per direction runs all the steps (a small BLAS GEMM per step, then the "
+             "fused gate math with a vectorised exp), the two directions side by side; the input "
+             "projections are single-threaded GEMMs per direction.",
     "model forward+backward+SGD": "the convolutions dominate (see the layer rows): the full-resolution "
                                   "layers run on the direct kernel, the deeper ones on OpenBLAS's AVX2 "
                                   "GEMM; the LSTM sweeps add one small GEMM per step.",
