@@ -46,7 +46,9 @@ CPU = {
                      "to keep a confident pixel's digits, each block takes four passes (max, exp, log, "
                      "normalisation), and the op adds a target-range check, the loss sums and the "
                      "gradient accumulation around the kernels.",
-    "renet": "the recurrent product is a small GEMM per time step; its overhead is per call.",
+    "renet": "one Numba kernel per direction runs all the steps (a small BLAS GEMM per step, then the "
+             "fused gate math with a vectorised exp), the two directions side by side; the input "
+             "projections are single-threaded GEMMs per direction.",
     "model forward+backward+SGD": "the convolutions dominate (see the layer rows): the full-resolution "
                                   "layers run on the direct kernel, the deeper ones and the 7x7 conv6 on "
                                   "OpenBLAS's GEMM; the LSTM sweeps add one small GEMM per step.",

@@ -6,6 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 import tinyseg as ts
 import tinyseg.functional as F
+from tinyseg.ops.cpu import lstm as cpu_lstm
 from tinyseg.ops.lstm import bidirectional_lstm
 from torch_parity import (EXAMPLES, SETTINGS, TorchReNet, assert_close, assert_grads, backward_both, needs_torch,
                           ours, renet_key, seeds, t64, theirs, torch)
@@ -209,3 +210,98 @@ def test_renet_matches_torch(n, c, grid, patch, hidden, seed):
         for k, name in enumerate(LSTM_NAMES):
             pairs[f"{d}.{name}"] = (params[d][k], reference.lstm_param(d, k))
     assert_grads(pairs)
+
+
+# ---------------------------------------------------------------- the CPU kernels against the NumPy recurrence
+
+def numpy_sweep_forward(z_input, w_hh, reverse):
+    """The recurrence as tinyseg ran it before its Numba kernels: NumPy, one step at a time."""
+    directions, steps, batch, four_h = z_input.shape
+    hidden = four_h // 4
+    sig = lambda v: 0.5 * (1 + np.tanh(0.5 * v))  # noqa: E731
+    gates = np.empty_like(z_input)
+    cells, tanh_cells, hs = (np.empty((directions, steps, batch, hidden), z_input.dtype) for _ in range(3))
+    for d in range(directions):
+        h, c = np.zeros((batch, hidden), z_input.dtype), np.zeros((batch, hidden), z_input.dtype)
+        for t in (range(steps - 1, -1, -1) if reverse[d] else range(steps)):
+            z = z_input[d, t] + h @ w_hh[d].T
+            a = gates[d, t]
+            a[...] = sig(z)
+            a[:, 2 * hidden:3 * hidden] = np.tanh(z[:, 2 * hidden:3 * hidden])
+            i, f, g, o = (a[:, k * hidden:(k + 1) * hidden] for k in range(4))
+            c = cells[d, t] = f * c + i * g
+            tanh_cells[d, t] = np.tanh(c)
+            h = hs[d, t] = o * tanh_cells[d, t]
+    return gates, cells, tanh_cells, hs
+
+
+def numpy_sweep_backward(gh, w_hh, gates, cells, tanh_cells, reverse):
+    directions, steps, batch, hidden = gh.shape
+    gz = np.empty_like(gates)
+    for d in range(directions):
+        order = list(range(steps - 1, -1, -1) if reverse[d] else range(steps))
+        dh_next, dc_next = np.zeros((batch, hidden), gh.dtype), np.zeros((batch, hidden), gh.dtype)
+        for s in reversed(range(steps)):
+            t = order[s]
+            i, f, g, o = (gates[d, t, :, k * hidden:(k + 1) * hidden] for k in range(4))
+            dh, tc = gh[d, t] + dh_next, tanh_cells[d, t]
+            dc = dh * o * (1 - tc * tc) + dc_next
+            c_prev = cells[d, order[s - 1]] if s > 0 else np.zeros_like(dc)
+            gz[d, t] = np.concatenate([dc * g * i * (1 - i), dc * c_prev * f * (1 - f), dc * i * (1 - g * g),
+                                       dh * tc * o * (1 - o)], axis=1)
+            dc_next, dh_next = dc * f, gz[d, t] @ w_hh[d]
+    return gz
+
+
+@settings(max_examples=40, deadline=None)
+@given(steps=st.integers(1, 6), batch=st.integers(1, 5), n_in=st.integers(1, 6), hidden=st.integers(1, 40),
+       reverse=st.lists(st.booleans(), min_size=1, max_size=2), dtype=st.sampled_from([np.float32, np.float64]),
+       scale=st.sampled_from([0.5, 3.0]), seed=seeds)
+def test_cpu_kernels_match_the_numpy_recurrence(steps, batch, n_in, hidden, reverse, dtype, scale, seed):
+    """Forward states and backward gradients of the Numba kernels (every piece of rows and
+    directions, run side by side) against the step-by-step NumPy recurrence."""
+    rng = np.random.default_rng(seed)
+    directions = len(reverse)
+    x = (rng.standard_normal((steps, batch, n_in)) * scale).astype(dtype)
+    w_ih = (rng.standard_normal((directions, 4 * hidden, n_in)) * scale / 2).astype(dtype)
+    w_hh = (rng.standard_normal((directions, 4 * hidden, hidden)) * scale / 2).astype(dtype)
+    bias = rng.standard_normal((directions, 4 * hidden)).astype(dtype)
+    z_input = np.stack([x @ w_ih[d].T + bias[d] for d in range(directions)])
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    states = cpu_lstm.sweep_forward(x, w_ih, w_hh, bias, reverse)
+    expected = numpy_sweep_forward(z_input, w_hh, reverse)
+    for name, got, want in zip(("gates", "cells", "tanh_cells", "hs"), states, expected):
+        assert got.dtype == dtype and got.shape == want.shape
+        np.testing.assert_allclose(got, want, err_msg=name, **tol)
+    gh = rng.standard_normal(states[3].shape).astype(dtype)
+    gz = cpu_lstm.sweep_backward(gh, w_hh, *expected[:3], reverse)
+    assert gz.dtype == dtype
+    np.testing.assert_allclose(gz, numpy_sweep_backward(gh, w_hh, *expected[:3], reverse), **tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cpu_gate_functions_are_stable_and_accurate(dtype):
+    """sigmoid and tanh of the kernels: a few ulp of float64 over the whole range, no overflow
+    for huge |z| (limits exact), NaN in gives NaN out."""
+    z = np.concatenate([np.linspace(-750, 750, 30001), np.logspace(-300, 2, 3000), -np.logspace(-300, 2, 3000),
+                        [np.inf, -np.inf, 0.0]]).astype(dtype)
+    gates = np.zeros((1, 1, 1, 4))
+    sig, tanh = np.empty_like(z), np.empty_like(z)
+    for k, v in enumerate(z):         # one unit: i = f = o = sigmoid(v), g = tanh(v)
+        x = np.full((1, 1, 1), v, dtype)
+        states = cpu_lstm.sweep_forward(x, np.ones((1, 4, 1), dtype), np.zeros((1, 4, 1), dtype),
+                                        np.zeros((1, 4), dtype), (False,))
+        sig[k], tanh[k] = states[0][0, 0, 0, 0], states[0][0, 0, 0, 2]
+    z64 = z.astype(np.float64)
+    with np.errstate(over="ignore"):
+        want_sig = np.where(z64 >= 0, 1 / (1 + np.exp(-np.abs(z64))), np.exp(-np.abs(z64)) / (1 + np.exp(-np.abs(z64))))
+    ulp = np.spacing(dtype(1)) * 4
+    np.testing.assert_allclose(sig, want_sig.astype(dtype), rtol=ulp, atol=1e-300)
+    np.testing.assert_allclose(tanh, np.tanh(z64).astype(dtype), rtol=ulp, atol=1e-300)
+    assert sig[-3] == 1 and sig[-2] == 0 and tanh[-3] == 1 and tanh[-2] == -1
+    x = np.full((2, 1, 1), np.nan, dtype)
+    states = cpu_lstm.sweep_forward(x, np.ones((1, 4, 1), dtype), np.ones((1, 4, 1), dtype),
+                                    np.zeros((1, 4), dtype), (False,))
+    assert all(np.isnan(a).all() for a in states)
+    gz = cpu_lstm.sweep_backward(np.full((1, 2, 1, 1), np.nan, dtype), np.ones((1, 4, 1), dtype), *states[:3], (True,))
+    assert np.isnan(gz).all()

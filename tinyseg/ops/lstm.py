@@ -16,8 +16,10 @@ reverse flag, and returns their hidden states side by side, (T, B, D*H). ``lstm`
 the one-direction case, ``bidirectional_lstm`` the two-direction case a ReNet sweep
 uses. The input projections of all T steps are one GEMM per direction before the
 recurrence; only the recurrent product h_{t-1} W_hh^T has to wait for the previous
-step. The recurrence runs in ``cpu/lstm.py`` (NumPy, one step at a time) or
-``gpu/lstm.py`` (one launch for every step of every sequence and direction).
+step. The recurrence runs in ``cpu/lstm.py`` (a Numba kernel per direction that runs every
+step, the directions and runs of the batch side by side; on the CPU each direction's task
+also does its own input projection) or ``gpu/lstm.py`` (one launch for every step of every
+sequence and direction).
 
 Backward, per step in reverse visiting order (dh_next, dc_next from the step visited after):
     dh = gh_t + dz_next W_hh,   dc = dh o (1 - tanh^2 c) + dc_next,
@@ -27,6 +29,11 @@ then dx = dz W_ih, dW_ih = dz^T x, dW_hh = dz^T h_prev, db_ih = db_hh = sum dz.
 """
 from __future__ import annotations
 
+import functools
+
+import numpy
+
+from .. import cpu_runtime
 from ..autograd import Function
 from ..backend import get_array_module
 from . import gpu
@@ -61,12 +68,15 @@ class LSTM(Function):
     def __init__(self, reverse=(False,)):
         self.reverse = tuple(bool(r) for r in reverse)
 
-    def input_projections(self, x, weights):
-        """(w_ih, w_hh) stacked over directions, and z_input = x W_ih^T + b_ih + b_hh (D, T, B, 4H)."""
+    def check_weights(self, x, weights):
         if len(weights) != 4 * len(self.reverse):
             raise ValueError(f"lstm: {len(self.reverse)} directions take {4 * len(self.reverse)} weight "
                              f"arrays, got {len(weights)}")
         check_lstm_shapes(x, weights)
+
+    def input_projections(self, x, weights):
+        """(w_ih, w_hh) stacked over directions, and z_input = x W_ih^T + b_ih + b_hh (D, T, B, 4H)."""
+        self.check_weights(x, weights)
         xp = get_array_module(x)
         steps, batch, n_in = x.shape
         x2 = x.reshape(steps * batch, n_in)
@@ -76,8 +86,13 @@ class LSTM(Function):
         return xp.stack(weights[0::4]), xp.stack(weights[1::4]), z_input
 
     def forward_cpu(self, x, *weights):
-        w_ih, w_hh, z_input = self.input_projections(x, weights)
-        return self.finish(x, w_ih, w_hh, cpu_lstm.sweep_forward(z_input, w_hh, self.reverse))
+        # The CPU projects the input inside each direction's task (cpu/lstm.py), side by side
+        # with the other direction's projection and recurrence.
+        self.check_weights(x, weights)
+        xp = get_array_module(x)
+        w_ih, w_hh = xp.stack(weights[0::4]), xp.stack(weights[1::4])
+        bias = xp.stack([b_ih + b_hh for b_ih, b_hh in zip(weights[2::4], weights[3::4])])
+        return self.finish(x, w_ih, w_hh, cpu_lstm.sweep_forward(x, w_ih, w_hh, bias, self.reverse))
 
     def forward_gpu(self, x, *weights):
         w_ih, w_hh, z_input = self.input_projections(x, weights)
@@ -103,23 +118,30 @@ class LSTM(Function):
         return xp.stack([gh[:, :, d * hidden:(d + 1) * hidden] for d in range(len(self.reverse))])
 
     def gradients(self, gz):
-        """The GEMMs after the recurrence: gz = dL/dz (D, T, B, 4H) -> dx and every weight's gradient."""
+        """The GEMMs after the recurrence: gz = dL/dz (D, T, B, 4H) -> dx and every weight's gradient.
+        On the CPU the directions' GEMMs run side by side (numpy's products release the GIL)."""
+        xp = get_array_module(gz)
+        tasks = [functools.partial(self.direction_gradients, gz, d) for d in range(len(self.reverse))]
+        parts = cpu_runtime.run_parallel(tasks) if xp is numpy else [task() for task in tasks]
+        gx = parts[0][0]
+        for part in parts[1:]:
+            gx += part[0]
+        return (xp.ascontiguousarray(gx.reshape(self.x.shape)), *(g for part in parts for g in part[1:]))
+
+    def direction_gradients(self, gz, d):
+        """Direction d's part of dx = dz W_ih (all directions read the same x), and its
+        dW_ih = dz^T x, dW_hh = dz^T h_prev, db_ih = db_hh = sum dz."""
         xp = get_array_module(gz)
         directions, steps, batch, hidden = self.hs.shape
-        x2 = self.x.reshape(steps * batch, -1)
-        gx, grads = 0, []
-        for d, reverse in enumerate(self.reverse):
-            g = gz[d].reshape(steps * batch, 4 * hidden)
-            h_prev = xp.zeros_like(self.hs[d])      # the h each step read: the previous one in its order
-            if reverse:
-                h_prev[:-1] = self.hs[d, 1:]
-            else:
-                h_prev[1:] = self.hs[d, :-1]
-            gx = gx + g @ self.w_ih[d]
-            g_b = g.sum(axis=0)
-            grads += [g.T @ x2, g.T @ h_prev.reshape(steps * batch, hidden), g_b, g_b.copy()]
-        return (xp.ascontiguousarray(gx.reshape(self.x.shape)), *grads)
-
+        g = gz[d].reshape(steps * batch, 4 * hidden)
+        h_prev = xp.zeros_like(self.hs[d])          # the h each step read: the previous one in its order
+        if self.reverse[d]:
+            h_prev[:-1] = self.hs[d, 1:]
+        else:
+            h_prev[1:] = self.hs[d, :-1]
+        g_b = g.sum(axis=0)
+        return (g @ self.w_ih[d], g.T @ self.x.reshape(steps * batch, -1),
+                g.T @ h_prev.reshape(steps * batch, hidden), g_b, g_b.copy())
 
 def lstm(x, w_ih, w_hh, b_ih, b_hh, reverse=False):
     """One direction: x (T, B, I) -> (T, B, H)."""

@@ -2,9 +2,10 @@
 
 Each module holds plain loops compiled with ``numba.njit(parallel=True,
 cache=True)`` and the array-in, array-out functions around them, which the ops in
-``tinyseg.ops`` call from their ``forward_cpu`` / ``backward_cpu`` (``lstm.py`` is
-plain NumPy: one GEMM per step). A kernel's comment says how the work is split
-across threads and which backward formula it implements.
+``tinyseg.ops`` call from their ``forward_cpu`` / ``backward_cpu``. A kernel's comment
+says how the work is split across threads and which backward formula it implements;
+the few kernels compiled without ``parallel=True`` (``nogil=True`` instead) run side by
+side on tinyseg's own threads (``tinyseg.cpu_runtime.run_parallel``).
 """
 from ... import cpu_runtime
 
