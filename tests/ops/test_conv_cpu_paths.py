@@ -61,8 +61,7 @@ def test_gemm_in_bands_gradcheck(case):
     w = t64(rng, case["c_out"], case["c_in"], case["k"], case["k"])
     inputs = [x, w] + ([t64(rng, case["c_out"])] if case["bias"] else [])
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(conv, "DIRECT_MAX_CHANNEL_PAIRS", 0)
-        patch.setattr(conv, "DIRECT_ROW_TIERS", ())
+        patch.setattr(conv, "DIRECT_3X3", False)
         patch.setattr(conv, "COLUMN_BUDGET_BYTES", 8 * case["c_in"] * case["k"] ** 2)   # one-row bands
         assert ts.gradcheck(conv_fn(case["stride"], case["padding"], case["relu"]), inputs)
 
@@ -72,8 +71,7 @@ def run_both_paths(x, w, b, padding, relu, gy, monkeypatch):
     results = []
     for force_gemm in (False, True):
         if force_gemm:
-            monkeypatch.setattr(conv, "DIRECT_MAX_CHANNEL_PAIRS", 0)
-            monkeypatch.setattr(conv, "DIRECT_ROW_TIERS", ())
+            monkeypatch.setattr(conv, "DIRECT_3X3", False)
             monkeypatch.setattr(conv, "COLUMN_BUDGET_BYTES", 3 * x.shape[1] * 9 * x.shape[3] * x.itemsize)
         tensors = [ts.tensor(a, requires_grad=True) for a in (x, w, b)]
         y = F.conv2d(*tensors, padding=padding, relu=relu)
@@ -131,8 +129,7 @@ def test_gemm_in_bands_matches_torch(data, seed):
     arrays, a, b = conv_inputs(rng, (n, c_in, h, w), (c_out, c_in, k, k), c_out)
     out_w = (w + 2 * padding - k) // stride + 1
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(conv, "DIRECT_MAX_CHANNEL_PAIRS", 0)
-        patch.setattr(conv, "DIRECT_ROW_TIERS", ())
+        patch.setattr(conv, "DIRECT_3X3", False)
         patch.setattr(conv, "COLUMN_BUDGET_BYTES", rows_per_band * c_in * k * k * out_w * 8)
         y = F.conv2d(a["x"], a["weight"], a["bias"], stride=stride, padding=padding, relu=True)
         y_ref = TF.relu(TF.conv2d(b["x"], b["weight"], b["bias"], stride=stride, padding=padding))

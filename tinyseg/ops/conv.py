@@ -15,9 +15,8 @@ scratch matrix exceeds ``GPU_COLUMN_BUDGET_BYTES``.
 
 The CPU has two paths (``Conv2d.forward_cpu``):
 
-* 3x3, stride 1, with few channels (the full-resolution layers) or up to 128 -> 128
-  channels on long rows: a direct convolution (``cpu/direct.py``) with no column
-  matrix at all, since moving nine copies of a thin input costs more than the products;
+* 3x3, stride 1 (every VGG convolution): a direct convolution (``cpu/direct.py``) with no
+  column matrix at all, four output channels per pass over long flat bands of rows;
 * otherwise im2col + GEMM, one image and one band of output rows at a time
   (``cpu/im2col.py``): the band's columns fit in ``COLUMN_BUDGET_BYTES`` of workspace
   that is reused from call to call, and each GEMM writes straight into the image's
@@ -46,12 +45,11 @@ from .cpu import im2col as cpu_im2col
 # a step's peak memory near that of its activations.
 COLUMN_BUDGET_BYTES = 4 * 2 ** 20
 
-# The CPU's direct 3x3 kernel beats im2col + GEMM for few channels at any width, and for
-# more channels on rows long enough to fill its vectors: (shortest output row, most
-# C_in * C_out pairs) per tier. The GEMM wins on short rows of many channels
-# (docs/03-convolution.md has the measurements).
-DIRECT_MAX_CHANNEL_PAIRS = 512
-DIRECT_ROW_TIERS = ((32, 32 * 64), (64, 128 * 128))
+# Every 3x3, stride-1 convolution runs on the CPU's direct kernel: forward and backward it
+# beats im2col + GEMM (numpy's BLAS) from the small preset's 1 -> 8 channels at 256x256 to
+# the paper preset's 512 -> 512 at 50x62, where the two are level (docs/03-convolution.md has
+# the measurements). False sends them to the GEMM path, as every other convolution.
+DIRECT_3X3 = True
 
 # Transposed convolutions with kernel rows at least this long (H-ReNet's 64x64 upsampling)
 # run on the CPU's direct kernel: its kernel rows are long vectorised multiply-adds, where
@@ -133,12 +131,8 @@ class Conv2d(Function):
         return out_h, out_w
 
     def direct_cpu(self, x, weight):
-        """Whether the CPU runs this convolution with the direct kernel (see the module docstring)."""
-        if weight.shape[2:] != (3, 3) or self.stride != 1 or self.padding > 2:
-            return False
-        pairs, out_w = weight.shape[0] * weight.shape[1], x.shape[3] + 2 * self.padding - 2
-        return pairs <= DIRECT_MAX_CHANNEL_PAIRS or any(out_w >= row and pairs <= most
-                                                        for row, most in DIRECT_ROW_TIERS)
+        """Whether the CPU runs this convolution with the direct kernel: 3x3, stride 1, padding <= 2."""
+        return DIRECT_3X3 and weight.shape[2:] == (3, 3) and self.stride == 1 and self.padding <= 2
 
     def forward_cpu(self, x, weight, bias=None):
         out_h, out_w = self.output_hw(x, weight, bias)
