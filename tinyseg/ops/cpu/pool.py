@@ -58,9 +58,9 @@ def max_pool_forward_2x2(x, y, argmax):
     # each row reads its two input rows and writes only its own output row.
     # The window of output ox is top[2ox], top[2ox+1], bottom[2ox], bottom[2ox+1]: the
     # scan of max_pool_forward unrolled, one select chain in row-major order, so a value
-    # replaces the running maximum only when strictly larger (or the first NaN). With no loop over the
-    # window and no branch left, LLVM vectorises the loop along the output row (even and
-    # odd columns are de-interleaved with shuffles). The argmax is the window's corner
+    # replaces the running maximum only when strictly larger (or the first NaN). With no
+    # loop over the window and no branch left, LLVM vectorises the loop along the output
+    # row (even and odd columns are de-interleaved with shuffles). The argmax is the window's corner
     # plus the winner's offset: 0, 1, W or W + 1. Floor mode needs nothing special: the
     # last row or column of an odd H or W is simply never read.
     planes, h, w = x.shape
