@@ -11,9 +11,10 @@ kernels read the rows of a zero-padded copy of the input in place instead:
 with xp the input padded by p on every side. For one input channel, the nine taps of
 four output channels are one loop body whose index runs along a band of flattened rows
 (contiguous in xp and in a scratch band of sums): LLVM vectorises it, keeps the 36
-weights in registers and reads each input value once for the four channels. ``fastmath={"contract"}`` lets it fuse the multiply-adds, and
-the weight gradient's row sums also get ``"reassoc"`` (the order of a sum); no flag that
-changes NaN or Inf is set. The padded copies go into reused workspace buffers.
+weights in registers and reads each input value once for the four channels.
+``fastmath={"contract"}`` lets it fuse the multiply-adds, and the weight gradient's sums
+also get ``"reassoc"`` (the order of a sum); no flag that changes NaN or Inf is set. The
+padded copies go into reused workspace buffers.
 
 Stride 1, 3x3 kernels (every 3x3 convolution of H-ReNet). The input gradient is then the
 same kernel run on dZ, padded by 2 - p, with the weights flipped and transposed:

@@ -9,7 +9,8 @@ Why kernels: written in NumPy, a step is a (B, H) @ (H, 4H) product plus about f
 small elementwise calls, and for the hidden sizes of H-ReNet (32 to 256) the time went
 into the calls, not the arithmetic. ``forward_kernel`` and ``backward_kernel`` run every
 step of one direction, for a run of batch rows, in one call: the recurrent product as one
-np.dot per step (scipy's BLAS), then the gate math of the step fused into one pass. Sequences (batch rows) never interact, so the work splits
+np.dot per step (scipy's BLAS), then the gate math of the step fused into one pass.
+Sequences (batch rows) never interact, so the work splits
 into independent pieces, one per (direction, run of rows) (``pieces``), which
 ``sweep_forward`` / ``sweep_backward`` run side by side with ``cpu_runtime.run_parallel``:
 the kernels are compiled with ``nogil=True`` and without ``parallel=True``.
