@@ -29,7 +29,6 @@ Transposed convolutions with long kernel rows also have a direct CPU kernel.
 from __future__ import annotations
 
 import functools
-import threading
 
 import numpy as np
 
@@ -200,13 +199,14 @@ class Conv2d(Function):
                 gx = direct.input_grad(gz, self.weight, self.padding).astype(self.x.dtype, copy=False)
             return with_bias_grad(self.needs_grad, gx, gw, lambda: channel_sums)
         # Band by band: dW += dZ_band cols_band^T, dcols_band = W^T dZ_band, dx += col2im(dcols_band).
-        # Bands run side by side: each thread sums its own share of dW, and since two bands of
-        # an image may add onto the same input rows, one band per image adds to dx at a time.
+        # Images run side by side, each thread summing its own share of dW (added up in a fixed
+        # order after). The bands of one image stay in one thread: two of them may add onto the
+        # same input rows, and the order of those additions must not depend on the threads'
+        # timing, or two runs of the same training would differ in the last bits.
         w = self.weight.reshape(c_out, -1)
         dtype = np.result_type(self.x, self.weight)
         gx = np.zeros(self.x.shape, dtype=dtype) if self.needs_grad[0] else None
         bands, nbytes = self.bands(self.x, self.weight, out_h, out_w, dtype)
-        image_locks = [threading.Lock() for _ in range(n)]
         one_by_one = (kh, kw, self.stride, self.padding) == (1, 1, 1, 0)
 
         def backward_bands(share):
@@ -224,12 +224,11 @@ class Conv2d(Function):
                 elif gx is not None:
                     gcols = gcols_buffer[:w.shape[1] * gz_band.shape[1]].reshape(w.shape[1], -1)
                     np.matmul(w.T, gz_band, out=gcols)
-                    with image_locks[b]:
-                        cpu_im2col.col2im_band_add(gcols, gx, b, row0, rows, kh, kw, self.stride, self.padding,
-                                                   out_w)
+                    cpu_im2col.col2im_band_add(gcols, gx, b, row0, rows, kh, kw, self.stride, self.padding, out_w)
             return gw
 
-        shares = cpu_runtime.split(bands, cpu_runtime.threads())
+        images = cpu_runtime.split(range(n), cpu_runtime.threads())
+        shares = [[band for band in bands if band[0] in share] for share in images]
         partial_gws = cpu_runtime.run_parallel(functools.partial(backward_bands, share) for share in shares)
         gw = sum(partial_gws[1:], partial_gws[0]).reshape(self.weight.shape) if self.needs_grad[1] else None
         return with_bias_grad(self.needs_grad, gx, gw, lambda: channel_sums)

@@ -171,7 +171,9 @@ def weight_grad_kernel(xp, gz_flat, band_rows, parts):
         part = parts[unit]
         part[:] = 0
         b, o0 = unit // bands, unit % bands * band_rows
-        start, length = o0 * wp, min(band_rows, out_h - o0) * wp
+        # the band's flat positions, without the last row's zero tail (the windows of those
+        # positions would reach past the end of the padded plane)
+        start, length = o0 * wp, (min(band_rows, out_h - o0) - 1) * wp + wp - 2
         for co in range(0, c_out, 2):
             g = gz_flat[b, co, start:start + length]
             h = gz_flat[b, co + 1, start:start + length] if co + 1 < c_out else zero_row[:length]

@@ -152,9 +152,9 @@ def im2col_band_kernel(x, b, row0, rows, kh, kw, stride, padding, out_h, out_w, 
 def col2im_band_kernel(cols, image, b, row0, rows, kh, kw, stride, padding, out_w):
     # As col2im_kernel for one image and a band of output rows, but *adding* onto the image:
     # neighbouring bands read overlapping input rows, so each band adds its share.
-    # Threads: none here; bands run side by side on tinyseg's pool, and since two bands of
-    # one image may add onto the same input rows, the caller lets one band of an image add
-    # at a time (a lock per image). Each (channel, input row) pair gathers into its row.
+    # Threads: none here; images run side by side on tinyseg's pool, the bands of one image
+    # in one thread and in order (two of them may add onto the same input rows). Each
+    # (channel, input row) pair gathers into its row.
     _, c, h, w = image.shape
     y_first = max(0, row0 * stride - padding)
     y_last = min(h, (row0 + rows - 1) * stride - padding + kh)

@@ -185,9 +185,11 @@ def sweep_forward(x, w_ih, w_hh, bias, reverse):
     its part of ``gates``, then runs ``forward_kernel`` over them."""
     steps, batch, n_in = x.shape
     directions, four_h, hidden = w_hh.shape
-    gates = np.empty((directions, steps, batch, four_h), x.dtype)
-    cells, tanh_cells, hs = (np.empty((directions, steps, batch, hidden), x.dtype) for _ in range(3))
-    w_hh_t = np.ascontiguousarray(w_hh.transpose(0, 2, 1))
+    dtype = np.result_type(x, w_ih, w_hh, bias)      # mixed precisions promote, as NumPy would
+    x, w_ih, bias = (a.astype(dtype, copy=False) for a in (x, w_ih, bias))
+    gates = np.empty((directions, steps, batch, four_h), dtype)
+    cells, tanh_cells, hs = (np.empty((directions, steps, batch, hidden), dtype) for _ in range(3))
+    w_hh_t = np.ascontiguousarray(w_hh.transpose(0, 2, 1), dtype=dtype)
 
     def run(d, first, last):
         if last - first == batch:      # the whole batch: one (T*B, I) @ (I, 4H) GEMM
@@ -203,10 +205,12 @@ def sweep_forward(x, w_ih, w_hh, bias, reverse):
 def sweep_backward(gh, w_hh, gates, cells, tanh_cells, reverse):
     """gh (D, T, B, H), the gradients of the hidden states -> gz = dL/dz (D, T, B, 4H)."""
     directions, steps, batch, hidden = gh.shape
-    gz = np.empty_like(gates)
-    dh, dc = np.empty((directions, batch, hidden), gh.dtype), np.empty((directions, batch, hidden), gh.dtype)
-    gh = np.ascontiguousarray(gh)
-    w_hh = np.ascontiguousarray(w_hh)
+    dtype = np.result_type(gh, w_hh, gates)
+    gz = np.empty(gates.shape, dtype)
+    dh, dc = np.empty((directions, batch, hidden), dtype), np.empty((directions, batch, hidden), dtype)
+    gh = np.ascontiguousarray(gh, dtype=dtype)
+    w_hh = np.ascontiguousarray(w_hh, dtype=dtype)
+    gates, cells, tanh_cells = (np.ascontiguousarray(a, dtype=dtype) for a in (gates, cells, tanh_cells))
 
     def run(d, first, last):
         backward_kernel(gh[d], w_hh[d], gates[d], cells[d], tanh_cells[d], reverse[d], first, last, gz[d],
