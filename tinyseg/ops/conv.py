@@ -187,6 +187,14 @@ class Conv2d(Function):
     def backward_cpu(self, gy):
         n, c_out, out_h, out_w = gy.shape
         kh, kw = self.weight.shape[2:]
+        if self.direct_cpu(self.x, self.weight) and self.padding == 1:
+            # dZ (through the ReLU when fused) written once, padded by one, in the layout both
+            # direct backward kernels read; its sums are dBias
+            gzp, channel_sums = epilogue.mask_and_sum_padded(gy, self.y)
+            gx, gw = direct.backward_padding_one(self.x, self.weight, gzp, self.needs_grad[0], self.needs_grad[1])
+            gx = None if gx is None else gx.astype(self.x.dtype, copy=False)
+            gw = None if gw is None else gw.astype(self.weight.dtype, copy=False)
+            return with_bias_grad(self.needs_grad, gx, gw, lambda: channel_sums)
         mask = None if self.y is None else self.y.reshape(n, c_out, -1)
         # dZ, through the ReLU when fused, in the (N, C_out, L) layout of dY; its sums are dBias
         gz, channel_sums = epilogue.mask_and_sum(gy.reshape(n, c_out, out_h * out_w), mask)

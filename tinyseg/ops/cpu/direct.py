@@ -151,11 +151,12 @@ def add_nine(k, s0, s1, s2, s3, s4, s5, s6, s7, s8):
 
 
 @njit(parallel=True, cache=True, fastmath=FAST)
-def weight_grad_kernel(xp, gz_flat, band_rows, parts):
+def weight_grad_kernel(xp, gz_flat, offset, band_rows, parts):
     # parts (P, C_out, C_in, 3, 3), float64: part u holds dW summed over unit u, a band of
-    # band_rows output rows of one image; the caller adds the parts. gz_flat (N, C_out,
-    # Ho*Wp) is dZ in the flat rows of the padded input (row stride Wp, zeros in the two
-    # positions past each row's end), so that, as in conv3x3_kernel, a band is one long loop:
+    # band_rows output rows of one image; the caller adds the parts. gz_flat[:, :, offset:]
+    # is dZ in the flat rows of the padded input (row stride Wp, zeros in the two positions
+    # past each row's end; offset Wp + 1 when gz_flat is dZ padded by one, whose border
+    # supplies those zeros), so that, as in conv3x3_kernel, a band is one long loop:
     #     dW[co, c, i, j] += sum over t of dZflat[co, t] * xp_flat[c, t + i*Wp + j].
     # Threads: prange over the units, so no two threads write the same partial sum. Per pair
     # of output channels and input channel, one pass along the band accumulates the eighteen
@@ -175,8 +176,8 @@ def weight_grad_kernel(xp, gz_flat, band_rows, parts):
         # positions would reach past the end of the padded plane)
         start, length = o0 * wp, (min(band_rows, out_h - o0) - 1) * wp + wp - 2
         for co in range(0, c_out, 2):
-            g = gz_flat[b, co, start:start + length]
-            h = gz_flat[b, co + 1, start:start + length] if co + 1 < c_out else zero_row[:length]
+            g = gz_flat[b, co, offset + start:offset + start + length]
+            h = gz_flat[b, co + 1, offset + start:offset + start + length] if co + 1 < c_out else zero_row[:length]
             for c in range(c_in):
                 x0 = xp[b, c].reshape(-1)[start:]      # shifted rows as slices (see conv3x3_kernel)
                 x1 = x0[wp:]
@@ -271,18 +272,40 @@ def input_grad(gz, w, padding):
 
 def weight_grad(x, gz, padding):
     """dW (C_out, C_in, 3, 3) of a stride-1 3x3 convolution, from its input and dZ."""
-    xp = pad(x, padding)
     n, c_out, out_h, out_w = gz.shape
-    wp = xp.shape[3]
+    wp = x.shape[3] + 2 * padding
     size = n * c_out * out_h * wp
     gz_flat = workspace.get("dz_flat", size * gz.itemsize, gz.dtype)[:size].reshape(n, c_out, out_h * wp)
     flat_rows_kernel(np.ascontiguousarray(gz), wp, gz_flat)
+    return weight_grad_flat(x, gz_flat, 0, out_h, padding)
+
+
+def weight_grad_flat(x, gz_flat, offset, out_h, padding):
+    """dW from the input and dZ in flat padded rows (``weight_grad_kernel``)."""
+    n, c_out = gz_flat.shape[:2]
     # bands: about four units per thread, for balance
     bands_per_image = -(-4 * numba.get_num_threads() // max(1, n))
     rows = max(1, -(-out_h // bands_per_image))
     parts = np.empty((n * -(-out_h // rows), c_out, x.shape[1], 3, 3), dtype=np.float64)
-    weight_grad_kernel(xp, gz_flat, rows, parts)
+    weight_grad_kernel(pad(x, padding), gz_flat, offset, rows, parts)
     return parts.sum(axis=0).astype(x.dtype)
+
+
+def backward_padding_one(x, w, gzp, needs_x, needs_w):
+    """(dx, dW) of a stride-1 3x3 convolution with padding 1, from dZ padded by one, gzp
+    (N, C_out, Ho+2, Wo+2): the input gradient's kernel reads it as its padded input, and its
+    flat rows from offset Wp + 1 are the weight gradient's dZ rows with their zero tails, so
+    neither pass copies dZ again."""
+    gx = gw = None
+    n, c_out, hp, wp = gzp.shape
+    if needs_w:
+        gw = weight_grad_flat(x, gzp.reshape(n, c_out, hp * wp), wp + 1, hp - 2, 1)
+    if needs_x:
+        flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), dtype=gzp.dtype)
+        gx = np.empty((n, flipped.shape[0], hp - 2, wp - 2), dtype=gzp.dtype)
+        conv3x3_kernel(gzp, flipped, np.zeros(0, gzp.dtype), False,
+                       band_rows(flipped.shape[0], hp - 2, wp, gzp.itemsize), gx)
+    return gx, gw
 
 
 

@@ -65,3 +65,46 @@ def mask_and_sum(gy, y=None):
     relu = y is not None
     mask_and_sum_kernel(np.ascontiguousarray(gy), np.ascontiguousarray(y) if relu else gy, relu, gz, sums)
     return gz, sums.astype(gy.dtype)
+
+
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
+def mask_and_sum_padded_kernel(gy, y, relu, gzp, channel_sums):
+    # As mask_and_sum_kernel, but dZ goes into gzp (N, C, Ho+2, Wo+2) with a border of zeros:
+    # the layout in which the direct 3x3 kernels read it (padded input of the input
+    # gradient, flat rows of the weight gradient). Threads: prange over channels.
+    n, channels, out_h, out_w = gy.shape
+    for c in prange(channels):
+        total = 0.0
+        for b in range(n):
+            plane = gzp[b, c]
+            plane[0] = 0
+            plane[out_h + 1] = 0
+            for o in range(out_h):
+                src, dst = gy[b, c, o], plane[o + 1]
+                dst[0] = 0
+                dst[out_w + 1] = 0
+                inside = dst[1:out_w + 1]
+                if relu:
+                    mask = y[b, c, o]
+                    for q in range(out_w):
+                        v = src[q] if mask[q] > 0 else src.dtype.type(0)
+                        inside[q] = v
+                        total += v
+                else:
+                    for q in range(out_w):
+                        inside[q] = src[q]
+                        total += src[q]
+        channel_sums[c] = total
+
+
+def mask_and_sum_padded(gy, y=None):
+    """(dZ padded by one, its per-channel sums) from dY (N, C, Ho, Wo), masked where y <= 0 with
+    the ReLU's output y. dZ lives in the "dz" workspace buffer: it is valid until the next call."""
+    n, c, out_h, out_w = gy.shape
+    shape = (n, c, out_h + 2, out_w + 2)
+    size = n * c * shape[2] * shape[3]
+    gzp = workspace.get("dz", size * gy.itemsize, gy.dtype)[:size].reshape(shape)
+    sums = np.empty(c, dtype=np.float64)
+    relu = y is not None
+    mask_and_sum_padded_kernel(np.ascontiguousarray(gy), np.ascontiguousarray(y) if relu else gy, relu, gzp, sums)
+    return gzp, sums.astype(gy.dtype)
