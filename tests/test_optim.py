@@ -86,3 +86,48 @@ def test_sgd_trains_a_small_model():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.3 * losses[0]
+
+
+def reference_step(kind, w, g, state, lr, t, momentum=0.9, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    """The update rules as float64 array expressions (the GPU path's form)."""
+    g = g + weight_decay * w
+    if kind == "sgd":
+        state["v"] = momentum * state["v"] - lr * g
+        return w + state["v"]
+    b1, b2 = betas
+    state["m"] = b1 * state["m"] + (1 - b1) * g
+    state["v"] = b2 * state["v"] + (1 - b2) * g * g
+    return w - lr * (state["m"] / (1 - b1 ** t)) / (np.sqrt(state["v"] / (1 - b2 ** t)) + eps)
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 2e-5)])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_the_fused_cpu_updates_follow_the_formulas(kind, dtype, rtol, weight_decay):
+    rng = np.random.default_rng(5)
+    shapes = [(3, 4, 3, 3), (7,), (2, 5)]
+    params = [nn.Parameter(rng.standard_normal(s).astype(dtype)) for s in shapes]
+    make = optim.SGD if kind == "sgd" else optim.Adam
+    opt = make(params, lr=0.05, weight_decay=weight_decay)
+    weights = [p.data.astype(np.float64) for p in params]
+    states = [{"v": np.zeros(s), "m": np.zeros(s)} for s in shapes]
+    for t in range(1, 6):
+        grads = [rng.standard_normal(s).astype(dtype) for s in shapes]
+        for p, g in zip(params, grads):
+            p.grad = g
+        opt.step()
+        weights = [reference_step(kind, w, g.astype(np.float64), st, 0.05, t, weight_decay=weight_decay)
+                   for w, g, st in zip(weights, grads, states)]
+        for p, w in zip(params, weights):
+            assert p.data.dtype == dtype
+            np.testing.assert_allclose(p.data, w, rtol=rtol, atol=rtol)
+
+
+def test_a_parameter_that_is_not_contiguous_takes_the_array_path():
+    base = np.arange(12, dtype=np.float64).reshape(3, 4)
+    p = nn.Parameter(base)
+    p.data = base[:, ::2]                      # a strided view: no flat view of it exists
+    opt = optim.Adam([p], lr=0.1)
+    p.grad = np.ones((3, 2))
+    opt.step()
+    np.testing.assert_allclose(base[:, ::2], np.arange(12, dtype=np.float64).reshape(3, 4)[:, ::2] - 0.1 / (1 + 1e-8))
