@@ -7,7 +7,7 @@ import sys
 
 CODE = """
 import os, numpy as np, numba, tinyseg as ts, tinyseg.functional as F
-F.conv2d(ts.tensor(np.ones((1, 1, 8, 8))), ts.tensor(np.ones((2, 1, 3, 3))), padding=1)
+F.conv2d(ts.tensor(np.ones((1, 8, 128, 128))), ts.tensor(np.ones((8, 8, 3, 3))), padding=1)   # large: parallel
 print(numba.threading_layer(), os.environ.get("OMP_WAIT_POLICY"), os.environ.get("OPENBLAS_THREAD_TIMEOUT"))
 """
 
@@ -125,3 +125,29 @@ def test_freed_memory_is_kept_for_reuse_unless_the_user_opts_out():
     # 10 steps of 40 MiB fault in up to 10 * 10240 pages where freed blocks go back to the system
     assert faults({}) < 500
     assert faults({"TINYSEG_CPU_DEFAULTS": "0"}) > 5000
+
+
+def test_small_calls_run_serially_and_large_ones_in_parallel(monkeypatch):
+    from tinyseg.ops.cpu import launch, pool
+    calls = []
+    kernel = pool.max_pool_forward_2x2
+    monkeypatch.setattr(kernel, "serial", lambda *a: calls.append("serial"))
+    monkeypatch.setattr(kernel, "parallel", lambda *a: calls.append("parallel"))
+    for planes in (1, 64):           # 1x64x64 input elements, then 64x64x64 (above SERIAL_BELOW)
+        x = np.zeros((planes, 64, 64))
+        kernel(x, np.zeros((planes, 32, 32)), np.zeros((planes, 32, 32), np.int32))
+    assert calls == ["serial", "parallel"] and 64 * 64 < launch.SERIAL_BELOW <= 64 ** 3
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 6, 8), (8, 16, 64, 64)])
+def test_the_serial_and_parallel_kernels_agree_bit_for_bit(shape):
+    from tinyseg.ops.cpu import direct
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal((5, shape[1], 3, 3)).astype(np.float32)
+    xp = direct.pad(x, 1).copy()
+    ys = [np.empty((shape[0], 5) + shape[2:], np.float32) for _ in range(2)]
+    band = direct.band_rows(5, shape[2], shape[3] + 2, 4)
+    direct.conv3x3_kernel.serial(xp, w, np.zeros(0, np.float32), True, band, ys[0])
+    direct.conv3x3_kernel.parallel(xp, w, np.zeros(0, np.float32), True, band, ys[1])
+    np.testing.assert_array_equal(ys[0], ys[1])

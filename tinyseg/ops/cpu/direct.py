@@ -31,9 +31,16 @@ import numpy as np
 from numba import njit, prange
 
 from . import workspace
+from .launch import kernel
 
 CONTRACT = {"contract"}
 FAST = {"contract", "reassoc"}
+
+
+def multiply_adds(outputs, c_in):
+    """A 3x3 kernel's work in ``launch`` units: 9 * C_in multiply-adds per output value, 16 of
+    which take about as long as streaming one element."""
+    return outputs * c_in * 9 // 16
 
 
 @njit(inline="always")
@@ -42,7 +49,7 @@ def nine(w):
     return (w[0, 0], w[0, 1], w[0, 2], w[1, 0], w[1, 1], w[1, 2], w[2, 0], w[2, 1], w[2, 2])
 
 
-@njit(parallel=True, cache=True)
+@kernel()
 def pad_kernel(x, p, xp):
     # xp (N, C, H+2p, W+2p) = x with a border of p zeros. Threads: prange over the N*C planes.
     n, c, h, w = x.shape
@@ -56,7 +63,7 @@ def pad_kernel(x, p, xp):
         plane[p:p + h, p:p + w] = x[b, ch]
 
 
-@njit(parallel=True, cache=True, fastmath=CONTRACT)
+@kernel(work=lambda xp, w, bias, relu, band_rows, y: multiply_adds(y.size, w.shape[1]), fastmath=CONTRACT)
 def conv3x3_kernel(xp, w, bias, relu, band_rows, y):
     # y (N, C_out, Ho, Wo) = w (C_out, C_in, 3, 3) cross-correlated with the padded input
     # xp (N, C_in, Ho+2, Wp = Wo+2), plus bias (empty: none), then ReLU if asked.
@@ -150,7 +157,7 @@ def add_nine(k, s0, s1, s2, s3, s4, s5, s6, s7, s8):
     k[2, 2] += s8
 
 
-@njit(parallel=True, cache=True, fastmath=FAST)
+@kernel(work=lambda xp, gz, offset, band_rows, parts: multiply_adds(gz.size, xp.shape[1]), fastmath=FAST)
 def weight_grad_kernel(xp, gz_flat, offset, band_rows, parts):
     # parts (P, C_out, C_in, 3, 3), float64: part u holds dW summed over unit u, a band of
     # band_rows output rows of one image; the caller adds the parts. gz_flat[:, :, offset:]
@@ -219,7 +226,7 @@ def weight_grad_kernel(xp, gz_flat, offset, band_rows, parts):
                     add_nine(part[co + 1, c], u0, u1, u2, u3, u4, u5, u6, u7, u8)
 
 
-@njit(parallel=True, cache=True)
+@kernel()
 def flat_rows_kernel(gz, wp, out):
     # out (N, C, Ho*Wp): each row of gz (N, C, Ho, Wo) followed by Wp - Wo zeros.
     # Threads: prange over the N*C planes.
@@ -331,7 +338,7 @@ def kernel_span(start, size, k):
     return max(0, -start), min(k, size - start)
 
 
-@njit(parallel=True, cache=True, fastmath=CONTRACT)
+@kernel(fastmath=CONTRACT)
 def transpose_forward_kernel(x, w, bias, stride, padding, y):
     # Threads: prange over the N*C_out*Ho output rows; a thread owns its row, starts it at the
     # bias and adds the kernel rows of every input pixel whose stretch lands on it.
@@ -358,7 +365,7 @@ def transpose_forward_kernel(x, w, bias, stride, padding, y):
                         seg[q] += v * kseg[q]
 
 
-@njit(parallel=True, cache=True, fastmath=FAST)
+@kernel(fastmath=FAST)
 def transpose_input_grad_kernel(gy, w, stride, padding, gx):
     # Threads: prange over the N*C_in*H input rows; each value is a sum of dot products of
     # kernel rows with the stretches of dy they painted.
@@ -382,7 +389,7 @@ def transpose_input_grad_kernel(gy, w, stride, padding, gx):
             gx[b, ci, hi, wi] = total
 
 
-@njit(parallel=True, cache=True, fastmath=CONTRACT)
+@kernel(fastmath=CONTRACT)
 def transpose_weight_grad_kernel(x, gy, stride, padding, gw):
     # Threads: prange over the C_in*C_out*kh kernel rows; a thread owns its row of dw and adds,
     # for every input pixel, that pixel times the stretch of dy its kernel row painted.

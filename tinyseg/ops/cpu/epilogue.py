@@ -8,9 +8,10 @@ import numpy as np
 from numba import njit, prange
 
 from . import workspace
+from .launch import kernel
 
 
-@njit(parallel=True, cache=True)
+@kernel()
 def bias_relu_kernel(y, bias, relu):
     # y[n, c, :] += bias[c], then max(., 0) when relu, in place. An empty bias adds nothing.
     # Threads: prange over the N*C rows.
@@ -24,7 +25,7 @@ def bias_relu_kernel(y, bias, relu):
             row[q] = 0 if (relu and v <= 0) else v      # NaN passes through, as it must
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@kernel(fastmath={"reassoc"})
 def mask_and_sum_kernel(gy, y, relu, gz, channel_sums):
     # gz = gy * (y > 0) when relu (the ReLU's backward: the gradient passes where the output
     # is positive), else gy; channel_sums[c] = sum of gz[:, c] (the bias gradient: the bias
@@ -67,7 +68,7 @@ def mask_and_sum(gy, y=None):
     return gz, sums.astype(gy.dtype)
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@kernel(fastmath={"reassoc"})
 def mask_and_sum_padded_kernel(gy, y, relu, gzp, channel_sums):
     # As mask_and_sum_kernel, but dZ goes into gzp (N, C, Ho+2, Wo+2) with a border of zeros:
     # the layout in which the direct 3x3 kernels read it (padded input of the input

@@ -22,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .launch import kernel
+
 
 def im2col(x, kh, kw, stride, padding, out_h, out_w):
     """(N, C, H, W) -> cols (C*kh*kw, N, Ho*Wo)."""
@@ -47,7 +49,7 @@ def inside_range(offset, size, stride, padding, out_size):
     return lo, hi
 
 
-@njit(parallel=True, cache=True)
+@kernel()
 def im2col_kernel(x, cols, kh, kw, stride, padding, out_h, out_w):
     # Threads: prange over the rows of the column matrix, one per (c, i, j) and image
     # (C*kh*kw * N rows), so even one image with one channel gives kh*kw independent rows
@@ -72,7 +74,7 @@ def im2col_kernel(x, cols, kh, kw, stride, padding, out_h, out_w):
                                             x0:x0 + (right - left - 1) * stride + 1:stride]
 
 
-@njit(parallel=True, cache=True)
+@kernel()
 def col2im_kernel(cols, image, kh, kw, stride, padding, out_h, out_w):
     # The adjoint: image[n, c, y, x] = sum of the column entries that were read from (y, x).
     # Threads: prange over the image rows of every plane (N * C * H rows). A thread owns its

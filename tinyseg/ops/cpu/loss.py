@@ -22,6 +22,8 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
+from .launch import kernel
+
 BLOCK = 4096   # pixels per unit of parallel work; a block's logits stay in cache
 
 
@@ -244,7 +246,7 @@ def forward_block(logits, target, weight, softmax, pixel_loss, pixel_weight, k, 
             e[p] *= s1[p]
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def cross_entropy_forward(logits, target, weight, softmax, pixel_loss, pixel_weight, top, first, rest):
     # Threads: prange over the rows of the scratch arrays top, first and rest (W workers,
     # W = top.shape[0], the thread count); worker w takes blocks w, w + W, w + 2W, ...
@@ -294,7 +296,7 @@ def backward_block(softmax, target, weight, scale, grad, k, start, size, ps, o):
             g[p] = (minus_o if t[p] == c else s_p) * ps[p]
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@kernel(error_model="numpy")
 def cross_entropy_backward(softmax, target, weight, scale, grad, pixel_scale, others):
     # Backward: d loss / d z[c] = w[t] * scale * (softmax[c] - onehot(t)[c]), with
     # scale = upstream gradient / sum of w[t] over all pixels (scale[0], in the logits'

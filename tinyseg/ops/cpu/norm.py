@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .launch import kernel
+
 BLOCK = 4096   # pixels per unit of work; a float64 block (32 KiB) stays in the L1/L2 cache
 
 
@@ -57,7 +59,7 @@ def unit_span(u, c, blocks, p):
     return row // c, row % c, b * BLOCK, min(p, (b + 1) * BLOCK)
 
 
-@njit(parallel=True, cache=True)
+@kernel()
 def channel_stats(x, mean, var):
     # Threads: prange over the units; one thread then merges each channel's N * blocks
     # partial results (a few thousand values in all: microseconds, cheaper than
@@ -92,7 +94,7 @@ def channel_stats(x, mean, var):
         var[ch] = m2 / count
 
 
-@njit(parallel=True, cache=True)
+@kernel()
 def normalize(x, mean, inv_std, weight, bias, y):
     # y = (x - mean) * inv_std * weight + bias, computed in float64 and rounded once
     # into y's dtype; weight * inv_std is formed once per unit. Threads: prange over
@@ -109,7 +111,7 @@ def normalize(x, mean, inv_std, weight, bias, y):
             ys[i] = (xs[i] - m) * scale + shift
 
 
-@njit(parallel=True, cache=True)
+@kernel()
 def backward_sums(gy, x, mean, inv_std, sum_gy, sum_gy_xhat):
     # The two per-channel sums every gradient is made of: sum(gy) (= d bias) and
     # sum(gy * x_hat) (= d weight), with x_hat = (x - mean) * inv_std recomputed here;
@@ -133,7 +135,7 @@ def backward_sums(gy, x, mean, inv_std, sum_gy, sum_gy_xhat):
         sum_gy_xhat[ch] = total_gy_xc * inv_std[ch]
 
 
-@njit(parallel=True, cache=True)
+@kernel()
 def backward_input(gy, x, mean, inv_std, scale, mean_gy, mean_gy_xhat, gx):
     # dx = scale * (gy - mean_gy - x_hat * mean_gy_xhat), x_hat = (x - mean) * inv_std,
     # per channel scale = weight * inv_std. In training, mean_gy and mean_gy_xhat are

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from numba import njit, prange
 
+from .launch import kernel
+
 
 @njit(inline="always")
 def replaces(value, best):
@@ -23,7 +25,7 @@ def replaces(value, best):
     return ((value > best) | (value != value)) & (best == best)
 
 
-@njit(parallel=True, cache=True)
+@kernel()
 def max_pool_forward(x, y, argmax, kh, kw, sh, sw):
     # Threads: prange over the output rows of all planes (planes * Ho rows), so a batch
     # of one image keeps every thread busy; each row reads only its own kh input rows.
@@ -50,7 +52,7 @@ def max_pool_forward(x, y, argmax, kh, kw, sh, sw):
             argmax[p, oy, ox] = best_at
 
 
-@njit(parallel=True, cache=True)
+@kernel()
 def max_pool_forward_2x2(x, y, argmax):
     # The 2x2, stride-2 pool of every encoder block, as max_pool_forward(x, y, argmax, 2, 2, 2, 2)
     # computes it: same values, same argmax, same rules for ties and NaNs.
@@ -81,7 +83,7 @@ def max_pool_forward_2x2(x, y, argmax):
             argmax_row[ox] = 2 * oy * w + 2 * ox + offset
 
 
-@njit(parallel=True, cache=True)
+@kernel()
 def max_pool_backward(gy, argmax, gx):
     # Backward: gx[q] = sum of gy over the windows whose maximum sits at q, zero elsewhere.
     # Threads: prange over planes (N * C of them): each thread zeroes its plane of gx and
@@ -99,7 +101,7 @@ def max_pool_backward(gy, argmax, gx):
                 plane[argmax[p, oy, ox]] += gy[p, oy, ox]
 
 
-@njit(parallel=True, cache=True)
+@kernel()
 def max_pool_backward_disjoint(gy, argmax, gx, sh):
     # Backward when windows do not overlap (stride >= kernel on both axes, sh the row
     # stride): every input pixel lies in at most one window, so gx is gy at each window's
@@ -122,7 +124,7 @@ def max_pool_backward_disjoint(gy, argmax, gx, sh):
             plane[argmax[p, oy, ox]] = gy[p, oy, ox]
 
 
-@njit(parallel=True, cache=True)
+@kernel()
 def max_pool_backward_2x2(gy, argmax, gx):
     # The backward of max_pool_forward_2x2, as max_pool_backward_disjoint(gy, argmax, gx, 2)
     # computes it, written so that it vectorises.
