@@ -1,7 +1,8 @@
 """Numba kernels for the CPU ops whose NumPy form makes several passes over memory.
 
-Each module holds plain loops compiled with ``numba.njit(parallel=True,
-cache=True)`` and the array-in, array-out functions around them, which the ops in
+Each module holds plain loops compiled with ``launch.kernel`` (as ``numba.njit(parallel=True,
+cache=True)``, plus a serial twin for calls with little work) and the array-in, array-out
+functions around them, which the ops in
 ``tinyseg.ops`` call from their ``forward_cpu`` / ``backward_cpu``. A kernel's comment
 says how the work is split across threads and which backward formula it implements;
 the few kernels compiled without ``parallel=True`` (``nogil=True`` instead) run side by
