@@ -255,9 +255,13 @@ def pad(x, p):
 BAND_BYTES = 256 * 2 ** 10
 
 
-def band_rows(c_out, out_h, wp, itemsize):
-    """Output rows per band of conv3x3_kernel: its scratch within BAND_BYTES, at least one row."""
-    return max(1, min(out_h, BAND_BYTES // max(1, c_out * wp * itemsize)))
+def band_rows(c_out, out_h, wp, itemsize, images=1):
+    """Output rows per band of conv3x3_kernel: the scratch sums within BAND_BYTES, and at least
+    two bands per thread over the ``images`` (so that one image still keeps every thread busy),
+    as equal as the rows allow."""
+    most = max(1, BAND_BYTES // max(1, c_out * wp * itemsize))
+    bands = max(-(-out_h // most), -(-2 * numba.get_num_threads() // max(1, images)))
+    return max(1, -(-out_h // bands))
 
 
 def conv3x3(x, w, bias, padding, relu):
@@ -267,7 +271,7 @@ def conv3x3(x, w, bias, padding, relu):
     y = np.empty((n, w.shape[0], hp - 2, wp - 2), dtype=x.dtype)
     bias = np.zeros(0, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
     conv3x3_kernel(xp, np.ascontiguousarray(w, dtype=x.dtype), bias, relu,
-                   band_rows(w.shape[0], hp - 2, wp, x.itemsize), y)
+                   band_rows(w.shape[0], hp - 2, wp, x.itemsize, n), y)
     return y
 
 
@@ -311,7 +315,7 @@ def backward_padding_one(x, w, gzp, needs_x, needs_w):
         flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), dtype=gzp.dtype)
         gx = np.empty((n, flipped.shape[0], hp - 2, wp - 2), dtype=gzp.dtype)
         conv3x3_kernel(gzp, flipped, np.zeros(0, gzp.dtype), False,
-                       band_rows(flipped.shape[0], hp - 2, wp, gzp.itemsize), gx)
+                       band_rows(flipped.shape[0], hp - 2, wp, gzp.itemsize, n), gx)
     return gx, gw
 
 
