@@ -25,6 +25,23 @@ def bias_relu_kernel(y, bias, relu):
             row[q] = 0 if (relu and v <= 0) else v      # NaN passes through, as it must
 
 
+@njit(inline="always", fastmath={"reassoc"})
+def masked_copy(src, mask, relu, dst):
+    """dst = src where mask > 0 (everywhere without the ReLU); returns the sum of dst, in
+    float64. Two loops, so that neither tests ``relu`` per element."""
+    total = 0.0
+    if relu:
+        for q in range(src.size):
+            v = src[q] if mask[q] > 0 else src.dtype.type(0)
+            dst[q] = v
+            total += v
+    else:
+        for q in range(src.size):
+            dst[q] = src[q]
+            total += src[q]
+    return total
+
+
 @kernel(fastmath={"reassoc"})
 def mask_and_sum_kernel(gy, y, relu, gz, channel_sums):
     # gz = gy * (y > 0) when relu (the ReLU's backward: the gradient passes where the output
@@ -36,17 +53,7 @@ def mask_and_sum_kernel(gy, y, relu, gz, channel_sums):
     for c in prange(channels):
         total = 0.0
         for b in range(n):
-            src, dst = gy[b, c], gz[b, c]
-            if relu:
-                mask = y[b, c]
-                for q in range(length):
-                    v = src[q] if mask[q] > 0 else src.dtype.type(0)
-                    dst[q] = v
-                    total += v
-            else:
-                for q in range(length):
-                    dst[q] = src[q]
-                    total += src[q]
+            total += masked_copy(gy[b, c], y[b, c], relu, gz[b, c])
         channel_sums[c] = total
 
 
@@ -81,20 +88,10 @@ def mask_and_sum_padded_kernel(gy, y, relu, gzp, channel_sums):
             plane[0] = 0
             plane[out_h + 1] = 0
             for o in range(out_h):
-                src, dst = gy[b, c, o], plane[o + 1]
+                dst = plane[o + 1]
                 dst[0] = 0
                 dst[out_w + 1] = 0
-                inside = dst[1:out_w + 1]
-                if relu:
-                    mask = y[b, c, o]
-                    for q in range(out_w):
-                        v = src[q] if mask[q] > 0 else src.dtype.type(0)
-                        inside[q] = v
-                        total += v
-                else:
-                    for q in range(out_w):
-                        inside[q] = src[q]
-                        total += src[q]
+                total += masked_copy(gy[b, c, o], y[b, c, o], relu, dst[1:out_w + 1])
         channel_sums[c] = total
 
 
