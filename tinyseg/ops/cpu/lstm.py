@@ -28,23 +28,17 @@ import numpy as np
 from numba import njit
 
 from ... import cpu_runtime
+from .vmath import expm1_parts_float64
 
 
 # ---------------------------------------------------------------- gate functions LLVM can vectorise
 
-# exp(x) for x <= 0, written with arithmetic only so that loops calling it vectorise (Numba
-# calls libm's exp and tanh one value at a time: about 15 ns each for tanh, the whole step's
-# time at H = 32). x = n ln2 + r with n = round(x / ln2) and |r| <= ln2 / 2, so
-# exp(x) = 2^n exp(r) = 2^n (1 + q), q = expm1(r) from its Taylor series to r^13 (the next
-# term is below 1e-17 relative), 2^n read from a table. ln2 is split into a high part with
-# few bits, so that n ln2_hi is exact, and a low part (Cody and Waite; fdlibm's constants).
-# Everything is computed in float64, also for float32 arrays.
-LOG2E = 1.4426950408889634
-LN2_HI, LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10
+# exp(x) for x <= 0 comes from vmath's arithmetic exp, so that loops calling it vectorise
+# (Numba calls libm's exp and tanh one value at a time: about 15 ns each for tanh, the whole
+# step's time at H = 32): x = n ln2 + r, exp(x) = 2^n (1 + q) with q = expm1(r), 2^n read
+# from a table. Everything is computed in float64, also for float32 arrays.
 EXP_FLOOR = -708.0                                   # exp(-708) ~ 3e-308, still a normal double
 POW2_NEG = np.ldexp(1.0, -np.arange(1023))           # 2^-k for k = 0 .. 1022
-# 1/k! for k = 1 .. 13, the coefficients of expm1(r) = r + r^2/2! + ... + r^13/13!
-C1, C2, C3, C4, C5, C6, C7, C8, C9, C10, C11, C12, C13 = (1.0 / math.factorial(k) for k in range(1, 14))
 
 # The kernels below are compiled with error_model="numpy": a division by zero gives inf or
 # NaN as in NumPy instead of raising, so no check (a branch) sits in the loops and LLVM
@@ -58,10 +52,7 @@ def exp_parts(x):
     # which the callers put back themselves) the parts of exp(EXP_FLOOR) come back, so
     # the table index stays in range; callers turn x < EXP_FLOOR into exp(x) = 0.
     x = x if x >= EXP_FLOOR else EXP_FLOOR
-    n = math.floor(x * LOG2E + 0.5)                  # 0 >= n >= -1021
-    r = (x - n * LN2_HI) - n * LN2_LO
-    q = r * (C1 + r * (C2 + r * (C3 + r * (C4 + r * (C5 + r * (C6 + r * (C7 + r * (C8 + r * (C9 + r * (
-        C10 + r * (C11 + r * (C12 + r * C13))))))))))))          # Horner
+    n, q = expm1_parts_float64(x)                    # 0 >= n >= -1021
     return POW2_NEG[np.intp(-n)], q
 
 
