@@ -45,6 +45,12 @@ def no_grad():
         _state.enabled = previous
 
 
+def cpu_blas_scope(on_cpu):
+    """Where an op runs on the CPU, the BLAS on one thread while it runs (its idle workers
+    would otherwise spin on the cores the Numba kernels need: cpu_runtime)."""
+    return blas_on_one_thread() if on_cpu else contextlib.nullcontext()
+
+
 def sum_to_shape(grad, shape):
     """Sum ``grad`` over the axes that broadcasting expanded to reach ``shape``.
 
@@ -96,10 +102,7 @@ class Function:
         tensors = [as_tensor(x) for x in inputs]
         self.needs_grad = tuple(t.requires_grad for t in tensors)
         arrays = [t.data for t in tensors]
-        if arrays and isinstance(arrays[0], numpy.ndarray):
-            with blas_on_one_thread():         # cpu_runtime: BLAS workers must not spin
-                outputs = self.forward(*arrays)
-        else:
+        with cpu_blas_scope(bool(arrays) and isinstance(arrays[0], numpy.ndarray)):
             outputs = self.forward(*arrays)
         single = not isinstance(outputs, tuple)
         if single:
@@ -197,10 +200,7 @@ def backward(root, grad=None, retain_graph=False):
         root._accumulate(grad)
         return
 
-    if xp is numpy:
-        with blas_on_one_thread():             # cpu_runtime: BLAS workers must not spin
-            _walk(root, grad, retain_graph)
-    else:
+    with cpu_blas_scope(xp is numpy):
         _walk(root, grad, retain_graph)
 
 

@@ -80,15 +80,7 @@ def keep_freed_memory() -> bool:
                                                                                    TRIM_THRESHOLD))
 
 
-# ---------------------------------------------------------------- the BLAS
-
-def blas_kernels() -> list:
-    """(library, the kernels it chose) of every BLAS loaded in the process, as threadpoolctl sees them."""
-    from threadpoolctl import threadpool_info
-    return [(info.get("internal_api"), info.get("architecture")) for info in threadpool_info()
-            if info.get("user_api") == "blas"]
-
-
+# ---------------------------------------------------------------- the BLAS on one thread
 
 class _Blas:
     """The BLAS libraries loaded in the process, found by threadpoolctl and looked up again

@@ -266,19 +266,28 @@ def band_rows(c_out, out_h, wp, itemsize, images=1):
 
 def conv3x3(x, w, bias, padding, relu):
     """Stride-1 3x3 convolution of (N, C_in, H, W) with (C_out, C_in, 3, 3), plus bias, then ReLU."""
-    xp = pad(x, padding)
+    return conv3x3_padded(pad(x, padding), w, bias, relu)
+
+
+def conv3x3_padded(xp, w, bias, relu):
+    """``conv3x3`` of an input already padded, xp (N, C_in, Ho+2, Wo+2)."""
     n, _, hp, wp = xp.shape
-    y = np.empty((n, w.shape[0], hp - 2, wp - 2), dtype=x.dtype)
-    bias = np.zeros(0, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
-    conv3x3_kernel(xp, np.ascontiguousarray(w, dtype=x.dtype), bias, relu,
-                   band_rows(w.shape[0], hp - 2, wp, x.itemsize, n), y)
+    y = np.empty((n, w.shape[0], hp - 2, wp - 2), dtype=xp.dtype)
+    bias = np.zeros(0, xp.dtype) if bias is None else np.ascontiguousarray(bias, dtype=xp.dtype)
+    conv3x3_kernel(xp, np.ascontiguousarray(w, dtype=xp.dtype), bias, relu,
+                   band_rows(w.shape[0], hp - 2, wp, xp.itemsize, n), y)
     return y
+
+
+def flipped(w):
+    """The weights of a convolution's input gradient: w (C_out, C_in, 3, 3) flipped in both
+    spatial axes and transposed to (C_in, C_out, 3, 3)."""
+    return w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
 
 
 def input_grad(gz, w, padding):
     """dx of a stride-1 3x3 convolution: dZ correlated with the flipped, transposed weights."""
-    flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), dtype=gz.dtype)
-    return conv3x3(gz, flipped, None, 2 - padding, relu=False)
+    return conv3x3(gz, flipped(w), None, 2 - padding, relu=False)
 
 
 def weight_grad(x, gz, padding):
@@ -312,10 +321,7 @@ def backward_padding_one(x, w, gzp, needs_x, needs_w):
     if needs_w:
         gw = weight_grad_flat(x, gzp.reshape(n, c_out, hp * wp), wp + 1, hp - 2, 1)
     if needs_x:
-        flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), dtype=gzp.dtype)
-        gx = np.empty((n, flipped.shape[0], hp - 2, wp - 2), dtype=gzp.dtype)
-        conv3x3_kernel(gzp, flipped, np.zeros(0, gzp.dtype), False,
-                       band_rows(flipped.shape[0], hp - 2, wp, gzp.itemsize, n), gx)
+        gx = conv3x3_padded(gzp, flipped(w), None, relu=False)
     return gx, gw
 
 
