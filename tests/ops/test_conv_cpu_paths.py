@@ -1,9 +1,10 @@
-"""The two CPU paths of conv2d, each on its own: the direct 3x3 kernel (cpu/direct.py) and
-im2col + GEMM band by band in a reused workspace (cpu/im2col.py's band kernels). Gradient
-checks in float64 on hypothesis-drawn shapes, paddings and strides, PyTorch parity in
-float32 and float64, the two paths against each other, and the kernels' edge cases
-(odd channel counts, padding 0 and 2, one-pixel rows, one-row bands, bands that cut
-through the rows a window reads)."""
+"""The three CPU paths of conv2d, each on its own: the direct 3x3 kernel (cpu/direct.py), one
+GEMM per kernel row (cpu/row_gemm.py) and im2col + GEMM band by band in a reused workspace
+(cpu/im2col.py's band kernels). Gradient checks in float64 on hypothesis-drawn shapes,
+paddings and strides, PyTorch parity in float32 and float64, the paths against each other,
+and the kernels' edge cases (odd channel counts, padding 0 and 2, one-pixel rows, one-row
+bands, bands that cut through the rows a window reads, non-square kernels, row windows
+over budget)."""
 import numpy as np
 import pytest
 from hypothesis import assume, given, strategies as st
@@ -12,7 +13,7 @@ import tinyseg as ts
 import tinyseg.functional as F
 from tinyseg.ops import conv
 from tinyseg.ops.conv import Conv2d
-from tinyseg.ops.cpu import direct, workspace
+from tinyseg.ops.cpu import direct, row_gemm, workspace
 from tinyseg.ops.cpu.im2col import col2im_band_add, im2col, im2col_band
 from torch_parity import (EXAMPLES, SETTINGS, TF, assert_close, assert_grads, backward_both, conv_inputs,
                           needs_torch, seeds, t64, torch)
@@ -62,6 +63,7 @@ def test_gemm_in_bands_gradcheck(case):
     inputs = [x, w] + ([t64(rng, case["c_out"])] if case["bias"] else [])
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(conv, "DIRECT_3X3", False)
+        patch.setattr(conv, "ROW_GEMM", False)
         patch.setattr(conv, "COLUMN_BUDGET_BYTES", 8 * case["c_in"] * case["k"] ** 2)   # one-row bands
         assert ts.gradcheck(conv_fn(case["stride"], case["padding"], case["relu"]), inputs)
 
@@ -72,6 +74,7 @@ def run_both_paths(x, w, b, padding, relu, gy, monkeypatch):
     for force_gemm in (False, True):
         if force_gemm:
             monkeypatch.setattr(conv, "DIRECT_3X3", False)
+            monkeypatch.setattr(conv, "ROW_GEMM", False)
             monkeypatch.setattr(conv, "COLUMN_BUDGET_BYTES", 3 * x.shape[1] * 9 * x.shape[3] * x.itemsize)
         tensors = [ts.tensor(a, requires_grad=True) for a in (x, w, b)]
         y = F.conv2d(*tensors, padding=padding, relu=relu)
@@ -130,6 +133,7 @@ def test_gemm_in_bands_matches_torch(data, seed):
     out_w = (w + 2 * padding - k) // stride + 1
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(conv, "DIRECT_3X3", False)
+        patch.setattr(conv, "ROW_GEMM", False)
         patch.setattr(conv, "COLUMN_BUDGET_BYTES", rows_per_band * c_in * k * k * out_w * 8)
         y = F.conv2d(a["x"], a["weight"], a["bias"], stride=stride, padding=padding, relu=True)
         y_ref = TF.relu(TF.conv2d(b["x"], b["weight"], b["bias"], stride=stride, padding=padding))
@@ -209,6 +213,136 @@ def test_bands_respect_the_column_budget(monkeypatch):
     monkeypatch.setattr(conv, "COLUMN_BUDGET_BYTES", 8)                      # below one row: one row a band
     bands, nbytes = Conv2d.bands(x, w, 11, 10, np.float32)
     assert len(bands) == 22 and nbytes == 4 * 9 * 2 * 10
+
+
+# ---------------------------------------------------------------- one GEMM per kernel row
+
+
+@st.composite
+def row_gemm_cases(draw):
+    """Stride 1, kernels from 1x2 to 7x7 (square or not), padding 0 to min(kh, kw) - 1."""
+    kh, kw = draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    assume(kh * kw > 1)
+    padding = draw(st.integers(0, min(kh, kw) - 1))
+    return dict(n=draw(st.integers(1, 3)), c_in=draw(st.integers(1, 4)), c_out=draw(st.integers(1, 4)),
+                h=draw(st.integers(max(1, kh - 2 * padding), 9)), w=draw(st.integers(max(1, kw - 2 * padding), 9)),
+                kh=kh, kw=kw, padding=padding, bias=draw(st.booleans()), relu=draw(st.booleans()),
+                seed=draw(st.integers(0, 2 ** 31)))
+
+
+def row_gemm_inputs(case, rng, make):
+    x = make(rng, case["n"], case["c_in"], case["h"], case["w"])
+    w = make(rng, case["c_out"], case["c_in"], case["kh"], case["kw"])
+    return [x, w] + ([make(rng, case["c_out"])] if case["bias"] else [])
+
+
+def takes_row_gemm(x, w, padding):
+    return Conv2d(1, padding).row_gemm_cpu(x, w) and not Conv2d(1, padding).direct_cpu(x, w)
+
+
+@SETTINGS
+@given(row_gemm_cases())
+def test_row_gemm_gradcheck(case):
+    rng = np.random.default_rng(case["seed"])
+    inputs = row_gemm_inputs(case, rng, t64)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv, "DIRECT_3X3", False)
+        assert Conv2d(1, case["padding"]).row_gemm_cpu(inputs[0].data, inputs[1].data)
+        assert ts.gradcheck(conv_fn(1, case["padding"], case["relu"]), inputs)
+
+
+@needs_torch
+@EXAMPLES
+@given(case=row_gemm_cases())
+def test_row_gemm_matches_torch(case):
+    rng = np.random.default_rng(case["seed"])
+    shapes = ((case["n"], case["c_in"], case["h"], case["w"]), (case["c_out"], case["c_in"], case["kh"], case["kw"]))
+    arrays, a, b = conv_inputs(rng, *shapes, case["c_out"] if case["bias"] else 0)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv, "DIRECT_3X3", False)
+        assert Conv2d(1, case["padding"]).row_gemm_cpu(arrays["x"], arrays["weight"])
+        y = F.conv2d(a["x"], a["weight"], a.get("bias"), padding=case["padding"], relu=case["relu"])
+        y_ref = TF.conv2d(b["x"], b["weight"], b.get("bias"), padding=case["padding"])
+        y_ref = TF.relu(y_ref) if case["relu"] else y_ref
+        assert_close(y, y_ref, "row-GEMM conv2d forward")
+        backward_both(y, y_ref, rng)
+    assert_grads({k: (a[k], b[k]) for k in arrays})
+
+
+@pytest.mark.parametrize("n, h, w", [(4, 16, 16), (4, 8, 10), (1, 16, 16), (3, 7, 5)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_gemm_and_banded_gemm_agree_on_conv6(n, h, w, dtype, monkeypatch):
+    """H-ReNet's conv6 (7x7, padding 3, fused ReLU) at the pool4 sizes of 256x256 and 128x160
+    inputs, batch 4 and 1, and a map smaller than the kernel."""
+    rng = np.random.default_rng(n * 100 + h)
+    x = rng.standard_normal((n, 16, h, w)).astype(dtype)
+    wt = (rng.standard_normal((24, 16, 7, 7)) / 28).astype(dtype)
+    b = rng.standard_normal(24).astype(dtype)
+    gy = rng.standard_normal((n, 24, h, w)).astype(dtype)
+    assert takes_row_gemm(x, wt, 3)
+    results = []
+    for row_gemm_on in (True, False):
+        monkeypatch.setattr(conv, "ROW_GEMM", row_gemm_on)
+        tensors = [ts.tensor(a, requires_grad=True) for a in (x, wt, b)]
+        y = F.conv2d(*tensors, padding=3, relu=True)
+        y.backward(gy)
+        results.append([y.numpy()] + [t.grad for t in tensors])
+    tol = 1e-4 if dtype == np.float32 else 1e-11
+    for ours, banded in zip(*results):
+        assert ours.dtype == dtype and ours.shape == banded.shape
+        np.testing.assert_allclose(ours, banded, rtol=tol, atol=tol * np.abs(banded).max())
+
+
+def test_row_windows_match_their_definition():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 5, 6))
+    for (ph, pw), kw in (((0, 0), 2), ((1, 2), 3), ((2, 1), 4)):
+        windows = row_gemm.row_windows(x, (ph, pw), kw)
+        xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+        out_w = xp.shape[3] - kw + 1
+        # R[r, n * Wo + q, j * C + c] = xp[n, c, r, q + j]
+        expected = np.empty((xp.shape[2], 2 * out_w, kw * 3))
+        for r in range(xp.shape[2]):
+            for b in range(2):
+                for q in range(out_w):
+                    expected[r, b * out_w + q] = xp[b, :, r, q:q + kw].T.reshape(-1)
+        np.testing.assert_array_equal(windows, expected)
+
+
+def test_row_gemm_leaves_the_rest_to_the_other_paths(monkeypatch):
+    x, w7 = np.zeros((4, 64, 16, 16), np.float32), np.zeros((64, 64, 7, 7), np.float32)
+    assert takes_row_gemm(x, w7, 3)
+    assert not Conv2d(2, 3).row_gemm_cpu(x, w7)                                 # stride 2
+    assert not Conv2d(1, 0).row_gemm_cpu(x, np.zeros((64, 64, 1, 1), np.float32))      # 1x1
+    assert not Conv2d(1, 7).row_gemm_cpu(x, w7)                                 # padding >= kernel
+    assert Conv2d(1, 1).direct_cpu(x, np.zeros((64, 64, 3, 3), np.float32))     # 3x3: the direct kernel
+    # over budget (the input's row windows, or the output gradient's for the input gradient)
+    windows_bytes = (16 + 6) * 4 * 16 * 7 * 64 * 4
+    monkeypatch.setattr(row_gemm, "ROW_WINDOWS_BUDGET_BYTES", windows_bytes)
+    assert takes_row_gemm(x, w7, 3)
+    monkeypatch.setattr(row_gemm, "ROW_WINDOWS_BUDGET_BYTES", windows_bytes - 1)
+    assert not takes_row_gemm(x, w7, 3)
+    wide_out = np.zeros((256, 64, 7, 7), np.float32)                            # dZ has 4x the channels
+    monkeypatch.setattr(row_gemm, "ROW_WINDOWS_BUDGET_BYTES", 2 * windows_bytes)
+    assert row_gemm.fits(x.shape, (7, 7), (3, 3), 4) and not takes_row_gemm(x, wide_out, 3)
+
+
+def test_row_gemm_does_not_depend_on_the_thread_count():
+    import numba
+    rng = np.random.default_rng(8)
+    x, w = rng.standard_normal((2, 5, 9, 8)), rng.standard_normal((6, 5, 5, 5))
+    gz = rng.standard_normal((2, 6, 9, 8))
+    before = numba.get_num_threads()
+    results = []
+    try:
+        for threads in sorted({1, before}):
+            numba.set_num_threads(threads)
+            results.append((row_gemm.correlate(x, w, (2, 2)), row_gemm.weight_grad(x, gz, (2, 2)),
+                            row_gemm.input_grad(gz, w, (2, 2))))
+    finally:
+        numba.set_num_threads(before)
+    for a, b in zip(results[0], results[-1]):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
 # ---------------------------------------------------------------- direct transposed convolution

@@ -13,10 +13,13 @@ its adjoint. The GPU keeps cols as (C*kh*kw, N*L), one cuBLAS GEMM for the whole
 (``gpu/conv.py``), built for part of the batch (or of an image) at a time so that no such
 scratch matrix exceeds ``GPU_COLUMN_BUDGET_BYTES``.
 
-The CPU has two paths (``Conv2d.forward_cpu``):
+The CPU has three paths (``Conv2d.forward_cpu``):
 
 * 3x3, stride 1 (every VGG convolution): a direct convolution (``cpu/direct.py``) with no
   column matrix at all, four output channels per pass over long flat bands of rows;
+* other stride-1 convolutions with a kernel larger than 1x1 (H-ReNet's 7x7 conv6): one GEMM per
+  kernel row over the whole batch (``cpu/row_gemm.py``), on windows copied along the rows
+  only (kw copies of the input, where im2col makes kh*kw);
 * otherwise im2col + GEMM, one image and one band of output rows at a time
   (``cpu/im2col.py``): the band's columns fit in ``COLUMN_BUDGET_BYTES`` of workspace
   that is reused from call to call, and each GEMM writes straight into the image's
@@ -35,7 +38,7 @@ import numpy as np
 from .. import cpu_runtime
 from ..autograd import Function
 from . import gpu
-from .cpu import direct, epilogue, workspace
+from .cpu import direct, epilogue, row_gemm, workspace
 from .cpu import im2col as cpu_im2col
 
 # The most bytes of im2col columns one convolution builds at a time on the CPU, per buffer
@@ -49,6 +52,11 @@ COLUMN_BUDGET_BYTES = 4 * 2 ** 20
 # the paper preset's 512 -> 512 at 50x62, where the two are level (docs/03-convolution.md has
 # the measurements). False sends them to the GEMM path, as every other convolution.
 DIRECT_3X3 = True
+
+# Other stride-1 convolutions with a kernel larger than 1x1 run as one GEMM per kernel row when
+# their row windows fit ``row_gemm.ROW_WINDOWS_BUDGET_BYTES``: conv6's forward and backward took
+# 6.7 ms against 9.5 ms on the banded im2col path (4x64x16x16, 7x7). False sends them to the bands.
+ROW_GEMM = True
 
 # Transposed convolutions with kernel rows at least this long (H-ReNet's 64x64 upsampling)
 # run on the CPU's direct kernel: its kernel rows are long vectorised multiply-adds, where
@@ -133,11 +141,25 @@ class Conv2d(Function):
         """Whether the CPU runs this convolution with the direct kernel: 3x3, stride 1, padding <= 2."""
         return DIRECT_3X3 and weight.shape[2:] == (3, 3) and self.stride == 1 and self.padding <= 2
 
+    def row_gemm_cpu(self, x, weight):
+        """Whether the CPU runs this convolution as one GEMM per kernel row (``cpu/row_gemm.py``):
+        stride 1, a kernel larger than 1x1 and padding below its size, with the row windows of the
+        input and of the output gradient (for the input gradient) within their budget."""
+        kernel, p = weight.shape[2:], self.padding
+        out_shape = (x.shape[0], weight.shape[0], *self.output_hw(x, weight, None))
+        itemsize = np.result_type(x, weight).itemsize
+        return (ROW_GEMM and self.stride == 1 and row_gemm.fits(x.shape, kernel, (p, p), itemsize)
+                and row_gemm.fits(out_shape, kernel, (kernel[0] - 1 - p, kernel[1] - 1 - p), itemsize))
+
     def forward_cpu(self, x, weight, bias=None):
         out_h, out_w = self.output_hw(x, weight, bias)
         c_out, _, kh, kw = weight.shape
         if self.direct_cpu(x, weight):
             y = direct.conv3x3(x, weight, bias, self.padding, self.relu)
+        elif self.row_gemm_cpu(x, weight):
+            n, p = x.shape[0], self.padding
+            y = np.ascontiguousarray(row_gemm.correlate(x, weight, (p, p)))
+            y = epilogue.bias_relu(y.reshape(n, c_out, -1), bias, self.relu).reshape(n, c_out, out_h, out_w)
         else:
             n, length = x.shape[0], out_h * out_w
             x = np.ascontiguousarray(x)
@@ -205,6 +227,13 @@ class Conv2d(Function):
                 gw = direct.weight_grad(self.x, gz, self.padding).astype(self.weight.dtype, copy=False)
             if self.needs_grad[0]:
                 gx = direct.input_grad(gz, self.weight, self.padding).astype(self.x.dtype, copy=False)
+            return with_bias_grad(self.needs_grad, gx, gw, lambda: channel_sums)
+        if self.row_gemm_cpu(self.x, self.weight):
+            gz, p = gz.reshape(gy.shape), self.padding
+            if self.needs_grad[1]:
+                gw = row_gemm.weight_grad(self.x, gz, (p, p)).astype(self.weight.dtype, copy=False)
+            if self.needs_grad[0]:
+                gx = np.ascontiguousarray(row_gemm.input_grad(gz, self.weight, (p, p)), dtype=self.x.dtype)
             return with_bias_grad(self.needs_grad, gx, gw, lambda: channel_sums)
         # Band by band: dW += dZ_band cols_band^T, dcols_band = W^T dZ_band, dx += col2im(dcols_band).
         # Images run side by side, each thread summing its own share of dW (added up in a fixed

@@ -1,0 +1,146 @@
+"""Stride-1 convolutions with large kernels on small maps (H-ReNet's 7x7 conv6): one GEMM per
+kernel row, on windows built along the rows only.
+
+im2col copies every input value kh*kw times (49 for a 7x7 kernel) before the one large
+product. Here the copy is made along the rows only: with xp the input padded by (ph, pw),
+
+    R[r, n, q, j*C + c] = xp[n, c, r, q + j]      (R: (Hp, N, Wo, kw*C), kw copies of the input)
+
+holds, for every padded row r and output column q, the kw*C values a kernel row sees. The
+output rows o of kernel row i read R's rows o + i, so for each kernel row one GEMM over all
+images and output columns adds its share to the (pre-activation) output:
+
+    Z[k, (o, n, q)] += Wt[i][k, (j, c)] * R[o + i, n, q, (j, c)]     Wt[i][k, j*C + c] = w[k, c, i, j]
+
+R[o + i] for a run of output rows o is a contiguous (rows*N*Wo, kw*C) block of R: each product
+reads its operand in place, and the FLOPs are exactly the convolution's (no padding columns
+are multiplied, as a "flat row" scheme would). Threads: the output rows are split into one
+run per thread (``cpu_runtime.run_parallel``), each summing its kh products into its own
+block of Z, with numpy's BLAS on one thread.
+
+Backward, with dZ the output gradient laid out as Z:
+
+* dW: dWt[i] = dZ R[o + i]^T summed over all (o, n, q): kh products per thread, each over the
+  thread's run of rows; the threads' partial sums are added in a fixed order.
+* dx: the input gradient of a stride-1 convolution is dZ correlated with the weights flipped
+  in both spatial axes and transposed, padded by (kh - 1 - ph, kw - 1 - pw), which is the
+  forward computation again (``correlate``).
+
+Z is kept as (C_out, Ho, N, Wo) and moved to (N, C_out, Ho, Wo) at the end (a view when N = 1).
+R goes into a workspace buffer reused from call to call; ``fits`` keeps it under
+``ROW_WINDOWS_BUDGET_BYTES``, and larger convolutions use im2col by bands instead.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ... import cpu_runtime
+from . import workspace
+
+# The most bytes of row windows R one convolution builds (the input's size times kw).
+ROW_WINDOWS_BUDGET_BYTES = 32 * 2 ** 20
+
+
+def fits(in_shape, kernel, padding, itemsize):
+    """Whether a stride-1 convolution of an (N, C, H, W) input with a kh x kw kernel and
+    padding (ph, pw) runs here: a kernel larger than 1x1, padding of at most kernel - 1 (so that
+    the input gradient is a convolution with padding >= 0), and its row windows within budget."""
+    n, c, h, w = in_shape
+    (kh, kw), (ph, pw) = kernel, padding
+    if kh * kw == 1 or ph > kh - 1 or pw > kw - 1:
+        return False
+    out_w = w + 2 * pw - kw + 1
+    return (h + 2 * ph) * n * out_w * kw * c * itemsize <= ROW_WINDOWS_BUDGET_BYTES
+
+
+def row_windows(x, padding, kw):
+    """R (Hp, N * Wo, kw * C) of the module docstring, in the "row windows" workspace buffer
+    (valid until the next call)."""
+    n, c, h, w = x.shape
+    ph, pw = padding
+    hp, wp = h + 2 * ph, w + 2 * pw
+    out_w = wp - kw + 1
+    # the input padded, channels last: (Hp, N, Wp, C); then a row window of kw pixels is kw*C
+    # contiguous values, and R is that array seen with a stride of one pixel between windows
+    channels_last = np.zeros((hp, n, wp, c), dtype=x.dtype)
+    channels_last[ph:ph + h, :, pw:pw + w] = x.transpose(2, 0, 3, 1)
+    s_row, s_image, s_pixel, _ = channels_last.strides
+    windows = np.lib.stride_tricks.as_strided(channels_last, (hp, n, out_w, kw * c),
+                                              (s_row, s_image, s_pixel, x.itemsize), writeable=False)
+    size = hp * n * out_w * kw * c
+    out = workspace.get("row windows", size * x.itemsize, x.dtype)[:size].reshape(hp, n * out_w, kw * c)
+    out.reshape(windows.shape)[...] = windows
+    return out
+
+
+def row_runs(out_h):
+    """[first, last) output rows of each thread's run."""
+    return [(rows[0], rows[-1] + 1) for rows in cpu_runtime.split(range(out_h), cpu_runtime.threads())]
+
+
+def correlate(x, w, padding):
+    """The stride-1 cross-correlation of x (N, C, H, W) with w (K, C, kh, kw), padding (ph, pw):
+    (N, K, Ho, Wo), no bias."""
+    n = x.shape[0]
+    k, c, kh, kw = w.shape
+    dtype = np.result_type(x, w)
+    windows = row_windows(x.astype(dtype, copy=False), padding, kw)
+    out_h, width = windows.shape[0] - kh + 1, windows.shape[1]          # width: N * Wo
+    wt = np.ascontiguousarray(w.transpose(2, 0, 3, 1), dtype=dtype).reshape(kh, k, kw * c)
+    z = np.empty((k, out_h * width), dtype=dtype)
+
+    def run(first, last):
+        # Z[:, rows first..last) = sum over i of Wt[i] @ R[rows first+i..last+i)^T
+        flat = windows.reshape(-1, kw * c)
+        total = np.empty((k, (last - first) * width), dtype=dtype)
+        term = np.empty_like(total)
+        for i in range(kh):
+            block = flat[(first + i) * width:(last + i) * width]
+            np.matmul(wt[i], block.T, out=total if i == 0 else term)
+            if i:
+                total += term
+        z[:, first * width:last * width] = total
+
+    with cpu_runtime.blas_on_one_thread():
+        cpu_runtime.run_parallel(lambda span=span: run(*span) for span in row_runs(out_h))
+    return z.reshape(k, out_h, n, -1).transpose(2, 0, 1, 3)
+
+
+def flipped(w):
+    """The weights of the input gradient: w (K, C, kh, kw) flipped in both spatial axes and
+    transposed to (C, K, kh, kw)."""
+    return w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+
+
+def input_grad(gz, w, padding):
+    """dx (N, C, H, W) of a stride-1 convolution from dZ (N, K, Ho, Wo)."""
+    kh, kw = w.shape[2:]
+    return correlate(gz, flipped(w), (kh - 1 - padding[0], kw - 1 - padding[1]))
+
+
+def weight_grad(x, gz, padding):
+    """dW (K, C, kh, kw) of a stride-1 convolution from its input x and dZ (N, K, Ho, Wo), with
+    kernel size (kh, kw) read off the shapes."""
+    n, c, h, w = x.shape
+    k, out_h, out_w = gz.shape[1:]
+    kh, kw = h + 2 * padding[0] - out_h + 1, w + 2 * padding[1] - out_w + 1
+    dtype = np.result_type(x, gz)
+    windows = row_windows(x.astype(dtype, copy=False), padding, kw)
+    width = windows.shape[1]
+    # dZ as Z is laid out: (K, Ho, N, Wo), rows (o, n, q) in R's order
+    gz_rows = np.ascontiguousarray(gz.transpose(1, 2, 0, 3), dtype=dtype).reshape(k, out_h * width)
+
+    def run(first, last):
+        # this run's share of dWt[i] = dZ[:, rows first..last) @ R[rows first+i..last+i)
+        flat = windows.reshape(-1, kw * c)
+        g = gz_rows[:, first * width:last * width]
+        part = np.empty((kh, k, kw * c), dtype=dtype)
+        for i in range(kh):
+            np.matmul(g, flat[(first + i) * width:(last + i) * width], out=part[i])
+        return part
+
+    with cpu_runtime.blas_on_one_thread():
+        parts = cpu_runtime.run_parallel(lambda span=span: run(*span) for span in row_runs(out_h))
+    dwt = sum(parts[1:], parts[0])
+    # dWt[i, k, j*C + c] = dW[k, c, i, j]
+    return np.ascontiguousarray(dwt.reshape(kh, k, kw, c).transpose(1, 3, 0, 2))
