@@ -4,17 +4,20 @@ and transposed convolutions with long kernels (at the end of this file).
 A convolution with a handful of channels on a full-resolution map does little
 arithmetic per value moved, so building its im2col columns (nine times the input,
 written to memory and read back) costs more than the products themselves. These
-kernels read the rows of a zero-padded copy of the input in place instead:
+kernels read the input's rows, zero-padded, instead:
 
     y[n, co, o, q] = bias[co] + sum over (c, i, j) of w[co, c, i, j] * xp[n, c, o + i, q + j]
 
 with xp the input padded by p on every side. For one input channel, the nine taps of
-four output channels are one loop body whose index runs along a band of flattened rows
-(contiguous in xp and in a scratch band of sums): LLVM vectorises it, keeps the 36
+four output channels are one loop body whose index runs along a band of flattened padded
+rows (contiguous in a small band of xp and in a scratch band of sums): LLVM vectorises it, keeps the 36
 weights in registers and reads each input value once for the four channels.
 ``fastmath={"contract"}`` lets it fuse the multiply-adds, and the weight gradient's sums
 also get ``"reassoc"`` (the order of a sum); no flag that changes NaN or Inf is set. The
-padded copies go into reused workspace buffers.
+zero padding is made inside the kernels, one input channel's band of rows at a time, in a
+band that stays in the core's cache (``padded_band``): no padded copy of the whole input
+is written to memory and read back. The kernels are compiled once per padding (0, 1 or 2),
+which they hold as a constant.
 
 Stride 1, 3x3 kernels (every 3x3 convolution of H-ReNet). The input gradient is then the
 same kernel run on dZ, padded by 2 - p, with the weights flipped and transposed:
@@ -25,6 +28,8 @@ and the weight gradient is nine dot products per output-gradient row and input c
 summed over rows: dW[co, c, i, j] = sum over (n, o, q) of dZ[n, co, o, q] * xp[n, c, o + i, q + j].
 """
 from __future__ import annotations
+
+import functools
 
 import numba
 import numpy as np
@@ -49,98 +54,115 @@ def nine(w):
     return (w[0, 0], w[0, 1], w[0, 2], w[1, 0], w[1, 1], w[1, 2], w[2, 0], w[2, 1], w[2, 2])
 
 
-@kernel()
-def pad_kernel(x, p, xp):
-    # xp (N, C, H+2p, W+2p) = x with a border of p zeros. Threads: prange over the N*C planes.
-    n, c, h, w = x.shape
-    for r in prange(n * c):
-        b, ch = r // c, r % c
-        plane = xp[b, ch]
-        plane[:p] = 0
-        plane[p + h:] = 0
-        plane[p:p + h, :p] = 0
-        plane[p:p + h, p + w:] = 0
-        plane[p:p + h, p:p + w] = x[b, ch]
+@njit(inline="always")
+def padded_band(plane, p, first, rows):
+    """Rows first .. first+rows-1 of ``plane`` (H, W) padded by p zeros on every side, flat
+    (row stride Wp = W + 2p), in a new array; with p = 0, the plane's own rows (no copy).
+    The kernels are compiled once per padding, with p a constant: with p a run-time value,
+    the convolution loops that read the band ran 25-45% slower."""
+    h, w = plane.shape
+    if p == 0:
+        return plane.reshape(-1)[first * w:]
+    wp = w + 2 * p
+    band = np.zeros(rows * wp, plane.dtype)
+    for r in range(max(0, p - first), min(rows, h + p - first)):
+        source = plane[first + r - p]
+        target = band[r * wp + p:]
+        for q in range(w):          # an explicit loop: LLVM vectorises it (a slice copy it did not)
+            target[q] = source[q]
+    return band
 
 
-@kernel(work=lambda xp, w, bias, relu, band_rows, y: multiply_adds(y.size, w.shape[1]), fastmath=CONTRACT)
-def conv3x3_kernel(xp, w, bias, relu, band_rows, y):
-    # y (N, C_out, Ho, Wo) = w (C_out, C_in, 3, 3) cross-correlated with the padded input
-    # xp (N, C_in, Ho+2, Wp = Wo+2), plus bias (empty: none), then ReLU if asked.
-    #
-    # Flat rows: output (o, q) and its window's top-left input (o, q) share the flat index
-    # t = o*Wp + q in the padded plane, so a band of output rows is ONE long loop over t,
-    # whose Wp - Wo = 2 positions per row past the row's end are computed and thrown away.
-    # The sums go to a scratch band acc (C_out, rows*Wp) that stays in cache, and are
-    # copied into y (with the ReLU) at the end. A long loop pays the loop's set-up (weights
-    # into registers, alias checks) once per band instead of once per row.
-    #
-    # Register blocking: four output channels per pass share each input value: per flat
-    # position, nine loads of x feed 36 multiply-adds into four accumulator rows (the 36
-    # weights stay in registers), instead of nine loads per nine multiply-adds.
-    #
-    # Threads: prange over the (image, band of band_rows output rows) units; a unit owns its
-    # scratch band and its rows of every output plane.
-    n, c_in, hp, wp = xp.shape
-    c_out, out_h, out_w = y.shape[1:]
-    bands = (out_h + band_rows - 1) // band_rows
-    has_bias = bias.size > 0
-    blocked = c_out - c_out % 4
-    for unit in prange(n * bands):
-        b, o0 = unit // bands, unit % bands * band_rows
-        rows = min(band_rows, out_h - o0)
-        length = (rows - 1) * wp + out_w        # the last row's thrown-away tail is not computed
-        acc = np.empty((c_out, rows * wp), y.dtype)
-        for co in range(c_out):
-            acc[co] = bias[co] if has_bias else 0
-        for c in range(c_in):
-            # the band's input rows, flat, and the same shifted by one and two rows: indexing
-            # x1[t] rather than x[t + wp] keeps every index a plain t + 0, 1 or 2, which
-            # Numba knows to be non-negative (no wraparound check, so the loop vectorises)
-            x0 = xp[b, c].reshape(-1)[o0 * wp:]
-            x1 = x0[wp:]
-            x2 = x0[2 * wp:]
-            for co in range(0, blocked, 4):
-                k0 = nine(w[co, c])
-                k1 = nine(w[co + 1, c])
-                k2 = nine(w[co + 2, c])
-                k3 = nine(w[co + 3, c])
-                d0 = acc[co]
-                d1 = acc[co + 1]
-                d2 = acc[co + 2]
-                d3 = acc[co + 3]
-                for t in range(length):
-                    x00 = x0[t]
-                    x01 = x0[t + 1]
-                    x02 = x0[t + 2]
-                    x10 = x1[t]
-                    x11 = x1[t + 1]
-                    x12 = x1[t + 2]
-                    x20 = x2[t]
-                    x21 = x2[t + 1]
-                    x22 = x2[t + 2]
-                    d0[t] += ((k0[0] * x00 + k0[1] * x01 + k0[2] * x02) + (k0[3] * x10 + k0[4] * x11 + k0[5] * x12)
-                              + (k0[6] * x20 + k0[7] * x21 + k0[8] * x22))
-                    d1[t] += ((k1[0] * x00 + k1[1] * x01 + k1[2] * x02) + (k1[3] * x10 + k1[4] * x11 + k1[5] * x12)
-                              + (k1[6] * x20 + k1[7] * x21 + k1[8] * x22))
-                    d2[t] += ((k2[0] * x00 + k2[1] * x01 + k2[2] * x02) + (k2[3] * x10 + k2[4] * x11 + k2[5] * x12)
-                              + (k2[6] * x20 + k2[7] * x21 + k2[8] * x22))
-                    d3[t] += ((k3[0] * x00 + k3[1] * x01 + k3[2] * x02) + (k3[3] * x10 + k3[4] * x11 + k3[5] * x12)
-                              + (k3[6] * x20 + k3[7] * x21 + k3[8] * x22))
-            for co in range(blocked, c_out):       # the last C_out % 4 channels, one at a time
-                k = nine(w[co, c])
-                d = acc[co]
-                for t in range(length):
-                    d[t] += ((k[0] * x0[t] + k[1] * x0[t + 1] + k[2] * x0[t + 2])
-                             + (k[3] * x1[t] + k[4] * x1[t + 1] + k[5] * x1[t + 2])
-                             + (k[6] * x2[t] + k[7] * x2[t + 1] + k[8] * x2[t + 2]))
-        for co in range(c_out):
-            for r in range(rows):
-                src = acc[co, r * wp:r * wp + out_w]
-                dst = y[b, co, o0 + r]
-                for q in range(out_w):
-                    v = src[q]
-                    dst[q] = 0 if (relu and v <= 0) else v     # NaN passes through, as it must
+@functools.cache
+def conv3x3_kernel(p):
+    """The forward kernel for padding p, with p compiled in as a constant (see padded_band)."""
+
+    @kernel(work=lambda x, w, bias, relu, band_rows, y: multiply_adds(y.size, w.shape[1]), fastmath=CONTRACT)
+    def conv3x3_padded(x, w, bias, relu, band_rows, y):
+        # y (N, C_out, Ho, Wo) = w (C_out, C_in, 3, 3) cross-correlated with the input x
+        # (N, C_in, H, W) padded by p (Ho = H + 2p - 2, Wp = Wo + 2 = W + 2p), plus bias
+        # (empty: none), then ReLU if asked.
+        #
+        # Padding: per band and input channel, the rows + 2 padded input rows the band reads
+        # are written into a band of (rows + 2) * Wp values (padded_band), which the
+        # four-channel passes then read from the core's cache; with p = 0 they are read in
+        # place.
+        #
+        # Flat rows: output (o, q) and its window's top-left input (o, q) share the flat index
+        # t = o*Wp + q in the padded plane, so a band of output rows is ONE long loop over t,
+        # whose Wp - Wo = 2 positions per row past the row's end are computed and thrown away.
+        # The sums go to a scratch band acc (C_out, rows*Wp) that stays in cache, and are
+        # copied into y (with the ReLU) at the end. A long loop pays the loop's set-up (weights
+        # into registers, alias checks) once per band instead of once per row.
+        #
+        # Register blocking: four output channels per pass share each input value: per flat
+        # position, nine loads of x feed 36 multiply-adds into four accumulator rows (the 36
+        # weights stay in registers), instead of nine loads per nine multiply-adds.
+        #
+        # Threads: prange over the (image, band of band_rows output rows) units; a unit owns its
+        # scratch band and its rows of every output plane.
+        n, c_in = x.shape[:2]
+        c_out, out_h, out_w = y.shape[1:]
+        wp = out_w + 2
+        bands = (out_h + band_rows - 1) // band_rows
+        has_bias = bias.size > 0
+        blocked = c_out - c_out % 4
+        for unit in prange(n * bands):
+            b, o0 = unit // bands, unit % bands * band_rows
+            rows = min(band_rows, out_h - o0)
+            length = (rows - 1) * wp + out_w        # the last row's thrown-away tail is not computed
+            acc = np.empty((c_out, rows * wp), y.dtype)
+            for co in range(c_out):
+                acc[co] = bias[co] if has_bias else 0
+            for c in range(c_in):
+                # the band's padded input rows, flat, and the same shifted by one and two rows:
+                # indexing x1[t] rather than x[t + wp] keeps every index a plain t + 0, 1 or 2,
+                # which Numba knows to be non-negative (no wraparound check, so the loop vectorises)
+                x0 = padded_band(x[b, c], p, o0, rows + 2)
+                x1 = x0[wp:]
+                x2 = x0[2 * wp:]
+                for co in range(0, blocked, 4):
+                    k0 = nine(w[co, c])
+                    k1 = nine(w[co + 1, c])
+                    k2 = nine(w[co + 2, c])
+                    k3 = nine(w[co + 3, c])
+                    d0 = acc[co]
+                    d1 = acc[co + 1]
+                    d2 = acc[co + 2]
+                    d3 = acc[co + 3]
+                    for t in range(length):
+                        x00 = x0[t]
+                        x01 = x0[t + 1]
+                        x02 = x0[t + 2]
+                        x10 = x1[t]
+                        x11 = x1[t + 1]
+                        x12 = x1[t + 2]
+                        x20 = x2[t]
+                        x21 = x2[t + 1]
+                        x22 = x2[t + 2]
+                        d0[t] += ((k0[0] * x00 + k0[1] * x01 + k0[2] * x02) + (k0[3] * x10 + k0[4] * x11 + k0[5] * x12)
+                                  + (k0[6] * x20 + k0[7] * x21 + k0[8] * x22))
+                        d1[t] += ((k1[0] * x00 + k1[1] * x01 + k1[2] * x02) + (k1[3] * x10 + k1[4] * x11 + k1[5] * x12)
+                                  + (k1[6] * x20 + k1[7] * x21 + k1[8] * x22))
+                        d2[t] += ((k2[0] * x00 + k2[1] * x01 + k2[2] * x02) + (k2[3] * x10 + k2[4] * x11 + k2[5] * x12)
+                                  + (k2[6] * x20 + k2[7] * x21 + k2[8] * x22))
+                        d3[t] += ((k3[0] * x00 + k3[1] * x01 + k3[2] * x02) + (k3[3] * x10 + k3[4] * x11 + k3[5] * x12)
+                                  + (k3[6] * x20 + k3[7] * x21 + k3[8] * x22))
+                for co in range(blocked, c_out):       # the last C_out % 4 channels, one at a time
+                    k = nine(w[co, c])
+                    d = acc[co]
+                    for t in range(length):
+                        d[t] += ((k[0] * x0[t] + k[1] * x0[t + 1] + k[2] * x0[t + 2])
+                                 + (k[3] * x1[t] + k[4] * x1[t + 1] + k[5] * x1[t + 2])
+                                 + (k[6] * x2[t] + k[7] * x2[t + 1] + k[8] * x2[t + 2]))
+            for co in range(c_out):
+                for r in range(rows):
+                    src = acc[co, r * wp:r * wp + out_w]
+                    dst = y[b, co, o0 + r]
+                    for q in range(out_w):
+                        v = src[q]
+                        dst[q] = 0 if (relu and v <= 0) else v     # NaN passes through, as it must
+    return conv3x3_padded
 
 
 @njit(inline="always")
@@ -157,73 +179,81 @@ def add_nine(k, s0, s1, s2, s3, s4, s5, s6, s7, s8):
     k[2, 2] += s8
 
 
-@kernel(work=lambda xp, gz, offset, band_rows, parts: multiply_adds(gz.size, xp.shape[1]), fastmath=FAST)
-def weight_grad_kernel(xp, gz_flat, offset, band_rows, parts):
-    # parts (P, C_out, C_in, 3, 3), float64: part u holds dW summed over unit u, a band of
-    # band_rows output rows of one image; the caller adds the parts. gz_flat[:, :, offset:]
-    # is dZ in the flat rows of the padded input (row stride Wp, zeros in the two positions
-    # past each row's end; offset Wp + 1 when gz_flat is dZ padded by one, whose border
-    # supplies those zeros), so that, as in conv3x3_kernel, a band is one long loop:
-    #     dW[co, c, i, j] += sum over t of dZflat[co, t] * xp_flat[c, t + i*Wp + j].
-    # Threads: prange over the units, so no two threads write the same partial sum. Per pair
-    # of output channels and input channel, one pass along the band accumulates the eighteen
-    # dot products of the two gradient rows with the nine shifted input rows (each input
-    # value is loaded once for both channels; "reassoc" lets LLVM keep vector partial sums).
-    n, c_in, hp, wp = xp.shape
-    c_out = gz_flat.shape[1]
-    out_h = hp - 2
-    bands = (out_h + band_rows - 1) // band_rows
-    zero = gz_flat.dtype.type(0)
-    zero_row = np.zeros(gz_flat.shape[2], gz_flat.dtype)
-    for unit in prange(n * bands):
-        part = parts[unit]
-        part[:] = 0
-        b, o0 = unit // bands, unit % bands * band_rows
-        # the band's flat positions, without the last row's zero tail (the windows of those
-        # positions would reach past the end of the padded plane)
-        start, length = o0 * wp, (min(band_rows, out_h - o0) - 1) * wp + wp - 2
-        for co in range(0, c_out, 2):
-            g = gz_flat[b, co, offset + start:offset + start + length]
-            h = gz_flat[b, co + 1, offset + start:offset + start + length] if co + 1 < c_out else zero_row[:length]
+@functools.cache
+def weight_grad_kernel(p):
+    """The weight-gradient kernel for padding p, with p compiled in as a constant (see padded_band)."""
+
+    @kernel(work=lambda x, gz, offset, band_rows, parts: multiply_adds(gz.size, x.shape[1]), fastmath=FAST)
+    def weight_grad_padded(x, gz_flat, offset, band_rows, parts):
+        # parts (P, C_out, C_in, 3, 3), float64: part u holds dW summed over unit u, a band of
+        # band_rows output rows of one image; the caller adds the parts. x (N, C_in, H, W) is the
+        # input, padded by p inside the kernel as in conv3x3_kernel (Wp = W + 2p);
+        # gz_flat[:, :, offset:] is dZ in the flat rows of the padded input (row stride Wp, zeros
+        # in the two positions past each row's end; offset Wp + 1 when gz_flat is dZ padded by
+        # one, whose border supplies those zeros), so that a band is one long loop:
+        #     dW[co, c, i, j] += sum over t of dZflat[co, t] * xp_flat[c, t + i*Wp + j].
+        # Threads: prange over the units, so no two threads write the same partial sum. Per input
+        # channel, its band of padded rows is made once (padded_band); then per pair of output
+        # channels one pass along the band accumulates the eighteen dot products of the two
+        # gradient rows with the nine shifted input rows (each input value is loaded once for
+        # both channels; "reassoc" lets LLVM keep vector partial sums).
+        n, c_in, h, w = x.shape
+        c_out = gz_flat.shape[1]
+        wp, out_h = w + 2 * p, h + 2 * p - 2
+        bands = (out_h + band_rows - 1) // band_rows
+        zero = gz_flat.dtype.type(0)
+        zero_row = np.zeros(gz_flat.shape[2], gz_flat.dtype)
+        for unit in prange(n * bands):
+            part = parts[unit]
+            part[:] = 0
+            b, o0 = unit // bands, unit % bands * band_rows
+            rows = min(band_rows, out_h - o0)
+            # the band's flat positions, without the last row's zero tail (the windows of those
+            # positions would reach past the end of the padded band)
+            start, length = o0 * wp, (rows - 1) * wp + wp - 2
             for c in range(c_in):
-                x0 = xp[b, c].reshape(-1)[start:]      # shifted rows as slices (see conv3x3_kernel)
+                x0 = padded_band(x[b, c], p, o0, rows + 2)     # shifted rows as slices (see conv3x3_kernel)
                 x1 = x0[wp:]
                 x2 = x0[2 * wp:]
-                s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = s8 = zero
-                u0 = u1 = u2 = u3 = u4 = u5 = u6 = u7 = u8 = zero
-                for t in range(length):
-                    v = g[t]
-                    e = h[t]
-                    a0 = x0[t]
-                    a1 = x0[t + 1]
-                    a2 = x0[t + 2]
-                    b0 = x1[t]
-                    b1 = x1[t + 1]
-                    b2 = x1[t + 2]
-                    c0 = x2[t]
-                    c1 = x2[t + 1]
-                    c2 = x2[t + 2]
-                    s0 += v * a0
-                    s1 += v * a1
-                    s2 += v * a2
-                    s3 += v * b0
-                    s4 += v * b1
-                    s5 += v * b2
-                    s6 += v * c0
-                    s7 += v * c1
-                    s8 += v * c2
-                    u0 += e * a0
-                    u1 += e * a1
-                    u2 += e * a2
-                    u3 += e * b0
-                    u4 += e * b1
-                    u5 += e * b2
-                    u6 += e * c0
-                    u7 += e * c1
-                    u8 += e * c2
-                add_nine(part[co, c], s0, s1, s2, s3, s4, s5, s6, s7, s8)
-                if co + 1 < c_out:
-                    add_nine(part[co + 1, c], u0, u1, u2, u3, u4, u5, u6, u7, u8)
+                for co in range(0, c_out, 2):
+                    g = gz_flat[b, co, offset + start:offset + start + length]
+                    h1 = gz_flat[b, co + 1, offset + start:offset + start + length] if co + 1 < c_out else zero_row[:length]
+                    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = s8 = zero
+                    u0 = u1 = u2 = u3 = u4 = u5 = u6 = u7 = u8 = zero
+                    for t in range(length):
+                        v = g[t]
+                        e = h1[t]
+                        a0 = x0[t]
+                        a1 = x0[t + 1]
+                        a2 = x0[t + 2]
+                        b0 = x1[t]
+                        b1 = x1[t + 1]
+                        b2 = x1[t + 2]
+                        c0 = x2[t]
+                        c1 = x2[t + 1]
+                        c2 = x2[t + 2]
+                        s0 += v * a0
+                        s1 += v * a1
+                        s2 += v * a2
+                        s3 += v * b0
+                        s4 += v * b1
+                        s5 += v * b2
+                        s6 += v * c0
+                        s7 += v * c1
+                        s8 += v * c2
+                        u0 += e * a0
+                        u1 += e * a1
+                        u2 += e * a2
+                        u3 += e * b0
+                        u4 += e * b1
+                        u5 += e * b2
+                        u6 += e * c0
+                        u7 += e * c1
+                        u8 += e * c2
+                    add_nine(part[co, c], s0, s1, s2, s3, s4, s5, s6, s7, s8)
+                    if co + 1 < c_out:
+                        add_nine(part[co + 1, c], u0, u1, u2, u3, u4, u5, u6, u7, u8)
+    return weight_grad_padded
 
 
 @kernel()
@@ -237,17 +267,6 @@ def flat_rows_kernel(gz, wp, out):
         for o in range(out_h):
             plane[o * wp:o * wp + out_w] = gz[b, ch, o]
             plane[o * wp + out_w:(o + 1) * wp] = 0
-
-
-def pad(x, p):
-    """(N, C, H, W) -> (N, C, H+2p, W+2p) with a zero border, in the "pad" workspace buffer
-    (valid until the next call)."""
-    n, c, h, w = x.shape
-    shape = (n, c, h + 2 * p, w + 2 * p)
-    size = n * c * shape[2] * shape[3]
-    xp = workspace.get("pad", size * x.itemsize, x.dtype)[:size].reshape(shape)
-    pad_kernel(np.ascontiguousarray(x), p, xp)
-    return xp
 
 
 # Bytes of a band's scratch sums (C_out * rows * Wp values): small enough to stay in a core's
@@ -265,17 +284,15 @@ def band_rows(c_out, out_h, wp, itemsize, images=1):
 
 
 def conv3x3(x, w, bias, padding, relu):
-    """Stride-1 3x3 convolution of (N, C_in, H, W) with (C_out, C_in, 3, 3), plus bias, then ReLU."""
-    return conv3x3_padded(pad(x, padding), w, bias, relu)
-
-
-def conv3x3_padded(xp, w, bias, relu):
-    """``conv3x3`` of an input already padded, xp (N, C_in, Ho+2, Wo+2)."""
-    n, _, hp, wp = xp.shape
-    y = np.empty((n, w.shape[0], hp - 2, wp - 2), dtype=xp.dtype)
-    bias = np.zeros(0, xp.dtype) if bias is None else np.ascontiguousarray(bias, dtype=xp.dtype)
-    conv3x3_kernel(xp, np.ascontiguousarray(w, dtype=xp.dtype), bias, relu,
-                   band_rows(w.shape[0], hp - 2, wp, xp.itemsize, n), y)
+    """Stride-1 3x3 convolution of (N, C_in, H, W) with (C_out, C_in, 3, 3) and zero padding,
+    plus bias, then ReLU."""
+    x = np.ascontiguousarray(x)
+    n, _, h, wd = x.shape
+    out_h, out_w = h + 2 * padding - 2, wd + 2 * padding - 2
+    y = np.empty((n, w.shape[0], out_h, out_w), dtype=x.dtype)
+    bias = np.zeros(0, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    conv3x3_kernel(padding)(x, np.ascontiguousarray(w, dtype=x.dtype), bias, relu,
+                            band_rows(w.shape[0], out_h, out_w + 2, x.itemsize, n), y)
     return y
 
 
@@ -307,7 +324,7 @@ def weight_grad_flat(x, gz_flat, offset, out_h, padding):
     bands_per_image = -(-4 * numba.get_num_threads() // max(1, n))
     rows = max(1, -(-out_h // bands_per_image))
     parts = np.empty((n * -(-out_h // rows), c_out, x.shape[1], 3, 3), dtype=np.float64)
-    weight_grad_kernel(pad(x, padding), gz_flat, offset, rows, parts)
+    weight_grad_kernel(padding)(np.ascontiguousarray(x), gz_flat, offset, rows, parts)
     return parts.sum(axis=0).astype(x.dtype)
 
 
@@ -321,7 +338,7 @@ def backward_padding_one(x, w, gzp, needs_x, needs_w):
     if needs_w:
         gw = weight_grad_flat(x, gzp.reshape(n, c_out, hp * wp), wp + 1, hp - 2, 1)
     if needs_x:
-        gx = conv3x3_padded(gzp, flipped(w), None, relu=False)
+        gx = conv3x3(gzp, flipped(w), None, 0, relu=False)
     return gx, gw
 
 
