@@ -4,7 +4,10 @@ On the CPU each rule is one fused Numba pass over a parameter (``sgd_kernel``,
 ``adam_kernel``), in the parameter's dtype; as NumPy expressions it would be eight to ten
 passes and as many temporary arrays per parameter, which for a model of a few dozen small
 tensors costs more in calls than in arithmetic. On the GPU the same formulas run as CuPy
-array expressions.
+array expressions. ``adam_kernel`` is compiled with ``error_model="numpy"``: Numba's default
+checks each float division for a zero divisor (to raise as Python does), and that branch
+kept the loop from vectorising (4.8 ns an element against 0.6 ns, float32); a zero divisor
+now gives inf or NaN, as the NumPy expressions do.
 """
 from __future__ import annotations
 
@@ -72,7 +75,7 @@ def sgd_kernel(p, g, velocity, lr, momentum, weight_decay):
         p[i] += step
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, error_model="numpy")
 def adam_kernel(p, g, m, v, lr, b1, b2, eps, bias1, bias2, weight_decay):
     # One pass over a flat parameter: g <- g + wd W; m <- b1 m + (1 - b1) g;
     # v <- b2 v + (1 - b2) g^2; W <- W - lr (m / bias1) / (sqrt(v / bias2) + eps),
