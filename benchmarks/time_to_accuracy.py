@@ -10,6 +10,13 @@ separately. As benchmarks/run.py: each engine trains in its own process with its
 default settings (nothing in the environment is set; ``--tuned`` sets the thread
 variables of ``timing.set_threads`` for both and says so), the order of the engines
 flips every round, and the table shows the median over rounds and the range.
+
+Round r trains with seed ``--seed + r`` (synthetic data, initial weights and batch order),
+the same for both engines. The two engines' weights drift apart in the last bits from
+the first Adam step on, so from the same seed they can reach the target an epoch apart;
+one seed would report that draw as a speed ratio. The table therefore gives each round's
+epochs and seconds, the ratio of the times to target, and the ratio of the training time
+per epoch, which compares the engines' speed alone.
 Writes benchmarks/results/time-to-accuracy-<device>-<date>[-tuned].json/.md.
 """
 from __future__ import annotations
@@ -33,25 +40,28 @@ def main():
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--threads", type=int, default=2, help="thread count of both engines with --tuned")
     parser.add_argument("--tuned", action="store_true", help="set timing.set_threads(--threads) for both engines")
-    parser.add_argument("--rounds", type=int, default=3, help="processes per engine, alternating")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="processes per engine, alternating; round r uses seed --seed + r")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first round")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     parser.add_argument("--worker", choices=("tinyseg", "torch"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return train(args)
     forwarded = [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
-                 if k not in ("worker", "tuned", "rounds", "out")] + ["--tuned"] * args.tuned
+                 if k not in ("worker", "tuned", "rounds", "out", "seed")] + ["--tuned"] * args.tuned
     load_start = os.getloadavg()
     rounds = []
     for r in range(args.rounds):
         order = ("tinyseg", "torch") if r % 2 == 0 else ("torch", "tinyseg")
-        print(f"round {r + 1}/{args.rounds}: {' then '.join(order)}; load average {os.getloadavg()[0]:.2f}", flush=True)
+        seed = args.seed + r
+        print(f"round {r + 1}/{args.rounds}, seed {seed}: {' then '.join(order)}; "
+              f"load average {os.getloadavg()[0]:.2f}", flush=True)
         results = {}
         for engine in order:
-            out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", engine, *forwarded],
-                                 stdout=subprocess.PIPE, text=True, check=True).stdout
+            out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", engine, *forwarded,
+                                  f"--seed={seed}"], stdout=subprocess.PIPE, text=True, check=True).stdout
             results[engine] = json.loads(out.strip().splitlines()[-1])
         rounds.append(results)
     report(args, rounds, load_start)
@@ -152,19 +162,35 @@ def report(args, rounds, load_start):
     ratios = [a / b for a, b in zip(seconds["tinyseg"], seconds["torch"]) if a is not None and b is not None]
     payload["ratio"] = statistics.median(ratios) if ratios else None
     payload["ratio_range"] = [min(ratios), max(ratios)] if ratios else None
+    # training seconds per epoch over every epoch each run trained: the engines' speed alone
+    per_epoch = {e: [r["history"][-1]["train_seconds"] / len(r["history"]) for r in results[e]] for e in engines}
+    epoch_ratios = [a / b for a, b in zip(per_epoch["tinyseg"], per_epoch["torch"])]
+    payload["per_epoch_ratio"] = statistics.median(epoch_ratios)
+    payload["per_epoch_ratio_range"] = [min(epoch_ratios), max(epoch_ratios)]
     setting = timing.protocol(args.tuned, args.threads)
     md = [f"# Time to validation Dice >= {args.target} (lungs and heart), {dev}, {payload['date']}"
           f"{' (tuned)' if args.tuned else ''}", "", timing.describe(payload), "",
           f"H-ReNet small, synthetic 128x160, Adam lr {args.lr}, batch {args.batch_size}, same initial weights and "
-          f"batches. Protocol: {setting}; {args.rounds} rounds alternating the order of the engines; time: median "
-          f"over rounds [range]. Load average {load_start[0]:.2f} at the start, "
-          f"{payload['load_average_at_end'][0]:.2f} at the end. Regenerate: "
+          f"batches within a round. Protocol: {setting}; {args.rounds} rounds alternating the order of the engines, "
+          f"round r with seed {args.seed} + r; time: median over rounds [range]. Load average {load_start[0]:.2f} "
+          f"at the start, {payload['load_average_at_end'][0]:.2f} at the end. Regenerate: "
           f"`python benchmarks/time_to_accuracy.py{' --tuned' if args.tuned else ''}`.", "",
           "| engine | time to target |", "|---|---|"]
     md += [f"| {'PyTorch' if e == 'torch' else e} | {cell(e)} |" for e in engines]
+    md += ["", "| seed | tinyseg: epochs, s | PyTorch: epochs, s | ratio, time to target | ratio, time per epoch |",
+           "|---|---|---|---|---|"]
+    for r in range(len(rounds)):
+        runs = [f"{epochs[e][r]}, {seconds[e][r]:.1f}" if seconds[e][r] is not None else "not reached"
+                for e in engines]
+        to_target = (f"{seconds['tinyseg'][r] / seconds['torch'][r]:.2f}"
+                     if None not in (seconds["tinyseg"][r], seconds["torch"][r]) else "-")
+        md.append(f"| {args.seed + r} | {runs[0]} | {runs[1]} | {to_target} | {epoch_ratios[r]:.2f} |")
     if ratios:
-        md += ["", f"Ratio tinyseg / PyTorch: {payload['ratio']:.2f} (median of the per-round ratios, "
-                   f"range {min(ratios):.2f}-{max(ratios):.2f})."]
+        md += ["", f"Ratio tinyseg / PyTorch, time to target: {payload['ratio']:.2f} (median of the per-round "
+                   f"ratios, range {min(ratios):.2f}-{max(ratios):.2f}); training time per epoch: "
+                   f"{payload['per_epoch_ratio']:.2f} (range {min(epoch_ratios):.2f}-{max(epoch_ratios):.2f}). "
+                   f"The first epoch includes each engine's first-call costs (Numba loading its compiled "
+                   f"kernels, PyTorch its own)."]
     stem = f"time-to-accuracy-{dev}-{payload['date']}" + ("-tuned" if args.tuned else "")
     paths = timing.write_results(args.out, stem, payload, "\n".join(md) + "\n")
     print("\n".join(md))
