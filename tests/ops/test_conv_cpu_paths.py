@@ -309,6 +309,16 @@ def test_row_windows_match_their_definition():
         np.testing.assert_array_equal(windows, expected)
 
 
+def test_row_gemm_leaves_out_exactly_the_padding_rows():
+    # 7x7 kernel, padding 3, 8 input rows: output row o's kernel row i reads padded row o + i,
+    # an input row when 3 <= o + i < 11
+    spans = [row_gemm.live_rows(0, 8, i, 3, 8) for i in range(7)]
+    for i, (lo, hi) in enumerate(spans):
+        assert [o for o in range(8) if 3 <= o + i < 11] == list(range(lo, hi))
+    assert sum(hi - lo for lo, hi in spans) == 44                     # of 56 row products
+    assert row_gemm.live_rows(5, 8, 6, 3, 8) == (5, 5)                # a thread's run with none left
+
+
 def test_row_gemm_leaves_the_rest_to_the_other_paths(monkeypatch):
     x, w7 = np.zeros((4, 64, 16, 16), np.float32), np.zeros((64, 64, 7, 7), np.float32)
     assert takes_row_gemm(x, w7, 3)

@@ -55,7 +55,8 @@ DIRECT_3X3 = True
 
 # Other stride-1 convolutions with a kernel larger than 1x1 run as one GEMM per kernel row when
 # their row windows fit ``row_gemm.ROW_WINDOWS_BUDGET_BYTES``: conv6's forward and backward took
-# 6.7 ms against 9.5 ms on the banded im2col path (4x64x16x16, 7x7). False sends them to the bands.
+# 6.5 ms against 9.8 ms on the banded im2col path (4x64x16x16, 7x7), and 4 ms against 7.4 ms on
+# its 8x10 map at batch 8. False sends them to the bands.
 ROW_GEMM = True
 
 # Transposed convolutions with kernel rows at least this long (H-ReNet's 64x64 upsampling)
