@@ -1,7 +1,7 @@
 """tinyseg against PyTorch, as users run them: each engine in its own process with its
 default settings, alternating, on identical float32 inputs.
 
-    python benchmarks/run.py [--device cpu|cuda] [--rounds 3] [--repeats 10] [--only conv model ...]
+    python benchmarks/run.py [--device cpu|cuda] [--rounds 5] [--repeats 10] [--only conv model ...]
     python benchmarks/run.py --tuned          # a second, labelled table: both engines tuned
 
 Rows (``--rows``): ``ops`` time forward + backward of one op; ``layers`` every 3x3
@@ -52,7 +52,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--rounds", type=int, default=None,
-                        help="processes per engine, alternating (default 3 on the CPU, 1 on the GPU)")
+                        help="processes per engine, alternating (default 5 on the CPU, 1 on the GPU)")
     parser.add_argument("--repeats", type=int, default=10, help="timed runs of each row per process")
     parser.add_argument("--rows", nargs="*", choices=ROW_GROUPS, default=None,
                         help="row groups (default: all on the CPU; ops and model on the GPU)")
@@ -73,7 +73,7 @@ def parse_args(argv=None):
     parser.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rounds is None:
-        args.rounds = 3 if args.device == "cpu" else 1
+        args.rounds = 5 if args.device == "cpu" else 1
     if args.rows is None:
         args.rows = list(ROW_GROUPS) if args.device == "cpu" else ["ops", "model"]
     if args.size is None and args.preset == "small" and args.device == "cpu" and not args.tiny:

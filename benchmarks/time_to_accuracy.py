@@ -1,7 +1,7 @@
 """Time to accuracy: both engines train the same H-ReNet on the same synthetic data until
 the validation Dice passes a target for lungs and heart.
 
-    python benchmarks/time_to_accuracy.py [--target 0.9] [--max-epochs 30] [--rounds 3] [--tuned]
+    python benchmarks/time_to_accuracy.py [--target 0.9] [--max-epochs 30] [--rounds 5] [--tuned]
 
 Same initial weights (the tinyseg model's state dict loaded into the PyTorch
 twin), same batches in the same order, the same Adam hyper-parameters. Only
