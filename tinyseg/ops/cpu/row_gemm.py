@@ -12,17 +12,18 @@ images and output columns adds its share to the (pre-activation) output:
 
     Z[k, (o, n, q)] += Wt[i][k, (j, c)] * R[o + i, n, q, (j, c)]     Wt[i][k, j*C + c] = w[k, c, i, j]
 
-R[o + i] for a run of output rows o is a contiguous (rows*N*Wo, kw*C) block of R: each product
-reads its operand in place, no padding columns are multiplied beyond those inside the
-windows (a "flat row" scheme would multiply whole padded rows), and rows of R that are all
-padding are left out of the product (``live_rows``). Threads: the output rows are split into one
-run per thread (``cpu_runtime.run_parallel``), each summing its kh products into its own
-block of Z, with numpy's BLAS on one thread.
+R[o + i] for a run of output rows o is a contiguous (rows*N*Wo, kw*C) block of R, so each
+product reads its operand in place. The only zeros multiplied are the padding inside the
+windows at the left and right edges: rows of R that are all padding are left out of the
+products (``live_rows``). Threads: the output rows are split into one run per thread
+(``cpu_runtime.run_parallel``), each summing its kh products into its own block of Z, with
+numpy's BLAS on one thread.
 
 Backward, with dZ the output gradient laid out as Z:
 
-* dW: dWt[i] = dZ R[o + i]^T summed over all (o, n, q): kh products per thread, each over the
-  thread's run of rows; the threads' partial sums are added in a fixed order.
+* dW: dWt[i] = dZ @ R[o + i], the sum over all (o, n, q) being the product's inner dimension:
+  kh products per thread, each over the thread's run of rows; the threads' partial sums are
+  added in a fixed order.
 * dx: the input gradient of a stride-1 convolution is dZ correlated with the weights flipped
   in both spatial axes and transposed, padded by (kh - 1 - ph, kw - 1 - pw), which is the
   forward computation again (``correlate``).
