@@ -31,7 +31,9 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["tinyseg", "tinyseg.*"]),
     cmdclass={"build_py": build_py_with_kernels},
-    install_requires=["numpy>=1.24", "scipy>=1.10", "numba>=0.58", "pillow>=9.0", "threadpoolctl>=3.1"],
+    install_requires=["numpy>=1.24", "scipy>=1.10", "numba>=0.58", "pillow>=9.0", "threadpoolctl>=3.1",
+                      # Numba's TBB threading layer (tinyseg/cpu_runtime.py); elsewhere the workqueue layer
+                      "tbb>=2021.6; sys_platform == 'linux' and platform_machine == 'x86_64'"],
     extras_require={
         "gpu": ["cupy-cuda13x"],
         # setuptools builds the wheel of the packaging test (bdist_wheel is built in since 70.1)

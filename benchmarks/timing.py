@@ -139,7 +139,12 @@ def facts(device="cpu", packages=("numpy", "torch")):
                                  if var.startswith(("OPENBLAS_", "MKL_", "GOTO"))},
             "blas": blas_kernels()}
     if "numba" in sys.modules:
-        info["numba_threads"] = sys.modules["numba"].get_num_threads()
+        numba = sys.modules["numba"]
+        info["numba_threads"] = numba.get_num_threads()
+        try:
+            info["numba_threading_layer"] = numba.threading_layer()
+        except ValueError:      # no parallel loop has run in this process yet
+            info["numba_threading_layer"] = f"{numba.config.THREADING_LAYER} (chosen at the first parallel loop)"
     return info
 
 
@@ -163,6 +168,7 @@ def describe(info):
     inherited = ", ".join(f"{k}={v}" for k, v in (info.get("blas_environment") or {}).items())
     return (f"Commit `{info['commit']}`; {info['device_name']}; {info['cpu_count']} CPU cores, {threads} threads; "
             f"{info['platform']}; " + ", ".join(f"{k} {v}" for k, v in info["versions"].items() if v)
+            + (f"; Numba threading layer: {info['numba_threading_layer']}" if info.get("numba_threading_layer") else "")
             + f"; BLAS kernels: {blas}"
             + (f" (the machine's environment sets {inherited})" if inherited else "")
             + f"; load average {info['load_average'][0]:.2f} at the start.")

@@ -1,6 +1,7 @@
-"""How tinyseg shares the CPU (tinyseg/cpu_runtime.py): Numba's workqueue layer unless the user
-chose a layer, OpenMP (PyTorch's runtime) left alone, the BLAS on one thread inside every op and
-restored after it, tinyseg's own pool for side-by-side products, and freed memory kept for reuse."""
+"""How tinyseg shares the CPU (tinyseg/cpu_runtime.py): Numba's fork-safe threading layer (TBB
+where it is installed, else workqueue) unless the user chose a layer, OpenMP (PyTorch's runtime)
+left alone, the BLAS on one thread inside every op and restored after it, tinyseg's own pool for
+side-by-side products, and freed memory kept for reuse."""
 import os
 import subprocess
 import sys
@@ -20,8 +21,41 @@ def run(env_changes):
                           check=True).stdout.split()
 
 
-def test_kernels_run_on_the_workqueue_layer_and_no_environment_variable_is_set():
-    assert run({}) == ["workqueue", "None", "None"]
+def tbb_installed():
+    from tinyseg import cpu_runtime
+    return os.path.exists(os.path.join(sys.prefix, "lib", cpu_runtime.TBB_LIBRARY))
+
+
+def test_kernels_run_on_a_fork_safe_layer_and_no_environment_variable_is_set():
+    # TBB where pip's tbb package is installed (Linux x86-64: a dependency), else the workqueue
+    assert run({}) == ["tbb" if tbb_installed() else "workqueue", "None", "None"]
+
+
+FORKED = """
+import multiprocessing, numpy as np, numba, tinyseg as ts, tinyseg.functional as F
+def conv(_):
+    return float(F.conv2d(ts.tensor(np.ones((1, 8, 128, 128))), ts.tensor(np.ones((8, 8, 3, 3))),
+                          padding=1).numpy()[0, 0, 5, 5])
+print(conv(0), numba.threading_layer())          # the parent starts the layer first
+with multiprocessing.get_context("fork").Pool(2) as pool:
+    print(*pool.map(conv, range(2)))
+"""
+
+
+def test_forked_children_run_parallel_kernels():
+    # GNU OpenMP would stop these children; the layers tinyseg picks are fork-safe
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    out = subprocess.run([sys.executable, "-c", FORKED], env=env, capture_output=True, text=True,
+                         check=True, timeout=120).stdout.split()
+    assert out[0] == "72.0" and out[2:] == ["72.0", "72.0"]
+
+
+def test_load_tbb_is_a_no_op_without_the_library(monkeypatch, tmp_path):
+    import site
+    from tinyseg import cpu_runtime
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    monkeypatch.setattr(site, "getuserbase", lambda: str(tmp_path / "user"))
+    assert cpu_runtime.load_tbb() is False
 
 
 def test_a_threading_layer_the_user_chose_wins():

@@ -11,8 +11,8 @@ side on tinyseg's own threads (``tinyseg.cpu_runtime.run_parallel``).
 from ... import cpu_runtime
 
 # The process-wide choices made at import (cpu_runtime's docstring says why): Numba's
-# workqueue threading layer unless the user picked one, and glibc keeping freed memory
-# for reuse unless TINYSEG_CPU_DEFAULTS=0.
-cpu_runtime.use_workqueue_layer()
+# fork-safe threading layer (TBB, else workqueue) unless the user picked one, and glibc
+# keeping freed memory for reuse unless TINYSEG_CPU_DEFAULTS=0.
+cpu_runtime.use_fork_safe_layer()
 if cpu_runtime.enabled():
     cpu_runtime.keep_freed_memory()

@@ -1,8 +1,8 @@
 """Parallel loops that run in the calling thread when their work is small.
 
-Starting a parallel Numba loop on the workqueue threading layer (``cpu_runtime``) costs
-about 70-90 microseconds, one thread or many: the sleeping workers are woken and waited
-for. That is the time of a few megabytes of memory traffic, more than many of a training
+Starting a parallel Numba loop on the workqueue threading layer (``cpu_runtime``, where
+TBB is not installed) costs about 70-90 microseconds, one thread or many: the sleeping
+workers are woken and waited for. That is the time of a few megabytes of memory traffic, more than many of a training
 step's loops take on their own (the pools and the batch norms of the deep layers, the
 padding of a 32x32 map), and a step starts about a hundred of them.
 
