@@ -21,14 +21,10 @@ def run(env_changes):
                           check=True).stdout.split()
 
 
-def tbb_installed():
-    from tinyseg import cpu_runtime
-    return os.path.exists(os.path.join(sys.prefix, "lib", cpu_runtime.TBB_LIBRARY))
-
-
 def test_kernels_run_on_a_fork_safe_layer_and_no_environment_variable_is_set():
     # TBB where pip's tbb package is installed (Linux x86-64: a dependency), else the workqueue
-    assert run({}) == ["tbb" if tbb_installed() else "workqueue", "None", "None"]
+    from tinyseg import cpu_runtime
+    assert run({}) == ["tbb" if cpu_runtime.load_tbb() else "workqueue", "None", "None"]
 
 
 FORKED = """

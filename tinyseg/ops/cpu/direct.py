@@ -297,8 +297,8 @@ def conv3x3(x, w, bias, padding, relu):
 
 
 def flipped(w):
-    """The weights of a convolution's input gradient: w (C_out, C_in, 3, 3) flipped in both
-    spatial axes and transposed to (C_in, C_out, 3, 3)."""
+    """The weights of a stride-1 convolution's input gradient: w (C_out, C_in, kh, kw) flipped
+    in both spatial axes and transposed to (C_in, C_out, kh, kw)."""
     return w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
 
 

@@ -17,7 +17,7 @@ product reads its operand in place. The only zeros multiplied are the padding in
 windows at the left and right edges: rows of R that are all padding are left out of the
 products (``live_rows``). Threads: the output rows are split into one run per thread
 (``cpu_runtime.run_parallel``), each summing its kh products into its own block of Z, with
-numpy's BLAS on one thread.
+numpy's BLAS on one thread (the autograd engine sets it so around every op).
 
 Backward, with dZ the output gradient laid out as Z:
 
@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from ... import cpu_runtime
-from . import workspace
+from . import direct, workspace
 
 # The most bytes of row windows R one convolution builds (the input's size times kw).
 ROW_WINDOWS_BUDGET_BYTES = 32 * 2 ** 20
@@ -99,10 +99,11 @@ def correlate(x, w, padding):
     wt = np.ascontiguousarray(w.transpose(2, 0, 3, 1), dtype=dtype).reshape(kh, k, kw * c)
     z = np.empty((k, out_h * width), dtype=dtype)
 
+    flat = windows.reshape(-1, kw * c)
+
     def run(first, last):
         # Z[:, rows first..last) = sum over i of Wt[i] @ R[rows first+i..last+i)^T, each product
         # over the rows whose window row i is not padding
-        flat = windows.reshape(-1, kw * c)
         total = np.zeros((k, (last - first) * width), dtype=dtype)
         term = np.empty_like(total)
         for i in range(kh):
@@ -114,21 +115,14 @@ def correlate(x, w, padding):
             total[:, columns] += term[:, columns]
         z[:, first * width:last * width] = total
 
-    with cpu_runtime.blas_on_one_thread():
-        cpu_runtime.run_parallel(lambda span=span: run(*span) for span in row_runs(out_h))
+    cpu_runtime.run_parallel(lambda span=span: run(*span) for span in row_runs(out_h))
     return z.reshape(k, out_h, n, -1).transpose(2, 0, 1, 3)
-
-
-def flipped(w):
-    """The weights of the input gradient: w (K, C, kh, kw) flipped in both spatial axes and
-    transposed to (C, K, kh, kw)."""
-    return w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
 
 
 def input_grad(gz, w, padding):
     """dx (N, C, H, W) of a stride-1 convolution from dZ (N, K, Ho, Wo)."""
     kh, kw = w.shape[2:]
-    return correlate(gz, flipped(w), (kh - 1 - padding[0], kw - 1 - padding[1]))
+    return correlate(gz, direct.flipped(w), (kh - 1 - padding[0], kw - 1 - padding[1]))
 
 
 def weight_grad(x, gz, padding):
@@ -143,10 +137,11 @@ def weight_grad(x, gz, padding):
     # dZ as Z is laid out: (K, Ho, N, Wo), rows (o, n, q) in R's order
     gz_rows = np.ascontiguousarray(gz.transpose(1, 2, 0, 3), dtype=dtype).reshape(k, out_h * width)
 
+    flat = windows.reshape(-1, kw * c)
+
     def run(first, last):
         # this run's share of dWt[i] = dZ[:, rows first..last) @ R[rows first+i..last+i), over
         # the rows whose window row i is not padding
-        flat = windows.reshape(-1, kw * c)
         part = np.zeros((kh, k, kw * c), dtype=dtype)
         for i in range(kh):
             lo, hi = live_rows(first, last, i, padding[0], h)
@@ -154,8 +149,7 @@ def weight_grad(x, gz, padding):
                 np.matmul(gz_rows[:, lo * width:hi * width], flat[(lo + i) * width:(hi + i) * width], out=part[i])
         return part
 
-    with cpu_runtime.blas_on_one_thread():
-        parts = cpu_runtime.run_parallel(lambda span=span: run(*span) for span in row_runs(out_h))
+    parts = cpu_runtime.run_parallel(lambda span=span: run(*span) for span in row_runs(out_h))
     dwt = sum(parts[1:], parts[0])
     # dWt[i, k, j*C + c] = dW[k, c, i, j]
     return np.ascontiguousarray(dwt.reshape(kh, k, kw, c).transpose(1, 3, 0, 2))
