@@ -193,7 +193,7 @@ def backward(root, grad=None, retain_graph=False):
                 "pass backward(grad_array) with the output's shape")
         grad = xp.ones_like(root.data)
     else:
-        grad = xp.asarray(getattr(grad, "data", grad), dtype=root.data.dtype)
+        grad = xp.asarray(grad, dtype=root.data.dtype)
         if grad.shape != root.shape:
             raise ValueError(f"gradient shape {grad.shape} does not match output shape {root.shape}")
     if root.creator is None:

@@ -61,7 +61,9 @@ class Tensor:
 
     # -- autograd -----------------------------------------------------------
     def backward(self, grad=None, retain_graph=False):
-        """Back-propagate from this tensor; a scalar needs no ``grad``."""
+        """Back-propagate from this tensor; a scalar needs no ``grad`` (an array or a Tensor)."""
+        if isinstance(grad, Tensor):
+            grad = grad.data
         autograd.backward(self, grad, retain_graph=retain_graph)
 
     def _accumulate(self, grad):

@@ -30,6 +30,11 @@ class ndarray(numpy.ndarray):
     def get(self):
         return numpy.array(self.view(numpy.ndarray))
 
+    @property
+    def data(self):
+        """As in CuPy, a pointer to device memory, not an array: code must not read it as one."""
+        return MemoryPointer(self.__array_interface__["data"][0])
+
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         _refuse_host_arrays(ufunc.__name__, inputs, kwargs.get("out", ()))
         if "out" in kwargs:
@@ -40,6 +45,11 @@ class ndarray(numpy.ndarray):
     def __array_function__(self, func, types_, args, kwargs):
         _refuse_host_arrays(func.__name__, args, kwargs.values())
         return _to_device(func(*_to_host(args), **_to_host(kwargs)))
+
+
+class MemoryPointer:
+    def __init__(self, ptr):
+        self.ptr = ptr
 
 
 def _host_arrays(values):
