@@ -71,13 +71,18 @@ def median_ms(seconds):
 
 def git_commit():
     """The tinyseg commit being measured: $TINYSEG_COMMIT, else ``git rev-parse HEAD`` in a
-    checkout, else tinyseg/_commit.txt (a copy of the tree without .git), else "unknown"."""
+    checkout (with "+changes" when tracked files differ from it, so a result never names a commit
+    whose code it did not run), else tinyseg/_commit.txt (a copy of the tree without .git),
+    else "unknown"."""
     if os.environ.get("TINYSEG_COMMIT"):
         return os.environ["TINYSEG_COMMIT"]
     if (ROOT / ".git").exists():
         try:
-            return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+            head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                                   check=True).stdout.strip()
+            changed = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "tinyseg", "benchmarks",
+                                      "cuda", "examples"], cwd=ROOT, capture_output=True).returncode == 1
+            return head + ("+changes" if changed else "")
         except (OSError, subprocess.CalledProcessError):
             pass
     stamp = ROOT / "tinyseg" / "_commit.txt"
