@@ -55,22 +55,32 @@ def nine(w):
 
 
 @njit(inline="always")
-def padded_band(plane, p, first, rows):
+def padded_band(plane, p, first, rows, band):
     """Rows first .. first+rows-1 of ``plane`` (H, W) padded by p zeros on every side, flat
-    (row stride Wp = W + 2p), in a new array; with p = 0, the plane's own rows (no copy).
-    The kernels are compiled once per padding, with p a constant: with p a run-time value,
-    the convolution loops that read the band ran 25-45% slower."""
+    (row stride Wp = W + 2p), written into ``band`` (at least rows * Wp values) and returned;
+    with p = 0, the plane's own rows (no copy, ``band`` unused).
+
+    Only the rows inside the plane are written: ``band`` comes zeroed from ``empty_band`` and is
+    reused for every input channel of one band of rows, whose padding rows and columns are the
+    same for every channel, so they stay zero. The kernels are compiled once per padding, with p
+    a constant: with p a run-time value, the convolution loops that read the band ran 25-45%
+    slower."""
     h, w = plane.shape
     if p == 0:
         return plane.reshape(-1)[first * w:]
     wp = w + 2 * p
-    band = np.zeros(rows * wp, plane.dtype)
     for r in range(max(0, p - first), min(rows, h + p - first)):
         source = plane[first + r - p]
         target = band[r * wp + p:]
         for q in range(w):          # an explicit loop: LLVM vectorises it (a slice copy it did not)
             target[q] = source[q]
     return band
+
+
+@njit(inline="always")
+def empty_band(p, rows, wp, dtype):
+    """A zeroed band of rows * Wp values for padded_band (none needed when p = 0)."""
+    return np.zeros(rows * wp if p > 0 else 0, dtype)
 
 
 @functools.cache
@@ -114,11 +124,12 @@ def conv3x3_kernel(p):
             acc = np.empty((c_out, rows * wp), y.dtype)
             for co in range(c_out):
                 acc[co] = bias[co] if has_bias else 0
+            band = empty_band(p, rows + 2, wp, x.dtype)
             for c in range(c_in):
                 # the band's padded input rows, flat, and the same shifted by one and two rows:
                 # indexing x1[t] rather than x[t + wp] keeps every index a plain t + 0, 1 or 2,
                 # which Numba knows to be non-negative (no wraparound check, so the loop vectorises)
-                x0 = padded_band(x[b, c], p, o0, rows + 2)
+                x0 = padded_band(x[b, c], p, o0, rows + 2, band)
                 x1 = x0[wp:]
                 x2 = x0[2 * wp:]
                 for co in range(0, blocked, 4):
@@ -211,8 +222,9 @@ def weight_grad_kernel(p):
             # the band's flat positions, without the last row's zero tail (the windows of those
             # positions would reach past the end of the padded band)
             start, length = o0 * wp, (rows - 1) * wp + wp - 2
+            band = empty_band(p, rows + 2, wp, x.dtype)
             for c in range(c_in):
-                x0 = padded_band(x[b, c], p, o0, rows + 2)     # shifted rows as slices (see conv3x3_kernel)
+                x0 = padded_band(x[b, c], p, o0, rows + 2, band)   # shifted rows as slices (see conv3x3_kernel)
                 x1 = x0[wp:]
                 x2 = x0[2 * wp:]
                 for co in range(0, c_out, 2):
