@@ -5,6 +5,7 @@ paddings and strides, PyTorch parity in float32 and float64, the paths against e
 and the kernels' edge cases (odd channel counts, padding 0 and 2, one-pixel rows, one-row
 bands, bands that cut through the rows a window reads, non-square kernels, row windows
 over budget)."""
+import numba
 import numpy as np
 import pytest
 from hypothesis import assume, given, strategies as st
@@ -24,9 +25,10 @@ def direct_cases(draw):
     """3x3, stride 1, padding 0-2: the direct kernel's domain; odd and even channel counts."""
     padding = draw(st.integers(0, 2))
     low = max(1, 3 - 2 * padding)
-    return dict(n=draw(st.integers(1, 2)), c_in=draw(st.integers(1, 5)), c_out=draw(st.integers(1, 5)),
+    return dict(n=draw(st.integers(1, 2)), c_in=draw(st.integers(1, 5)), c_out=draw(st.integers(1, 6)),
                 h=draw(st.integers(low, 7)), w=draw(st.integers(low, 7)), padding=padding,
-                bias=draw(st.booleans()), relu=draw(st.booleans()), seed=draw(st.integers(0, 2 ** 31)))
+                bias=draw(st.booleans()), relu=draw(st.booleans()), grouped=draw(st.booleans()),
+                seed=draw(st.integers(0, 2 ** 31)))
 
 
 @st.composite
@@ -51,7 +53,47 @@ def test_direct_kernel_gradcheck(case):
     w = t64(rng, case["c_out"], case["c_in"], 3, 3)
     assert Conv2d(1, case["padding"]).direct_cpu(x.data, w.data)
     inputs = [x, w] + ([t64(rng, case["c_out"])] if case["bias"] else [])
-    assert ts.gradcheck(conv_fn(1, case["padding"], case["relu"]), inputs)
+    with pytest.MonkeyPatch.context() as patch:
+        if case["grouped"]:      # no band of 10**6 rows fits: output channels in groups of four
+            patch.setattr(direct, "MIN_BAND_ROWS", 10 ** 6)
+        assert ts.gradcheck(conv_fn(1, case["padding"], case["relu"]), inputs)
+
+
+def test_channel_groups_give_the_same_bits_as_one_group(monkeypatch):
+    # each output value is summed over the same inputs in the same order in either case
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 6, 9, 20)).astype(np.float32)
+    w = rng.standard_normal((14, 6, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(14).astype(np.float32)
+    ys = []
+    for group in (14, 4, 8):            # one group; 4+4+4+2; 8+6 (a last group with a remainder)
+        monkeypatch.setattr(direct, "channel_group", lambda c_out, wp, itemsize: group)
+        ys.append(direct.conv3x3(x, w, bias, 1, relu=True))
+    np.testing.assert_array_equal(ys[0], ys[1])
+    np.testing.assert_array_equal(ys[0], ys[2])
+
+
+def test_weight_gradient_parts_stay_within_their_budget(monkeypatch):
+    # many channels: fewer bands, so fewer parts; the gradient does not depend on the split
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((1, 8, 12, 10))
+    gz = rng.standard_normal((1, 8, 12, 10))
+    expected = direct.weight_grad(x, gz, 1)
+    shapes = []
+    run = direct.weight_grad_kernel(1)
+    monkeypatch.setattr(direct, "weight_grad_kernel", lambda p: lambda *a: (shapes.append(a[-1].shape), run(*a)))
+    monkeypatch.setattr(direct, "PARTS_BUDGET_BYTES", 8 * 8 * 9 * 8)          # one part
+    np.testing.assert_allclose(direct.weight_grad(x, gz, 1), expected, rtol=1e-12)
+    assert shapes[-1][0] == numba.get_num_threads()       # the floor: one unit per thread
+
+
+def test_channel_groups_keep_the_scratch_band_several_rows_deep():
+    wp = 64                                         # the paper preset's conv4 map, 50x62
+    group = direct.channel_group(512, wp, 4)
+    assert group % 4 == 0 and group < 512
+    assert group * direct.MIN_BAND_ROWS * wp * 4 <= direct.BAND_BYTES
+    assert direct.channel_group(16, 130, 4) == 16   # few channels: one group, as before
+    assert direct.channel_group(512, 10 ** 6, 4) == 4
 
 
 @SETTINGS

@@ -286,6 +286,19 @@ def flat_rows_kernel(gz, wp, out):
 BAND_BYTES = 256 * 2 ** 10
 
 
+# Rows that a band of the forward kernel's scratch sums should hold at least: with more output
+# channels than fit BAND_BYTES at this many rows, conv3x3 runs the kernel on one group of output
+# channels at a time (``channel_group``).
+MIN_BAND_ROWS = 16
+
+
+def channel_group(c_out, wp, itemsize):
+    """Output channels per run of conv3x3_kernel: all of them when MIN_BAND_ROWS rows of their
+    scratch sums fit BAND_BYTES, else as many as do (a multiple of four, at least four)."""
+    fit = BAND_BYTES // (MIN_BAND_ROWS * wp * itemsize)
+    return c_out if c_out <= fit else max(4, fit - fit % 4)
+
+
 def band_rows(c_out, out_h, wp, itemsize, images=1):
     """Output rows per band of conv3x3_kernel: the scratch sums within BAND_BYTES, and at least
     two bands per thread over the ``images`` (so that one image still keeps every thread busy),
@@ -297,14 +310,25 @@ def band_rows(c_out, out_h, wp, itemsize, images=1):
 
 def conv3x3(x, w, bias, padding, relu):
     """Stride-1 3x3 convolution of (N, C_in, H, W) with (C_out, C_in, 3, 3) and zero padding,
-    plus bias, then ReLU."""
+    plus bias, then ReLU.
+
+    Many output channels on a small map (512 at 50x62) would leave room in a band's scratch sums
+    for one short row, and the flat loops would be short; the kernel then runs once per group of
+    output channels (``channel_group``), each run with bands several rows deep. (Groups inside
+    the kernel, with the bounds computed per unit, kept LLVM from vectorising the flat loops.)"""
     x = np.ascontiguousarray(x)
     n, _, h, wd = x.shape
+    c_out = w.shape[0]
     out_h, out_w = h + 2 * padding - 2, wd + 2 * padding - 2
-    y = np.empty((n, w.shape[0], out_h, out_w), dtype=x.dtype)
-    bias = np.zeros(0, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
-    conv3x3_kernel(padding)(x, np.ascontiguousarray(w, dtype=x.dtype), bias, relu,
-                            band_rows(w.shape[0], out_h, out_w + 2, x.itemsize, n), y)
+    y = np.empty((n, c_out, out_h, out_w), dtype=x.dtype)
+    w = np.ascontiguousarray(w, dtype=x.dtype)
+    bias = np.zeros(c_out, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    group = channel_group(c_out, out_w + 2, x.itemsize)
+    rows = band_rows(group, out_h, out_w + 2, x.itemsize, n)
+    run = conv3x3_kernel(padding)
+    for g0 in range(0, c_out, group):
+        g = slice(g0, min(c_out, g0 + group))
+        run(x, w[g], bias[g], relu, rows, y[:, g])
     return y
 
 
@@ -329,12 +353,22 @@ def weight_grad(x, gz, padding):
     return weight_grad_flat(x, gz_flat, 0, out_h, padding)
 
 
+# The most bytes of float64 partial sums of dW that the weight-gradient kernel's units write
+# (one C_out x C_in x 3 x 3 part a unit): a unit writes its whole part, so with many channels
+# (512 x 512: 19 MB a part) fewer, longer bands are faster; 1 x 512 x 50 x 62 took 46 ms in two
+# bands against 71 ms in eight.
+PARTS_BUDGET_BYTES = 8 * 2 ** 20
+
+
 def weight_grad_flat(x, gz_flat, offset, out_h, padding):
     """dW from the input and dZ in flat padded rows (``weight_grad_kernel``)."""
     n, c_out = gz_flat.shape[:2]
-    # bands: about four units per thread, for balance
-    bands_per_image = -(-4 * numba.get_num_threads() // max(1, n))
-    rows = max(1, -(-out_h // bands_per_image))
+    threads = numba.get_num_threads()
+    # bands: about four units per thread, for balance, unless their parts would pass the budget;
+    # one unit per thread at least
+    part_bytes = c_out * x.shape[1] * 9 * 8
+    units = max(threads, min(4 * threads, PARTS_BUDGET_BYTES // part_bytes))
+    rows = max(1, -(-out_h // -(-units // max(1, n))))
     parts = np.empty((n * -(-out_h // rows), c_out, x.shape[1], 3, 3), dtype=np.float64)
     weight_grad_kernel(padding)(np.ascontiguousarray(x), gz_flat, offset, rows, parts)
     return parts.sum(axis=0).astype(x.dtype)
