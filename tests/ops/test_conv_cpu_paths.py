@@ -54,8 +54,8 @@ def test_direct_kernel_gradcheck(case):
     assert Conv2d(1, case["padding"]).direct_cpu(x.data, w.data)
     inputs = [x, w] + ([t64(rng, case["c_out"])] if case["bias"] else [])
     with pytest.MonkeyPatch.context() as patch:
-        if case["grouped"]:      # no band of 10**6 rows fits: output channels in groups of four
-            patch.setattr(direct, "MIN_BAND_ROWS", 10 ** 6)
+        if case["grouped"]:      # no band of 10**9 positions fits: output channels in groups of four
+            patch.setattr(direct, "MIN_BAND_LENGTH", 10 ** 9)
         assert ts.gradcheck(conv_fn(1, case["padding"], case["relu"]), inputs)
 
 
@@ -87,12 +87,13 @@ def test_weight_gradient_parts_stay_within_their_budget(monkeypatch):
     assert shapes[-1][0] == numba.get_num_threads()       # the floor: one unit per thread
 
 
-def test_channel_groups_keep_the_scratch_band_several_rows_deep():
+def test_channel_groups_keep_the_flat_loops_long():
     wp = 64                                         # the paper preset's conv4 map, 50x62
     group = direct.channel_group(512, wp, 4)
-    assert group % 4 == 0 and group < 512
-    assert group * direct.MIN_BAND_ROWS * wp * 4 <= direct.BAND_BYTES
+    rows = -(-direct.MIN_BAND_LENGTH // wp)         # the rows of the shortest band allowed
+    assert group % 4 == 0 and group < 512 and group * rows * wp * 4 <= direct.BAND_BYTES
     assert direct.channel_group(16, 130, 4) == 16   # few channels: one group, as before
+    assert direct.channel_group(64, 502, 4) == 64   # conv1 at 400x500: two rows a band are long enough
     assert direct.channel_group(512, 10 ** 6, 4) == 4
 
 
