@@ -11,11 +11,12 @@ _GEMM = ("im2col + GEMM band by band, the bands side by side on tinyseg's thread
          "are the AVX2 \"Haswell\" ones: 8 float32 lanes, against the 16 of oneDNN's AVX-512 convolutions), "
          "so the table's floor, the FLOPs at the measured GEMM rate, is close to or above PyTorch's whole "
          "time")
-_DIRECT = ("the direct 3x3 kernel (cpu/direct.py), about 215 GFLOP/s forward on the two cores: four output "
-           "channels per pass share each input load over long flat bands, but each pass still loads and "
-           "stores its four rows of sums and reads every input value nine times at shifted, unaligned "
-           "addresses, where oneDNN keeps a block of outputs in registers across all input channels in a "
-           "channel-blocked layout; its backward passes take about 2.3 times the forward")
+_DIRECT = ("the direct 3x3 kernel (cpu/direct.py), about 230-260 GFLOP/s forward on the two cores, the "
+           "rate of numpy's GEMM: four output channels per pass share each input load over long flat bands "
+           "(wide layers in groups of channels), but each pass still loads and stores its four rows of sums "
+           "and reads every input value nine times at shifted, unaligned addresses, where oneDNN keeps a "
+           "block of outputs in registers across all input channels in a channel-blocked layout; its "
+           "backward passes take about twice the forward")
 
 
 def conv_path(op, shape):
