@@ -428,7 +428,7 @@ def _markdown(args, payload, rows, engines):
     if any(r.get("peak_mb", {}).get("tinyseg", 0) > r.get("peak_mb", {}).get("torch", float("inf"))
            for r in model_rows):
         import why_slower
-        md += ["", f"Peak memory above PyTorch's in the model rows: {why_slower.MEMORY}"]
+        md += ["", f"Peak memory above PyTorch's in the model rows: {why_slower.memory(dev)}"]
     return md
 
 

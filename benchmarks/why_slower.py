@@ -62,10 +62,17 @@ CPU = {
 GPU = {}
 
 # Why the whole-model rows' peak memory is higher, when it is.
-MEMORY = ("the GEMM path's column bands (one set per thread, at most conv.COLUMN_BUDGET_BYTES of columns "
-          "each), conv6's row windows and the direct kernel's flat output gradients live in workspace "
-          "buffers kept from call to call; batch norm keeps its input for backward; freed memory is kept "
-          "for reuse (cpu_runtime).")
+_CPU_MEMORY = ("the GEMM path's column bands (one set per thread, at most conv.COLUMN_BUDGET_BYTES of columns "
+               "each), conv6's row windows and the direct kernel's flat output gradients live in workspace "
+               "buffers kept from call to call; batch norm keeps its input for backward; freed memory is kept "
+               "for reuse (cpu_runtime).")
+
+
+def memory(device):
+    """Why the model rows' peak memory is above PyTorch's on ``device``."""
+    if device == "cpu":
+        return _CPU_MEMORY
+    return "no analysis recorded yet on this device; profile it before guessing."
 
 
 def explain(device, op, shape=None):
