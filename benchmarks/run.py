@@ -82,8 +82,8 @@ def parse_args(argv=None):
 
 
 def op_cases(np, rng, s=1):
-    """(name, shapes description, FLOPs or None, tinyseg fn, torch fn) builders per op;
-    ``s`` divides every channel count and side (``--tiny``)."""
+    """(name, shapes description, FLOPs or None, tinyseg fn, torch fn, arrays, least bytes moved
+    or None) per op; ``s`` divides every channel count and side (``--tiny``)."""
     def randn(*shape, scale=1.0):
         return (rng.standard_normal(shape) * scale).astype(np.float32)
 
@@ -100,23 +100,24 @@ def op_cases(np, rng, s=1):
     c, w, b = 64 // s, randn(64 // s, 64 // s, 3, 3, scale=0.05), randn(64 // s)
     for h, wd, note in ((100 // s, 125 // s, ""), (200 // s, 250 // s, " (paper block 2 input)")):
         cases.append((f"conv3x3 {c}->{c}{note}", f"1x{c}x{h}x{wd}", 3 * 2 * c * c * 9 * h * wd,
-                      conv, conv, (randn(1, c, h, wd), w, b)))
-    x1 = cases[-1][-1][0]
+                      conv, conv, (randn(1, c, h, wd), w, b), least_bytes(c * h * wd, c * h * wd)))
+    x1 = cases[-1][5][0]                 # the input of the last convolution row
     cases.append(("max_pool 2x2", "x".join(map(str, x1.shape)), None,
-                  lambda F: lambda X: F.max_pool2d(X, 2), lambda tf: lambda X: tf.max_pool2d(X, 2), (x1,)))
+                  lambda F: lambda X: F.max_pool2d(X, 2), lambda tf: lambda X: tf.max_pool2d(X, 2), (x1,), None))
     gh, gw = max(1, 14 // s), max(1, 17 // s)
     cases.append(("conv_transpose k64 s32", f"1x3x{gh}x{gw} -> {32 * gh}x{32 * gw}",
                   3 * 2 * 3 * 3 * 64 * 64 * gh * gw, up, up,
-                  (randn(1, 3, gh, gw), randn(3, 3, 64, 64, scale=0.05), randn(3))))
+                  (randn(1, 3, gh, gw), randn(3, 3, 64, 64, scale=0.05), randn(3)),
+                  least_bytes(3 * gh * gw, 3 * 32 * gh * 32 * gw)))
     c_bn, h, wd = 512 // s, max(2, 25 // s), max(2, 31 // s)
     cases.append(("batch_norm (train)", f"2x{c_bn}x{h}x{wd}", None,
                   lambda F: bn(F, _ts_zeros, _ts_ones, c_bn), lambda tf: bn(tf, _th_zeros, _th_ones, c_bn),
-                  (randn(2, c_bn, h, wd), randn(c_bn), randn(c_bn))))
+                  (randn(2, c_bn, h, wd), randn(c_bn), randn(c_bn)), None))
     h, wd = 400 // s, 500 // s
     target = rng.integers(0, 3, (2, h, wd))
     cases.append(("cross_entropy", f"2x3x{h}x{wd}", None,
                   lambda F: lambda X: F.cross_entropy(X, _ts_tensor(target)),
-                  lambda tf: lambda X: tf.cross_entropy(X, _th_tensor(target)), (randn(2, 3, h, wd),)))
+                  lambda tf: lambda X: tf.cross_entropy(X, _th_tensor(target)), (randn(2, 3, h, wd),), None))
     return cases
 
 
@@ -130,7 +131,13 @@ def renet_case(np, rng, s=1):
     x = (rng.standard_normal((n, c, h, w)) * 0.5).astype(np.float32)
     steps = (w // 2) * (n * h // 2) * 2 + (h // 2) * (n * w // 2) * 2           # LSTM steps x sequences
     flops = 3 * 2 * 4 * d * (steps // 2 * (c * 4 + d) + steps // 2 * (2 * d + d))  # approx fwd+bwd GEMMs
-    return (f"renet sweep (2x2, d={d})", f"{n}x{c}x{h}x{w}", flops, params, x)
+    nbytes = least_bytes(x.size, n * 2 * d * (h // 2) * (w // 2))
+    return (f"renet sweep (2x2, d={d})", f"{n}x{c}x{h}x{w}", flops, params, x, nbytes)
+
+
+def least_bytes(x_size, y_size, itemsize=4):
+    """Bytes a forward + backward must move at the least: x, y, dy and dx, each once."""
+    return itemsize * 2 * (x_size + y_size)
 
 
 def wanted(args, name):
@@ -226,11 +233,12 @@ def worker(args):
         print(f"  {engine:8s} {name:<44} {shape:<24} {timing.median_ms(seconds):9.2f} ms", file=sys.stderr, flush=True)
 
     if "ops" in args.rows:
-        for name, shape, flops, ts_make, th_make, arrays in op_cases(np, rng, shrink):
+        for name, shape, flops, ts_make, th_make, arrays, nbytes in op_cases(np, rng, shrink):
             if wanted(args, name):
                 make = ts_make if engine == "tinyseg" else th_make
-                record(name, shape, flops, time_row(forward_backward(make(fn_of[engine]), arrays), args.repeats))
-        name, shape, flops, params, x = renet_case(np, rng, shrink)
+                record(name, shape, flops, time_row(forward_backward(make(fn_of[engine]), arrays), args.repeats),
+                       **({} if nbytes is None else {"nbytes": nbytes}))
+        name, shape, flops, params, x, nbytes = renet_case(np, rng, shrink)
         if wanted(args, name):
             if engine == "tinyseg":
                 ts_params = {k: tuple(ts.tensor(a, requires_grad=True, device=dev) for a in v)
@@ -240,7 +248,7 @@ def worker(args):
                 from torch_twin import TorchReNet
                 d, n_in = params["h_fwd"][1].shape[1], params["h_fwd"][0].shape[1]
                 fn = TorchReNet(n_in // 4, d).load_tinyseg(params).to(tdev)
-            record(name, shape, flops, time_row(forward_backward(fn, (x,)), args.repeats))
+            record(name, shape, flops, time_row(forward_backward(fn, (x,)), args.repeats), nbytes=nbytes)
 
     if "layers" in args.rows:
         for preset, batch, layers in (("small", 4, SMALL_LAYERS), ("paper", 1, PAPER_LAYERS)):
@@ -258,10 +266,9 @@ def worker(args):
                 else:
                     fn = lambda X, W, B: tf.relu(tf.conv2d(X, W, B, padding=1))               # noqa: E731
                 arrays = (x, weight, bias) if c_in > 1 else (x, weight, bias)
-                # bytes: x, y, dy and dx each read or written once, at the least
                 record(name, f"{batch}x{c_in}x{h}x{w}", 3 * 2 * batch * c_in * c_out * 9 * h * w,
                        time_row(forward_backward(fn, arrays), max(3, args.repeats // 2)),
-                       nbytes=4 * batch * h * w * 2 * (c_in + c_out))
+                       nbytes=least_bytes(batch * c_in * h * w, batch * c_out * h * w))
 
     if "model" in args.rows or "epoch" in args.rows:
         import model_bench
@@ -404,8 +411,9 @@ def _markdown(args, payload, rows, engines):
     machine = payload.get("machine")
     if machine:
         md += [f"Machine, measured in the tinyseg process: float32 GEMM {machine['sgemm_gflops']:.0f} GFLOP/s "
-               f"(numpy's BLAS, 1024^3), copy bandwidth {machine['copy_gbps']:.1f} GB/s. Floor of a layer row: its "
-               f"FLOPs at that GEMM rate plus x, y, dy and dx moved once at that bandwidth.", ""]
+               f"(numpy's BLAS, 1024^3), copy bandwidth {machine['copy_gbps']:.1f} GB/s. Floor of a row with a FLOP "
+               f"count: its FLOPs at that GEMM rate plus x, y, dy and dx moved once at that bandwidth (the "
+               f"ReNet row counts its GEMMs' FLOPs only).", ""]
     md += ["| row | shape | tinyseg ms | PyTorch ms | ratio [range] | GFLOP/s tinyseg / PyTorch | floor ms |",
            "|---|---|---|---|---|---|---|"]
     for r in rows:
