@@ -325,13 +325,13 @@ def conv3x3(x, w, bias, padding, relu):
     out_h, out_w = h + 2 * padding - 2, wd + 2 * padding - 2
     y = np.empty((n, c_out, out_h, out_w), dtype=x.dtype)
     w = np.ascontiguousarray(w, dtype=x.dtype)
-    bias = np.zeros(c_out, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
+    bias = np.zeros(0, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)   # empty: none
     group = channel_group(c_out, out_w + 2, x.itemsize)
     rows = band_rows(group, out_h, out_w + 2, x.itemsize, n)
     run = conv3x3_kernel(padding)
     for g0 in range(0, c_out, group):
         g = slice(g0, min(c_out, g0 + group))
-        run(x, w[g], bias[g], relu, rows, y[:, g])
+        run(x, w[g], bias[g] if bias.size else bias, relu, rows, y[:, g])
     return y
 
 
