@@ -38,7 +38,7 @@ import numpy as np
 from .. import cpu_runtime
 from ..autograd import Function
 from . import gpu
-from .cpu import direct, epilogue, row_gemm, workspace
+from .cpu import direct, epilogue, row_gemm, transposed_conv, workspace
 from .cpu import im2col as cpu_im2col
 
 # The most bytes of im2col columns one convolution builds at a time on the CPU, per buffer
@@ -290,7 +290,7 @@ class ConvTranspose2d(Function):
     Ho = (H - 1) * s - 2p + kh. Forward is conv2d's input-gradient computation (GEMM,
     then col2im onto the output canvas; the padding crop is implicit); on the CPU, kernels
     with long rows (H-ReNet's 64x64 upsampling) skip the columns and paint each kernel row
-    straight onto the output (``cpu/direct.py``). Backward: dx is an
+    straight onto the output (``cpu/transposed_conv.py``). Backward: dx is an
     ordinary convolution of dY with the same weights (W im2col(dY)), dW = x im2col(dY)^T,
     d bias = sum of dY over images and positions.
     """
@@ -319,7 +319,7 @@ class ConvTranspose2d(Function):
         out_shape = self.output_shape(x, weight, bias)
         if self.direct_cpu(weight):
             self.save(x=x, weight=weight)
-            return direct.conv_transpose2d(x, weight, bias, self.stride, self.padding, out_shape)
+            return transposed_conv.conv_transpose2d(x, weight, bias, self.stride, self.padding, out_shape)
         n, c_in, h, w = x.shape
         c_out, kh, kw = weight.shape[1:]
         self.save(x=x, weight=weight)                     # x itself, not its (C_in, N*H*W) copy
@@ -341,9 +341,9 @@ class ConvTranspose2d(Function):
         if self.direct_cpu(self.weight):
             gx = gw = None
             if self.needs_grad[0]:
-                gx = direct.conv_transpose2d_input_grad(gy, self.weight, self.stride, self.padding, self.x.shape)
+                gx = transposed_conv.conv_transpose2d_input_grad(gy, self.weight, self.stride, self.padding, self.x.shape)
             if self.needs_grad[1]:
-                gw = direct.conv_transpose2d_weight_grad(self.x, gy, self.stride, self.padding, self.weight.shape)
+                gw = transposed_conv.conv_transpose2d_weight_grad(self.x, gy, self.stride, self.padding, self.weight.shape)
             return with_bias_grad(self.needs_grad, gx, gw, lambda: gy.sum(axis=(0, 2, 3)))
         n, c_in, h, w = self.x.shape
         c_out, kh, kw = self.weight.shape[1:]
