@@ -237,7 +237,7 @@ def worker(args):
             if wanted(args, name):
                 make = ts_make if engine == "tinyseg" else th_make
                 record(name, shape, flops, time_row(forward_backward(make(fn_of[engine]), arrays), args.repeats),
-                       **({} if nbytes is None else {"nbytes": nbytes}))
+                       nbytes=nbytes)
         name, shape, flops, params, x, nbytes = renet_case(np, rng, shrink)
         if wanted(args, name):
             if engine == "tinyseg":
@@ -387,7 +387,7 @@ def _combine(per_round, engines):
         else:
             row["ratio"], row["ratio_range"] = None, None
         machine = per_round[0][engines[0]]["facts"].get("machine")
-        if machine and base["flops"] and "nbytes" in base:
+        if machine and base["flops"] and base.get("nbytes"):
             row["floor_ms"] = floor_ms(machine, base["flops"], base["nbytes"])
         row["tinyseg_gflops"] = round(base["flops"] / row["tinyseg_ms"] / 1e6, 1) if base["flops"] else None
         row["torch_gflops"] = (round(base["flops"] / row["torch_ms"] / 1e6, 1)

@@ -371,7 +371,8 @@ def weight_grad_flat(x, gz_flat, offset, out_h, padding):
     # one unit per thread at least
     part_bytes = c_out * x.shape[1] * 9 * 8
     units = max(threads, min(4 * threads, PARTS_BUDGET_BYTES // part_bytes))
-    rows = max(1, -(-out_h // -(-units // max(1, n))))
+    bands_per_image = -(-units // max(1, n))
+    rows = max(1, -(-out_h // bands_per_image))
     parts = np.empty((n * -(-out_h // rows), c_out, x.shape[1], 3, 3), dtype=np.float64)
     weight_grad_kernel(padding)(np.ascontiguousarray(x), gz_flat, offset, rows, parts)
     return parts.sum(axis=0).astype(x.dtype)
